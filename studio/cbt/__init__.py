@@ -1,0 +1,1 @@
+"""CBT domain knowledge: the twelve techniques and the counseling-dialogue format."""

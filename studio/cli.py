@@ -1,0 +1,248 @@
+"""The `studio` command line. Exit codes: 0 success, 1 failure while working, 2 bad usage or input.
+
+Start-up time matters for every command, so heavy modules (datasets, the LLM SDKs, torch) are
+imported inside the commands that need them, never at module level.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from studio import __version__
+from studio.errors import StudioError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEFAULT_DB = "studio.db"
+DEMO_DB = "studio-demo.db"
+MAX_PROBLEMS_SHOWN = 50
+
+
+def db_option(func: F) -> F:
+    return click.option(
+        "--db",
+        "db",
+        type=click.Path(dir_okay=False, path_type=Path),
+        envvar="STUDIO_DB",
+        default=DEFAULT_DB,
+        show_default=True,
+        show_envvar=True,
+        help="The SQLite database file (created with owner-only permissions).",
+    )(func)
+
+
+def handle_errors(func: F) -> F:
+    """Turn `StudioError`s into a one-line message on stderr and their exit code."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except StudioError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@contextmanager
+def open_store(db: Path) -> Iterator[Any]:
+    from studio.store import Store
+
+    try:
+        store = Store(db)
+    except OSError as exc:
+        raise StudioError(f"{db}: cannot open the database ({exc})") from exc
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+@click.group(
+    invoke_without_command=True,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.version_option(__version__, prog_name="CBT Studio")
+@db_option
+@click.pass_context
+def cli(ctx: click.Context, db: Path) -> None:
+    """CBT Studio: synthesize, review and train on CBT counseling dialogues.
+
+    Run `studio demo` to try it on a small demo database, offline.
+    """
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(stats, db=db, as_json=False)
+
+
+@cli.command("import")
+@click.argument("paths", nargs=-1, required=True)
+@db_option
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["auto", "patternreframe", "seeds", "cactus"]),
+    default="auto",
+    show_default=True,
+    help="Input format; auto decides per file from its first row.",
+)
+@click.option(
+    "--status",
+    type=click.Choice(["accepted"]),
+    default=None,
+    help="Mark imported CACTUS rows as already reviewed (one event per record).",
+)
+@click.option("--reviewer", default=None, help="Who reviewed them (with --status accepted).")
+@click.option("--strict", is_flag=True, help="Import nothing and exit 2 if any row is bad.")
+@handle_errors
+def import_cmd(
+    paths: tuple[str, ...],
+    db: Path,
+    fmt: str,
+    status: str | None,
+    reviewer: str | None,
+    strict: bool,
+) -> None:
+    """Import seeds or CACTUS rows from files, `save_to_disk` folders or hub ids.
+
+    PATHS are JSONL / JSON / CSV / parquet files, dataset folders, or Hugging Face hub ids
+    (owner/name; needs the network or a cached copy). Bad rows are reported as FILE:LINE and
+    skipped; the good rows are imported. Content already in the database is skipped.
+    """
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from studio.ingest import StrictImportError, import_sources
+    from studio.ingest.readers import Source
+
+    accepted_by = None
+    if status == "accepted":
+        accepted_by = reviewer or _default_reviewer()
+    err = Console(stderr=True)
+    bar = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    )
+
+    def progress_for(source: Source) -> Callable[[int, int], None]:
+        task = bar.add_task(Path(source.label).name, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        return update
+
+    with open_store(db) as store, bar:
+        try:
+            report = import_sources(
+                store, paths, fmt=fmt, accepted_by=accepted_by, strict=strict, progress=progress_for
+            )
+        except StrictImportError as exc:
+            _print_problems(exc.report.problems)
+            raise
+    _print_problems(report.problems)
+    click.echo(report.summary())
+
+
+def _print_problems(problems: list[Any]) -> None:
+    for problem in problems[:MAX_PROBLEMS_SHOWN]:
+        click.echo(str(problem), err=True)
+    if len(problems) > MAX_PROBLEMS_SHOWN:
+        click.echo(f"… and {len(problems) - MAX_PROBLEMS_SHOWN} more bad rows", err=True)
+
+
+@cli.command()
+@click.argument("out", type=click.Path(dir_okay=True, path_type=Path))
+@db_option
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["cactus-jsonl", "sft-jsonl", "hf"]),
+    default="cactus-jsonl",
+    show_default=True,
+)
+@click.option(
+    "--include-notes", is_flag=True, help="Add the reviewers' notes (left out by default)."
+)
+@handle_errors
+def export(out: Path, db: Path, fmt: str, include_notes: bool) -> None:
+    """Export accepted records (edited text wins over the LLM original) to OUT."""
+    from studio.export import export_records
+
+    with open_store(db) as store:
+        count = export_records(store, out, fmt=fmt, include_notes=include_notes)
+    click.echo(f"exported {count} accepted records to {out}")
+
+
+@cli.command()
+@db_option
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
+@handle_errors
+def stats(db: Path, as_json: bool) -> None:
+    """Counts of seeds, records, stages and training runs per status."""
+    import json
+
+    with open_store(db) as store:
+        data = store.stats()
+        techniques = {} if as_json else store.technique_counts()
+    if as_json:
+        click.echo(json.dumps(data))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.print(f"[bold]{db}[/]: {data['seeds']} seeds")
+    for title, counts in (
+        ("Records", data["records"]),
+        ("Stages", data["stages"]),
+        ("Techniques", techniques),
+        ("Training runs", data["runs"]),
+    ):
+        table = Table(title=title, title_justify="left")
+        table.add_column("status" if title != "Techniques" else "technique")
+        table.add_column("count", justify="right")
+        for key, value in counts.items():
+            table.add_row(key, str(value))
+        console.print(table)
+
+
+@cli.command()
+@click.option(
+    "--db",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=DEMO_DB,
+    show_default=True,
+    help="Where to create the demo database (STUDIO_DB is ignored, to keep real data apart).",
+)
+@handle_errors
+def demo(db: Path) -> None:
+    """Create (once) a demo database with hand-written records, then open the studio on it."""
+    from studio.demo import build_demo
+
+    with open_store(db) as store:
+        created = build_demo(store)
+    click.echo(f"{'created' if created else 'using'} demo database {db}")
+    cli.main(["stats", "--db", str(db)], standalone_mode=False)
+
+
+def _default_reviewer() -> str:
+    import getpass
+    import os
+
+    return os.environ.get("STUDIO_REVIEWER") or getpass.getuser()
+
+
+def main() -> None:
+    cli(prog_name="studio")

@@ -1,0 +1,273 @@
+"""Read rows out of files and datasets, each with the place it came from (`FILE:LINE`).
+
+A reader never stops at a bad row: it yields a `BadRow` with the reason and goes on, so one broken
+line never costs the good ones around it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from studio.errors import BadInputError
+
+Progress = Callable[[int, int], None]
+"""Called with (done, total) in the reader's own unit (bytes or rows)."""
+
+FILE_SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".parquet")
+_HUB_ID = re.compile(r"^(?:hf://)?[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+@dataclass(frozen=True, slots=True)
+class RawRow:
+    where: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class BadRow:
+    where: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.reason}"
+
+
+Row = RawRow | BadRow
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where rows come from: a file, a `save_to_disk` folder, or a Hugging Face hub id."""
+
+    kind: str  # jsonl | json | csv | parquet | hf-folder | hub
+    location: str
+
+    @property
+    def label(self) -> str:
+        return self.location
+
+
+def resolve_source(spec: str) -> Source:
+    """Decide what `spec` is; a missing or unreadable path is a `BadInputError` naming it."""
+    path = Path(spec)
+    if path.exists():
+        if path.is_dir():
+            if (path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists():
+                return Source("hf-folder", spec)
+            raise BadInputError(f"{spec}: is a folder but not a dataset saved with save_to_disk")
+        suffix = path.suffix.lower()
+        kind = {
+            ".jsonl": "jsonl",
+            ".ndjson": "jsonl",
+            ".json": "json",
+            ".csv": "csv",
+            ".parquet": "parquet",
+        }.get(suffix)
+        if kind is None:
+            raise BadInputError(
+                f"{spec}: unknown file type {suffix or '(none)'!r}; expected one of {', '.join(FILE_SUFFIXES)}"
+            )
+        try:
+            with path.open("rb") as fh:
+                fh.read(1)
+        except OSError as exc:
+            raise BadInputError(f"{spec}: cannot read file ({exc.strerror})") from exc
+        return Source(kind, spec)
+    if _HUB_ID.match(spec) and not spec.lower().endswith(FILE_SUFFIXES):
+        return Source("hub", spec.removeprefix("hf://"))
+    raise BadInputError(f"{spec}: no such file")
+
+
+def read_rows(source: Source, progress: Progress | None = None) -> Iterator[Row]:
+    readers: dict[str, Callable[[str, Progress | None], Iterator[Row]]] = {
+        "jsonl": read_jsonl,
+        "json": read_json_array,
+        "csv": read_csv,
+        "parquet": read_parquet,
+        "hf-folder": read_hf_folder,
+        "hub": read_hub,
+    }
+    return readers[source.kind](source.location, progress)
+
+
+def read_jsonl(path: str, progress: Progress | None = None) -> Iterator[Row]:
+    total = Path(path).stat().st_size
+    done = 0
+    with Path(path).open("rb") as fh:
+        for number, line in enumerate(fh, start=1):
+            done += len(line)
+            if progress is not None and number % 2000 == 0:
+                progress(done, total)
+            if not line.strip():
+                continue
+            where = f"{path}:{number}"
+            try:
+                obj = orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
+                yield BadRow(where, _json_reason(line, exc))
+                continue
+            if not isinstance(obj, dict):
+                yield BadRow(where, f"expected a JSON object, got {type_name(obj)}")
+                continue
+            yield RawRow(where, obj)
+    if progress is not None:
+        progress(total, total)
+
+
+def read_json_array(path: str, progress: Progress | None = None) -> Iterator[Row]:
+    """A JSON array of objects (or one object); each element's line is reported for errors."""
+    raw = Path(path).read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        yield BadRow(f"{path}:{line}", f"invalid UTF-8 (byte {exc.start}); the file was not read")
+        return
+    decoder = json.JSONDecoder()
+    index = _skip_ws(text, 0)
+    if index < len(text) and text[index] == "{":
+        text = f"[{text}]"
+        index = 0
+    if index >= len(text) or text[index] != "[":
+        yield BadRow(f"{path}:1", "expected a JSON array of objects")
+        return
+    index = _skip_ws(text, index + 1)
+    count = 0
+    while index < len(text) and text[index] != "]":
+        line = text.count("\n", 0, index) + 1
+        try:
+            obj, index = decoder.raw_decode(text, index)
+        except json.JSONDecodeError as exc:
+            yield BadRow(
+                f"{path}:{exc.lineno}",
+                f"invalid JSON ({exc.msg}); the rest of the file was not read",
+            )
+            return
+        count += 1
+        if isinstance(obj, dict):
+            yield RawRow(f"{path}:{line}", obj)
+        else:
+            yield BadRow(f"{path}:{line}", f"expected a JSON object, got {type_name(obj)}")
+        index = _skip_ws(text, index)
+        if index < len(text) and text[index] == ",":
+            index = _skip_ws(text, index + 1)
+    if progress is not None:
+        progress(count, count)
+
+
+def read_csv(path: str, progress: Progress | None = None) -> Iterator[Row]:
+    with Path(path).open(encoding="utf-8", errors="surrogateescape", newline="") as fh:
+        reader = csv.DictReader(fh)
+        start = reader.line_num + 1
+        for record in reader:
+            where = f"{path}:{start}"
+            start = reader.line_num + 1
+            if any(isinstance(v, str) and _has_surrogates(v) for v in record.values()):
+                yield BadRow(where, "invalid UTF-8")
+                continue
+            if None in record:
+                yield BadRow(where, "more cells than header columns")
+                continue
+            data = {k: v for k, v in record.items() if k is not None}
+            if all(v in ("", None) for v in data.values()):
+                continue
+            yield RawRow(where, data)
+
+
+def read_parquet(path: str, progress: Progress | None = None) -> Iterator[Row]:
+    import pyarrow.parquet as pq
+
+    try:
+        file = pq.ParquetFile(path)
+    except Exception as exc:
+        raise BadInputError(f"{path}: not a readable parquet file ({exc})") from exc
+    total = file.metadata.num_rows
+    number = 0
+    for batch in file.iter_batches(batch_size=2000):
+        for obj in batch.to_pylist():
+            number += 1
+            yield RawRow(f"{path}:row {number}", obj)
+        if progress is not None:
+            progress(number, total)
+
+
+def read_hf_folder(path: str, progress: Progress | None = None) -> Iterator[Row]:
+    from datasets import Dataset, DatasetDict, load_from_disk
+
+    try:
+        loaded = load_from_disk(path)
+    except Exception as exc:
+        raise BadInputError(f"{path}: cannot load the saved dataset ({exc})") from exc
+    splits: dict[str, Dataset] = dict(loaded) if isinstance(loaded, DatasetDict) else {"": loaded}
+    yield from _dataset_rows(path, splits, progress)
+
+
+def read_hub(dataset_id: str, progress: Progress | None = None) -> Iterator[Row]:
+    from datasets import Dataset, DatasetDict, load_dataset
+
+    try:
+        loaded = load_dataset(dataset_id)
+    except Exception as exc:
+        raise BadInputError(
+            f"{dataset_id}: could not load this Hugging Face hub dataset "
+            f"({type(exc).__name__}: {exc}). Hub ids need a network connection or a copy in the "
+            "local datasets cache; offline, import a local file or a folder saved with save_to_disk."
+        ) from exc
+    splits: dict[str, Dataset] = dict(loaded) if isinstance(loaded, DatasetDict) else {"": loaded}
+    yield from _dataset_rows(dataset_id, splits, progress)
+
+
+def _dataset_rows(label: str, splits: dict[str, Any], progress: Progress | None) -> Iterator[Row]:
+    total = sum(len(split) for split in splits.values())
+    done = 0
+    for name, split in splits.items():
+        prefix = f"{label}[{name}]" if name else label
+        for number, obj in enumerate(split, start=1):
+            done += 1
+            yield RawRow(f"{prefix}:row {number}", dict(obj))
+            if progress is not None and done % 2000 == 0:
+                progress(done, total)
+    if progress is not None:
+        progress(total, total)
+
+
+def _json_reason(line: bytes, exc: orjson.JSONDecodeError) -> str:
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError as uexc:
+        return f"invalid UTF-8 (byte {uexc.start} of the line)"
+    return f"invalid JSON ({exc.msg})"
+
+
+def _skip_ws(text: str, index: int) -> int:
+    while index < len(text) and text[index] in " \t\r\n":
+        index += 1
+    return index
+
+
+def _has_surrogates(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def type_name(value: Any) -> str:
+    return {
+        dict: "an object",
+        list: "an array",
+        str: "a string",
+        int: "a number",
+        float: "a number",
+        bool: "true/false",
+        type(None): "null",
+    }.get(type(value), type(value).__name__)

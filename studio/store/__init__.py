@@ -1,0 +1,5 @@
+"""The SQLite store (sqlite-utils) and its migrations."""
+
+from studio.store.store import AddResult, PreparedRow, RecordView, StageView, Store, prepare_row
+
+__all__ = ["AddResult", "PreparedRow", "RecordView", "StageView", "Store", "prepare_row"]

@@ -1,0 +1,648 @@
+"""The SQLite store: seeds, records, stages, the audit log, the LLM cache and training runs.
+
+All SQL of CBT Studio lives here. The store is safe to share between the review app, a running
+`studio synth` and a training run: WAL mode, a busy timeout and short IMMEDIATE transactions.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import sqlite_utils
+
+from studio.cbt.techniques import normalize_technique
+from studio.model import (
+    STAGES,
+    CactusRow,
+    RecordStatus,
+    Seed,
+    Stage,
+    StageStatus,
+    record_status,
+)
+from studio.store.migrations import migrate
+
+BUSY_TIMEOUT_S = 30.0
+PAGE_SIZE = 16384
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+@dataclass(frozen=True, slots=True)
+class StageView:
+    record_id: int
+    stage: Stage
+    status: StageStatus
+    original_text: str | None
+    edited_text: str | None
+    note: str = ""
+    error: str = ""
+    model: str = ""
+    prompt_hash: str = ""
+    template_version: str = ""
+    tokens_in: int = 0
+    tokens_out: int = 0
+    latency_ms: int = 0
+    updated_at: str = ""
+
+    @property
+    def text(self) -> str:
+        """The current text: the reviewer's edit if there is one, else the original."""
+        if self.edited_text is not None:
+            return self.edited_text
+        return self.original_text or ""
+
+
+@dataclass(frozen=True, slots=True)
+class SeedView:
+    id: int
+    seed: Seed
+
+
+@dataclass(frozen=True, slots=True)
+class RecordView:
+    id: int
+    seed_id: int
+    seed: Seed
+    status: RecordStatus
+    mode: str
+    attempt: int
+    attitude: str
+    technique: str
+    note: str
+    last_reviewer: str
+    created_at: str
+    updated_at: str
+    stages: dict[Stage, StageView] = field(default_factory=dict)
+
+    def text(self, stage: Stage) -> str:
+        return self.stages[stage].text
+
+
+@dataclass(frozen=True, slots=True)
+class AddResult:
+    seeds_added: int
+    records_added: int
+    duplicates: int
+    record_ids: tuple[int, ...]
+
+
+def create_private_file(path: Path) -> None:
+    """Create an empty database file readable by its owner only (clinical data)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        return
+    os.close(fd)
+
+
+class Store:
+    """One connection to a CBT Studio database. Use one Store per thread."""
+
+    def __init__(self, path: str | Path, *, clock: Clock = utc_now) -> None:
+        self.path = Path(path)
+        self.clock = clock
+        if str(path) != ":memory:":
+            create_private_file(self.path)
+        conn = sqlite3.connect(
+            str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+        )
+        # Stage texts are kilobytes long: 16 KiB pages keep most of them off overflow chains
+        # (a third faster on a CACTUS-sized import). Only takes effect on a new, empty file.
+        conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
+        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        self.conn = conn
+        self.db = sqlite_utils.Database(conn)
+        self._lock = threading.RLock()
+        self._depth = 0
+        self.schema_version = migrate(conn, self.now())
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def now(self) -> str:
+        return self.clock().isoformat(timespec="milliseconds")
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """An IMMEDIATE write transaction; nested uses join the outer one."""
+        with self._lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield self.conn
+                finally:
+                    self._depth -= 1
+                return
+            self.conn.execute("BEGIN IMMEDIATE")
+            self._depth = 1
+            try:
+                yield self.conn
+            except BaseException:
+                self._depth = 0
+                self.conn.execute("ROLLBACK")
+                raise
+            self._depth = 0
+            self.conn.execute("COMMIT")
+
+    def log_event(
+        self,
+        action: str,
+        *,
+        reviewer: str = "",
+        record_id: int | None = None,
+        stage: Stage | None = None,
+        before: Any = None,
+        after: Any = None,
+        detail: str = "",
+    ) -> int:
+        with self.transaction() as conn:
+            cur = conn.execute(
+                "INSERT INTO events (ts, reviewer, action, record_id, stage, before, after, detail)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    self.now(),
+                    reviewer,
+                    action,
+                    record_id,
+                    stage.value if stage else None,
+                    None if before is None else _dumps(before),
+                    None if after is None else _dumps(after),
+                    detail,
+                ),
+            )
+            return int(cur.lastrowid or 0)
+
+    # -- adding seeds and records ---------------------------------------------------------------
+
+    def add_rows(
+        self,
+        rows: Sequence[Seed | CactusRow | PreparedRow],
+        *,
+        source: str = "",
+        accepted_by: str | None = None,
+    ) -> AddResult:
+        """Add seeds and CACTUS rows in one transaction, skipping content already stored.
+
+        A CACTUS row becomes a seed plus a record whose present stages are `generated` (or
+        `accepted` when `accepted_by` names a reviewer; one event per record), empty ones
+        `pending`, and an unknown technique or malformed dialogue `invalid` with the reason.
+        """
+        now = self.now()
+        seeds_added = records_added = duplicates = 0
+        record_ids: list[int] = []
+        prepared = [r if isinstance(r, PreparedRow) else prepare_row(r) for r in rows]
+        with self.transaction() as conn:
+            seed_ids = self._ids_by_key(
+                conn, "seeds", "content_hash", [p.seed_key for p in prepared]
+            )
+            next_seed = (
+                int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM seeds").fetchone()[0]) + 1
+            )
+            next_record = (
+                int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM records").fetchone()[0]) + 1
+            )
+            known_records = set(
+                self._ids_by_key(
+                    conn, "records", "dedupe_key", [p.record_key for p in prepared if p.record_key]
+                )
+            )
+            new_seeds: list[tuple[Any, ...]] = []
+            new_records: list[tuple[Any, ...]] = []
+            new_stages: list[tuple[Any, ...]] = []
+            new_events: list[tuple[Any, ...]] = []
+            for item in prepared:
+                row, seed, key, record_key = item.row, item.seed, item.seed_key, item.record_key
+                if key not in seed_ids:
+                    seed_ids[key] = next_seed
+                    next_seed += 1
+                    seeds_added += 1
+                    new_seeds.append(
+                        (
+                            seed_ids[key],
+                            key,
+                            seed.persona,
+                            seed.thought,
+                            _dumps(list(seed.patterns)),
+                            _dumps(list(seed.reframes)),
+                            seed.source or source,
+                            now,
+                        )
+                    )
+                elif not isinstance(row, CactusRow):
+                    duplicates += 1
+                if not isinstance(row, CactusRow):
+                    continue
+                if record_key in known_records:
+                    duplicates += 1
+                    continue
+                known_records.add(record_key)
+                record_id = next_record
+                next_record += 1
+                records_added += 1
+                record_ids.append(record_id)
+                statuses: list[StageStatus] = []
+                technique = ""
+                for stage, (status, error, normalized) in zip(STAGES, item.checks, strict=True):
+                    text = row.stages.get(stage, "")
+                    if normalized:
+                        technique = normalized
+                    if accepted_by is not None and status is StageStatus.GENERATED:
+                        status = StageStatus.ACCEPTED
+                    statuses.append(status)
+                    new_stages.append(
+                        (
+                            record_id,
+                            stage.value,
+                            stage.position,
+                            status.value,
+                            text or None,
+                            error,
+                            now,
+                        )
+                    )
+                rstatus = record_status(statuses, rejected=False)
+                new_records.append(
+                    (
+                        record_id,
+                        seed_ids[key],
+                        record_key,
+                        rstatus.value,
+                        row.attitude,
+                        technique,
+                        source,
+                        accepted_by or "",
+                        now,
+                        now,
+                    )
+                )
+                if accepted_by is not None:
+                    new_events.append(
+                        (
+                            now,
+                            accepted_by,
+                            "accept_import",
+                            record_id,
+                            None,
+                            _dumps({"status": rstatus}),
+                            source,
+                        )
+                    )
+            conn.executemany(
+                "INSERT INTO seeds (id, content_hash, persona, thought, patterns, reframes, source,"
+                " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                new_seeds,
+            )
+            conn.executemany(
+                "INSERT INTO records (id, seed_id, dedupe_key, status, attitude, technique, source,"
+                " last_reviewer, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                new_records,
+            )
+            conn.executemany(
+                "INSERT INTO stages (record_id, name, position, status, original_text, error,"
+                " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                new_stages,
+            )
+            conn.executemany(
+                "INSERT INTO events (ts, reviewer, action, record_id, stage, after, detail)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                new_events,
+            )
+        return AddResult(seeds_added, records_added, duplicates, tuple(record_ids))
+
+    @staticmethod
+    def _ids_by_key(
+        conn: sqlite3.Connection, table: str, column: str, keys: list[str]
+    ) -> dict[str, int]:
+        found: dict[str, int] = {}
+        for chunk in _chunks(keys, 900):
+            marks = ",".join("?" * len(chunk))
+            found.update(
+                conn.execute(f"SELECT {column}, id FROM {table} WHERE {column} IN ({marks})", chunk)
+            )
+        return found
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def seed(self, seed_id: int) -> Seed:
+        row = self.conn.execute(
+            "SELECT persona, thought, patterns, reframes, source FROM seeds WHERE id = ?",
+            (seed_id,),
+        ).fetchone()
+        if row is None:
+            raise KeyError(f"no seed {seed_id}")
+        return _seed_from_row(row)
+
+    def record(self, record_id: int) -> RecordView:
+        row = self.conn.execute(_RECORD_SELECT + " WHERE r.id = ?", (record_id,)).fetchone()
+        if row is None:
+            raise KeyError(f"no record {record_id}")
+        return self._record_views([row])[0]
+
+    def records(
+        self, where: str = "", params: Sequence[Any] = (), *, batch: int = 500
+    ) -> Iterator[RecordView]:
+        """Iterate records (with seeds and stages) in id order, `batch` at a time."""
+        last = 0
+        clause = f" AND ({where})" if where else ""
+        while True:
+            rows = self.conn.execute(
+                _RECORD_SELECT + f" WHERE r.id > ?{clause} ORDER BY r.id LIMIT ?",
+                (last, *params, batch),
+            ).fetchall()
+            if not rows:
+                return
+            yield from self._record_views(rows)
+            last = rows[-1][0]
+
+    def accepted_records(self) -> Iterator[RecordView]:
+        return self.records("r.status = ?", (RecordStatus.ACCEPTED.value,))
+
+    def _record_views(self, rows: list[Any]) -> list[RecordView]:
+        ids = [row[0] for row in rows]
+        stages: dict[int, dict[Stage, StageView]] = {i: {} for i in ids}
+        for chunk in _chunks(ids, 900):
+            marks = ",".join("?" * len(chunk))
+            for srow in self.conn.execute(
+                f"SELECT {_STAGE_COLUMNS} FROM stages WHERE record_id IN ({marks})"
+                " ORDER BY record_id, position",
+                chunk,
+            ):
+                view = _stage_from_row(srow)
+                stages[view.record_id][view.stage] = view
+        return [
+            RecordView(
+                id=row[0],
+                seed_id=row[1],
+                status=RecordStatus(row[2]),
+                mode=row[3],
+                attempt=row[4],
+                attitude=row[5],
+                technique=row[6],
+                note=row[7],
+                last_reviewer=row[8],
+                created_at=row[9],
+                updated_at=row[10],
+                seed=_seed_from_row(row[11:16]),
+                stages=stages[row[0]],
+            )
+            for row in rows
+        ]
+
+    def stage(self, record_id: int, stage: Stage) -> StageView:
+        row = self.conn.execute(
+            f"SELECT {_STAGE_COLUMNS} FROM stages WHERE record_id = ? AND name = ?",
+            (record_id, stage.value),
+        ).fetchone()
+        if row is None:
+            raise KeyError(f"record {record_id} has no stage {stage.value}")
+        return _stage_from_row(row)
+
+    # -- reviewer decisions ---------------------------------------------------------------------
+
+    def decide_stage(
+        self,
+        record_id: int,
+        stage: Stage,
+        status: StageStatus,
+        *,
+        reviewer: str,
+        note: str = "",
+    ) -> RecordStatus:
+        """Accept or reject one stage; one event with the before/after snapshot."""
+        if status not in (StageStatus.ACCEPTED, StageStatus.REJECTED):
+            raise ValueError(f"a reviewer decides accepted or rejected, not {status}")
+        with self.transaction() as conn:
+            before = self.stage(record_id, stage)
+            if before.original_text is None and before.edited_text is None:
+                raise ValueError(f"{stage.label} of record {record_id} has no text to decide on")
+            conn.execute(
+                "UPDATE stages SET status = ?, note = ?, updated_at = ? WHERE record_id = ? AND name = ?",
+                (status.value, note, self.now(), record_id, stage.value),
+            )
+            self.log_event(
+                _ACTION[status],
+                reviewer=reviewer,
+                record_id=record_id,
+                stage=stage,
+                before=_snapshot(before),
+                after={"status": status.value, "edited_text": before.edited_text, "note": note},
+            )
+            return self._refresh_status(record_id, reviewer)
+
+    def edit_stage(
+        self, record_id: int, stage: Stage, text: str, *, reviewer: str, note: str = ""
+    ) -> RecordStatus:
+        """Save a reviewer's text as `edited`; the original text is never touched."""
+        with self.transaction() as conn:
+            before = self.stage(record_id, stage)
+            error = ""
+            if stage is Stage.CBT_TECHNIQUE:
+                normalized = normalize_technique(text)
+                if normalized is None:
+                    raise ValueError(f"{text!r} is not one of the 12 CBT techniques")
+                text = normalized
+                conn.execute("UPDATE records SET technique = ? WHERE id = ?", (text, record_id))
+            conn.execute(
+                "UPDATE stages SET status = ?, edited_text = ?, note = ?, error = ?, updated_at = ?"
+                " WHERE record_id = ? AND name = ?",
+                (StageStatus.EDITED.value, text, note, error, self.now(), record_id, stage.value),
+            )
+            self.log_event(
+                "edit",
+                reviewer=reviewer,
+                record_id=record_id,
+                stage=stage,
+                before=_snapshot(before),
+                after={"status": StageStatus.EDITED.value, "edited_text": text, "note": note},
+            )
+            return self._refresh_status(record_id, reviewer)
+
+    def reject_record(self, record_id: int, *, reviewer: str, reason: str = "") -> RecordStatus:
+        with self.transaction() as conn:
+            before = self.record(record_id)
+            conn.execute(
+                "UPDATE records SET rejected = 1, note = ? WHERE id = ?", (reason, record_id)
+            )
+            self.log_event(
+                "reject_record",
+                reviewer=reviewer,
+                record_id=record_id,
+                before={"status": before.status.value, "note": before.note},
+                after={"status": RecordStatus.REJECTED.value, "note": reason},
+            )
+            return self._refresh_status(record_id, reviewer)
+
+    def _refresh_status(self, record_id: int, reviewer: str = "") -> RecordStatus:
+        """Recompute a record's status from its stages (the rule lives in `studio.model`)."""
+        conn = self.conn
+        rejected = conn.execute(
+            "SELECT rejected FROM records WHERE id = ?", (record_id,)
+        ).fetchone()
+        if rejected is None:
+            raise KeyError(f"no record {record_id}")
+        statuses = [
+            StageStatus(s)
+            for (s,) in conn.execute(
+                "SELECT status FROM stages WHERE record_id = ? ORDER BY position", (record_id,)
+            )
+        ]
+        status = record_status(statuses, rejected=bool(rejected[0]))
+        conn.execute(
+            "UPDATE records SET status = ?, updated_at = ?,"
+            " last_reviewer = CASE WHEN ? != '' THEN ? ELSE last_reviewer END WHERE id = ?",
+            (status.value, self.now(), reviewer, reviewer, record_id),
+        )
+        return status
+
+    # -- summaries ---------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """Counts in the shape of `studio stats --json` (every known status present, zeros too)."""
+
+        def counts(sql: str, statuses: Sequence[str]) -> dict[str, int]:
+            found = dict(self.conn.execute(sql).fetchall())
+            return {s: int(found.pop(s, 0)) for s in statuses} | {
+                k: int(v) for k, v in found.items()
+            }
+
+        return {
+            "seeds": int(self.conn.execute("SELECT COUNT(*) FROM seeds").fetchone()[0]),
+            "records": counts(
+                "SELECT status, COUNT(*) FROM records GROUP BY status",
+                [s.value for s in RecordStatus],
+            ),
+            "stages": counts(
+                "SELECT status, COUNT(*) FROM stages GROUP BY status",
+                [s.value for s in StageStatus],
+            ),
+            "runs": counts(
+                "SELECT status, COUNT(*) FROM runs GROUP BY status",
+                ["running", "completed", "stopped", "failed"],
+            ),
+        }
+
+    def technique_counts(self) -> dict[str, int]:
+        return {
+            t or "(none)": int(n)
+            for t, n in self.conn.execute(
+                "SELECT technique, COUNT(*) FROM records GROUP BY technique ORDER BY COUNT(*) DESC"
+            )
+        }
+
+
+_ACTION = {StageStatus.ACCEPTED: "accept", StageStatus.REJECTED: "reject"}
+
+_RECORD_SELECT = (
+    "SELECT r.id, r.seed_id, r.status, r.mode, r.attempt, r.attitude, r.technique, r.note,"
+    " r.last_reviewer, r.created_at, r.updated_at,"
+    " s.persona, s.thought, s.patterns, s.reframes, s.source"
+    " FROM records r JOIN seeds s ON s.id = r.seed_id"
+)
+_STAGE_COLUMNS = (
+    "record_id, name, status, original_text, edited_text, note, error, model, prompt_hash,"
+    " template_version, tokens_in, tokens_out, latency_ms, updated_at"
+)
+
+
+def _seed_from_row(row: Sequence[Any]) -> Seed:
+    return Seed(
+        persona=row[0],
+        thought=row[1],
+        patterns=tuple(orjson.loads(row[2])),
+        reframes=tuple(orjson.loads(row[3])),
+        source=row[4],
+    )
+
+
+def _stage_from_row(row: Sequence[Any]) -> StageView:
+    return StageView(
+        record_id=row[0],
+        stage=Stage(row[1]),
+        status=StageStatus(row[2]),
+        original_text=row[3],
+        edited_text=row[4],
+        note=row[5],
+        error=row[6],
+        model=row[7],
+        prompt_hash=row[8],
+        template_version=row[9],
+        tokens_in=row[10],
+        tokens_out=row[11],
+        latency_ms=row[12],
+        updated_at=row[13],
+    )
+
+
+def _snapshot(view: StageView) -> dict[str, Any]:
+    return {"status": view.status.value, "edited_text": view.edited_text, "note": view.note}
+
+
+def _imported_stage_status(stage: Stage, text: str) -> tuple[StageStatus, str, str]:
+    """Status, error and (for the technique) the normalized name of an imported stage text.
+
+    Present stages arrive `generated` (awaiting review). Only the technique is checked here,
+    because the queue filters on it; dialogues are checked where they are read (review, training).
+    """
+    if not text.strip():
+        return StageStatus.PENDING, "", ""
+    if stage is Stage.CBT_TECHNIQUE:
+        normalized = normalize_technique(text)
+        if normalized is None:
+            return StageStatus.INVALID, "names none of the 12 CBT techniques", ""
+        return StageStatus.GENERATED, "", normalized
+    return StageStatus.GENERATED, "", ""
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedRow:
+    """A row with its hashes and stage checks computed, ready for `Store.add_rows`.
+
+    Preparing is pure CPU work with no database access (a caller may do it ahead of time).
+    """
+
+    row: Seed | CactusRow
+    seed: Seed
+    seed_key: str
+    record_key: str = ""
+    checks: tuple[tuple[StageStatus, str, str], ...] = ()
+
+
+def prepare_row(row: Seed | CactusRow) -> PreparedRow:
+    if not isinstance(row, CactusRow):
+        return PreparedRow(row, row, row.content_hash)
+    checks = tuple(_imported_stage_status(stage, row.stages.get(stage, "")) for stage in STAGES)
+    return PreparedRow(row, row.seed, row.seed.content_hash, row.content_hash, checks)
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from studio.cli import cli
+from studio.store import Store
+
+DIALOGUE = "\n".join(
+    [
+        "Counselor: Hi Sam, what brings you in today?",
+        "Client (sighs): I keep thinking I'll fail my exam.",
+        "Counselor:What makes that feel so certain?",
+        "Client: I failed a quiz last week.",
+        "Counselor: What happened on the quizzes before that one?",
+        "Client: I passed them, mostly with good marks.",
+        "Counselor: Let's write that down as evidence. Shall we meet next week?",
+    ]
+)
+
+
+def cactus_row(n: int = 0, **overrides: Any) -> dict[str, Any]:
+    row = {
+        "thought": f"I will fail my exam no matter what I do ({n}).",
+        "patterns": "fortune telling, catastrophizing",
+        "intake_form": f"1. Basic Information\nName: Sam {n}\nAge: 20",
+        "cbt_technique": "Decatastrophizing",
+        "cbt_plan": "1. Identify the fear.\n2. Estimate likelihoods.\n3. Plan coping steps.",
+        "attitude": "neutral",
+        "dialogue": DIALOGUE,
+    }
+    row.update(overrides)
+    return row
+
+
+def seed_row(n: int = 0, **overrides: Any) -> dict[str, Any]:
+    row = {
+        "persona": f"I am a student, number {n}.",
+        "thought": f"Everyone in class thinks I'm stupid ({n}).",
+        "patterns": ["Mind reading", "Labeling"],
+        "reframes": ["I can't know what they think.", "Asking questions is how people learn."],
+    }
+    row.update(overrides)
+    return row
+
+
+def write_jsonl(path: Path, rows: list[Any]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+class FixedClock:
+    """A clock that ticks one second per reading, for deterministic timestamps."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        self.now += timedelta(seconds=1)
+        return self.now
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "studio.db"
+
+
+@pytest.fixture
+def store(db_path: Path) -> Iterator[Store]:
+    with Store(db_path, clock=FixedClock()) as s:
+        yield s
+
+
+@pytest.fixture
+def run(db_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Run the real CLI in-process against the test database; returns click's Result."""
+    monkeypatch.delenv("STUDIO_DB", raising=False)
+
+    def invoke(*args: str, db: bool = True) -> Result:
+        argv = [*args, "--db", str(db_path)] if db else list(args)
+        return CliRunner().invoke(cli, argv, catch_exceptions=False)
+
+    return invoke

@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+from typing import Any
+
+from studio.model import CACTUS_COLUMNS, Stage, StageStatus
+from studio.store import Store
+from tests.conftest import cactus_row, write_jsonl
+
+
+def _read(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_import_accept_export_round_trips(run, tmp_path: Path) -> None:
+    rows = [cactus_row(1), cactus_row(2, attitude="negative", cbt_technique="Reality Testing")]
+    source = write_jsonl(tmp_path / "in.jsonl", rows)
+    assert run("import", str(source), "--status", "accepted", "--reviewer", "r").exit_code == 0
+    out = tmp_path / "out.jsonl"
+    result = run("export", str(out))
+    assert result.exit_code == 0, result.output
+    assert "exported 2 accepted records" in result.stdout
+    exported = _read(out)
+    assert exported == rows
+    assert all(tuple(row) == CACTUS_COLUMNS for row in exported)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+
+
+def test_only_accepted_records_and_edits_win(run, tmp_path: Path, db_path: Path) -> None:
+    source = write_jsonl(tmp_path / "in.jsonl", [cactus_row(1), cactus_row(2), cactus_row(3)])
+    run("import", str(source))
+    with Store(db_path) as store:
+        store.edit_stage(1, Stage.CBT_PLAN, "1. Clinician's plan.", reviewer="r", note="tightened")
+        for stage in (Stage.INTAKE_FORM, Stage.CBT_TECHNIQUE, Stage.DIALOGUE):
+            store.decide_stage(1, stage, StageStatus.ACCEPTED, reviewer="r")
+        store.decide_stage(2, Stage.INTAKE_FORM, StageStatus.ACCEPTED, reviewer="r")  # partial
+        store.reject_record(3, reviewer="r", reason="unsafe advice")
+    out = tmp_path / "out.jsonl"
+    run("export", str(out))
+    (row,) = _read(out)
+    assert row["cbt_plan"] == "1. Clinician's plan."
+    assert row["thought"] == cactus_row(1)["thought"]
+    assert "notes" not in row
+
+    run("export", str(out), "--include-notes")
+    (row,) = _read(out)
+    assert row["notes"]["cbt_plan"] == "tightened"
+
+
+def test_formats_for_training_are_refused_until_the_builder_exists(run, tmp_path: Path) -> None:
+    result = run("export", str(tmp_path / "sft.jsonl"), "--format", "sft-jsonl")
+    assert result.exit_code == 2
+    assert "cactus-jsonl" in result.stderr
