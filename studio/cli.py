@@ -6,64 +6,21 @@ imported inside the commands that need them, never at module level.
 
 from __future__ import annotations
 
-import functools
-import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
 from studio import __version__
-from studio.errors import StudioError
+from studio.commands.common import db_option, handle_errors, open_store
+from studio.commands.synth import synth_command
 
-F = TypeVar("F", bound=Callable[..., Any])
+# Shared helpers re-exported for command modules written against `studio.cli`.
+__all__ = ["cli", "db_option", "handle_errors", "main", "open_store"]
 
-DEFAULT_DB = "studio.db"
 DEMO_DB = "studio-demo.db"
 MAX_PROBLEMS_SHOWN = 50
-
-
-def db_option(func: F) -> F:
-    return click.option(
-        "--db",
-        "db",
-        type=click.Path(dir_okay=False, path_type=Path),
-        envvar="STUDIO_DB",
-        default=DEFAULT_DB,
-        show_default=True,
-        show_envvar=True,
-        help="The SQLite database file (created with owner-only permissions).",
-    )(func)
-
-
-def handle_errors(func: F) -> F:
-    """Turn `StudioError`s into a one-line message on stderr and their exit code."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except StudioError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(exc.exit_code)
-
-    return wrapper  # type: ignore[return-value]
-
-
-@contextmanager
-def open_store(db: Path) -> Iterator[Any]:
-    from studio.store import Store
-
-    try:
-        store = Store(db)
-    except OSError as exc:
-        raise StudioError(f"{db}: cannot open the database ({exc})") from exc
-    try:
-        yield store
-    finally:
-        store.close()
 
 
 @click.group(
@@ -246,3 +203,7 @@ def _default_reviewer() -> str:
 
 def main() -> None:
     cli(prog_name="studio")
+
+
+# Subcommands that live beside their layer (each imports its heavy modules inside the command).
+cli.add_command(synth_command)

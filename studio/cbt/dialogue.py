@@ -78,6 +78,12 @@ def parse_dialogue(text: str) -> Dialogue:
     return Dialogue(tuple(turns), preamble)
 
 
+def strip_role_prefix(text: str) -> str:
+    """`Counselor: Hi` → `Hi` (an agent that was asked for its turn alone sometimes adds its role)."""
+    match = _TURN_START.match("\n" + text.lstrip())
+    return text.lstrip()[match.end() - 1 :].strip() if match else text.strip()
+
+
 def check_dialogue(dialogue: Dialogue, *, min_turns: int = 2) -> None:
     """Raise `DialogueError` unless the dialogue starts with the counselor and roles alternate."""
     turns = dialogue.turns

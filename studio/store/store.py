@@ -501,8 +501,12 @@ class Store:
             )
             return self._refresh_status(record_id, reviewer)
 
-    def _refresh_status(self, record_id: int, reviewer: str = "") -> RecordStatus:
+    def refresh_status(self, record_id: int, reviewer: str = "") -> RecordStatus:
         """Recompute a record's status from its stages (the rule lives in `studio.model`)."""
+        with self.transaction():
+            return self._refresh_status(record_id, reviewer)
+
+    def _refresh_status(self, record_id: int, reviewer: str = "") -> RecordStatus:
         conn = self.conn
         rejected = conn.execute(
             "SELECT rejected FROM records WHERE id = ?", (record_id,)

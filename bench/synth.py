@@ -1,0 +1,138 @@
+"""Benchmark: synthesis throughput and rate-limit behaviour against a loopback server.
+
+1. latency: N seeds through all four stages against a server with fixed latency (0.3 s), with the
+   real `studio synth` CLI at default settings (start-up included), compared with the seed
+   notebook's sequential loop (one call after another, same server, same number of calls).
+   Goal: >= 10x.
+2. limits: the server enforces an RPM/TPM limit over a sliding minute (as providers do); the CLI
+   runs with the same `--rpm/--tpm`. After the first minute (when a sliding window is full),
+   measure the achieved share of the binding limit (goal >= 90%) and the share of requests
+   answered 429 (goal <= 2%).
+
+    python bench/synth.py [--seeds 48] [--latency 0.3] [--limit-seconds 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from openai import OpenAI  # noqa: E402
+
+from studio.model import Seed  # noqa: E402
+from studio.store import Store  # noqa: E402
+from tests.chat_server import ChatServer  # noqa: E402
+
+
+def make_db(path: Path, seeds: int) -> None:
+    with Store(path) as store:
+        store.add_rows(
+            [
+                Seed(
+                    f"I am a nurse on night shifts, client {n}.",
+                    f"If I make one mistake at work, someone will get hurt and it will be my fault ({n}).",
+                    ("Catastrophizing", "Personalization"),
+                    ("Checks exist for a reason.", "I am careful and trained."),
+                )
+                for n in range(seeds)
+            ]
+        )
+
+
+def studio_synth(db: Path, server: ChatServer, *extra: str) -> list[str]:
+    return [
+        sys.executable, "-m", "studio", "synth", "--db", str(db), "--backend", "openai",
+        "--base-url", server.openai_base_url, "--model", "bench-model", *extra,
+    ]  # fmt: skip
+
+
+def sequential_loop(server: ChatServer, bodies: list[dict[str, Any]]) -> float:
+    """The seed notebook's shape: each call waits for the previous one."""
+    client = OpenAI(api_key="x", base_url=server.openai_base_url, max_retries=0)
+    started = time.perf_counter()
+    for body in bodies:
+        client.chat.completions.create(model="bench-model", messages=body["messages"])
+    return time.perf_counter() - started
+
+
+def bench_latency(seeds: int, latency: float) -> str:
+    with tempfile.TemporaryDirectory() as tmp, ChatServer(latency=latency) as server:
+        db = Path(tmp) / "bench.db"
+        make_db(db, seeds)
+        started = time.perf_counter()
+        subprocess.run(studio_synth(db, server), check=True, capture_output=True)
+        ours = time.perf_counter() - started
+        bodies = list(server.bodies)
+        theirs = sequential_loop(server, bodies)
+        with Store(db) as store:
+            generated = store.stats()["stages"]["generated"]
+    return (
+        f"latency {latency} s, {seeds} seeds, {len(bodies)} calls ({generated} stages generated): "
+        f"studio synth {ours:.1f} s (CLI start-up included) vs sequential loop {theirs:.1f} s "
+        f"-> {theirs / ours:.1f}x"
+    )
+
+
+def bench_limits(rpm: int, tpm: int, seconds: float, latency: float) -> str:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        ChatServer(latency=latency, rpm=rpm, tpm=tpm) as server,
+    ):
+        db = Path(tmp) / "bench.db"
+        make_db(db, 400)
+        proc = subprocess.Popen(
+            studio_synth(db, server, "--rpm", str(rpm), "--tpm", str(tpm)),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(seconds)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+        start = server.stats.started
+        admitted = [(t - start, n) for t, n in server.admitted]
+        first = admitted[0][0]
+        steady = [(t, n) for t, n in admitted if t >= first + 60]
+        span = (admitted[-1][0] - (first + 60)) / 60 if steady else 0
+        req_share = len(steady) / (rpm * span) if span else 0.0
+        tok_share = sum(n for _, n in steady) / (tpm * span) if span else 0.0
+        total = server.stats.requests
+        limited = server.stats.rate_limited
+    binding = "tokens" if tok_share >= req_share else "requests"
+    return (
+        f"limit {rpm} RPM / {tpm:,} TPM, {seconds:.0f} s run, latency {latency} s: after the first minute, "
+        f"{req_share:.1%} of the RPM and {tok_share:.1%} of the TPM used (binding: {binding}); "
+        f"{limited}/{total} requests answered 429 ({limited / max(total, 1):.2%})"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seeds", type=int, default=48)
+    parser.add_argument("--latency", type=float, default=0.3)
+    parser.add_argument("--limit-seconds", type=float, default=200)
+    parser.add_argument("--part", choices=["latency", "limits", "all"], default="all")
+    args = parser.parse_args()
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    print(f"{time.strftime('%Y-%m-%d')} on {platform.machine()}, {os.cpu_count()} cores")
+    if args.part in ("latency", "all"):
+        print(bench_latency(args.seeds, args.latency))
+    if args.part in ("limits", "all"):
+        print(bench_limits(30, 200_000, args.limit_seconds, args.latency))  # requests bind
+        print(bench_limits(600, 60_000, args.limit_seconds, args.latency))  # tokens bind
+
+
+if __name__ == "__main__":
+    main()

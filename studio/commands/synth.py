@@ -1,0 +1,144 @@
+"""`studio synth`: fill the review queue by running the prompt chain over seeds and unfinished records."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from studio.commands.common import db_option, handle_errors, open_store
+
+
+@click.command("synth")
+@db_option
+@click.option("--limit", type=click.IntRange(min=1), help="At most this many records this run.")
+@click.option("--concurrency", type=click.IntRange(min=1), help="Records in flight at once [32].")
+@click.option("--backend", type=click.Choice(["groq", "openai", "local"]), help="[groq]")
+@click.option(
+    "--model", help="Model id (groq default: openai/gpt-oss-120b); for local, a model folder."
+)
+@click.option("--base-url", help="Server URL; for openai-compatible servers the …/v1 URL.")
+@click.option("--mode", type=click.Choice(["script", "two-agent"]), help="Dialogue mode [script].")
+@click.option("--rpm", type=click.IntRange(min=1), help="Known requests-per-minute limit.")
+@click.option("--tpm", type=click.IntRange(min=1), help="Known tokens-per-minute limit.")
+@click.option("--plan", help="A named rate-limit plan, e.g. groq-free (30 RPM, 8K TPM).")
+@click.option("--reasoning-effort", type=click.Choice(["low", "medium", "high"]))
+@click.option(
+    "--adapter",
+    type=click.Path(exists=True, file_okay=False),
+    help="LoRA adapter for --backend local.",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="STUDIO_CONFIG",
+    help="TOML config file (default: ./studio.toml, then the user config folder).",
+)
+@handle_errors
+def synth_command(db: Path, limit: int | None, config_path: Path | None, **options: Any) -> None:
+    """Synthesize intake forms, techniques, plans and dialogues for seeds without a record and for
+    records with pending, stale or failed stages. Finished stages are saved at once: after an
+    interruption, run it again to finish the job (answers already received are not paid twice).
+    """
+    from studio.synth import Synthesizer, SynthSettings, make_backend
+
+    settings = SynthSettings.load(config_path, **options).validate()
+    backend = make_backend(settings)
+    with open_store(db) as store:
+        synthesizer = Synthesizer(store, backend, settings)
+        progress = _Progress()
+        synthesizer.on_event = progress.update
+        interrupted = False
+        try:
+            with progress:
+                asyncio.run(_run(synthesizer, backend, limit, progress))
+        except KeyboardInterrupt:
+            interrupted = True
+        summary = synthesizer.summary
+    _print_summary(summary, settings.model_id, interrupted)
+    if interrupted:
+        sys.exit(130)
+
+
+async def _run(synthesizer: Any, backend: Any, limit: int | None, progress: _Progress) -> None:
+    try:
+        progress.start_records(synthesizer)
+        await synthesizer.run(limit=limit)
+    finally:
+        await backend.aclose()
+
+
+class _Progress:
+    """A rich progress display fed by `SynthEvent`s."""
+
+    def __init__(self) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self.bar = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[info]}"),
+            transient=False,
+        )
+        self.records = self.bar.add_task("records", total=None, info="")
+        self.stages = self.bar.add_task("stages", total=None, info="")
+        self.tokens = 0
+        self.errors = 0
+        self.retries = 0
+
+    def __enter__(self) -> _Progress:
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.__exit__(None, None, None)
+
+    def start_records(self, synthesizer: Any) -> None:
+        self._synthesizer = synthesizer
+
+    def update(self, event: Any) -> None:
+        summary = self._synthesizer.summary
+        if summary.records and self.bar.tasks[self.records].total is None:
+            self.bar.update(self.records, total=summary.records)
+            self.bar.update(self.stages, total=summary.records * 4)
+        if event.kind == "record_done":
+            self.bar.advance(self.records)
+        elif event.kind == "stage_done":
+            self.bar.advance(self.stages)
+            if event.status is not None and event.status.value in ("failed", "invalid"):
+                self.errors += 1
+        elif event.kind == "retry":
+            self.retries += 1
+        elif event.kind == "call":
+            self.tokens += event.tokens
+        info = f"{self.tokens:,} tokens · {self.errors} failed/invalid · {self.retries} retries"
+        self.bar.update(self.stages, info=info)
+
+
+def _print_summary(summary: Any, model: str, interrupted: bool) -> None:
+    head = (
+        "interrupted — finished work is saved; run `studio synth` again to go on"
+        if interrupted
+        else "done"
+    )
+    stages = (
+        ", ".join(f"{n} {status}" for status, n in sorted(summary.stages.items())) or "no stages"
+    )
+    click.echo(
+        f"{head}: {summary.records_finished}/{summary.records} records, {stages}; "
+        f"{summary.calls} calls to {model} ({summary.cache_hits} from cache), "
+        f"{summary.tokens_in + summary.tokens_out:,} tokens, {summary.retries} retries "
+        f"({summary.rate_limited} rate-limited), {summary.elapsed_s:.1f} s"
+    )

@@ -1,0 +1,245 @@
+"""Store operations for the synthesis engine: work queues, stage results, staleness, the LLM cache."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from studio.cbt.techniques import normalize_technique
+from studio.model import NEEDS_SYNTHESIS, STAGES, RecordStatus, Stage, StageStatus
+from studio.store.store import StageView, Store
+
+
+@dataclass(frozen=True, slots=True)
+class StageResult:
+    """One synthesized stage, ready to commit."""
+
+    text: str
+    status: StageStatus = StageStatus.GENERATED
+    error: str = ""
+    model: str = ""
+    prompt_hash: str = ""
+    template_version: str = ""
+    tokens_in: int = 0
+    tokens_out: int = 0
+    latency_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class CachedAnswer:
+    text: str
+    tokens_in: int
+    tokens_out: int
+
+
+def synth_record_key(seed_id: int, mode: str, attempt: int = 1) -> str:
+    return f"synth:{seed_id}:{mode}:{attempt}"
+
+
+def records_to_synthesize(
+    store: Store, *, mode: str, attitudes: Sequence[str], limit: int | None
+) -> list[int]:
+    """Record ids with work to do, oldest first: existing records with pending / stale / failed
+    stages (not rejected), then new records for seeds that have none (created here, committed at
+    once, so an interrupted run finds them again instead of making duplicates).
+    """
+    needs = [s.value for s in NEEDS_SYNTHESIS]
+    marks = ",".join("?" * len(needs))
+    cap = -1 if limit is None else limit
+    # A stage needs work unless an earlier stage blocks the chain (invalid or rejected: those wait
+    # for a reviewer to edit or regenerate them).
+    ids = [
+        row[0]
+        for row in store.conn.execute(
+            f"SELECT DISTINCT s.record_id FROM stages s JOIN records r ON r.id = s.record_id"
+            f" WHERE s.status IN ({marks}) AND r.rejected = 0 AND NOT EXISTS ("
+            "   SELECT 1 FROM stages b WHERE b.record_id = s.record_id AND b.position < s.position"
+            "   AND b.status IN ('invalid', 'rejected'))"
+            " ORDER BY s.record_id LIMIT ?",
+            (*needs, cap),
+        )
+    ]
+    room = None if limit is None else limit - len(ids)
+    if room is None or room > 0:
+        seeds = [
+            row[0]
+            for row in store.conn.execute(
+                "SELECT id FROM seeds WHERE NOT EXISTS (SELECT 1 FROM records r WHERE r.seed_id = seeds.id)"
+                " ORDER BY id LIMIT ?",
+                (-1 if room is None else room,),
+            )
+        ]
+        ids.extend(create_records(store, seeds, mode=mode, attitudes=attitudes))
+    return ids
+
+
+def create_records(
+    store: Store, seed_ids: Sequence[int], *, mode: str, attitudes: Sequence[str]
+) -> list[int]:
+    """A new record (four pending stages) per seed; the attitude cycles deterministically."""
+    now = store.now()
+    created = []
+    with store.transaction() as conn:
+        for seed_id in seed_ids:
+            key = synth_record_key(seed_id, mode)
+            cur = conn.execute(
+                "INSERT OR IGNORE INTO records (seed_id, dedupe_key, mode, status, attitude, source,"
+                " created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'synth', ?, ?)",
+                (
+                    seed_id,
+                    key,
+                    mode,
+                    RecordStatus.PENDING.value,
+                    attitudes[seed_id % len(attitudes)],
+                    now,
+                    now,
+                ),
+            )
+            if not cur.rowcount:
+                continue
+            record_id = int(cur.lastrowid or 0)
+            conn.executemany(
+                "INSERT INTO stages (record_id, name, position, status, updated_at) VALUES (?, ?, ?, ?, ?)",
+                [(record_id, s.value, s.position, StageStatus.PENDING.value, now) for s in STAGES],
+            )
+            created.append(record_id)
+    return created
+
+
+def save_stage_result(
+    store: Store,
+    record_id: int,
+    stage: Stage,
+    result: StageResult,
+    *,
+    reviewer: str = "",
+    action: str = "generate",
+) -> StageView:
+    """Commit one synthesized stage and its audit event.
+
+    The new text becomes the stage's original text; a reviewer's earlier edit is cleared (it is
+    kept in the audit event). A changed technique updates the record's technique column.
+    """
+    with store.transaction() as conn:
+        before = store.stage(record_id, stage)
+        conn.execute(
+            "UPDATE stages SET status = ?, original_text = ?, edited_text = NULL, note = '', error = ?,"
+            " model = ?, prompt_hash = ?, template_version = ?, tokens_in = ?, tokens_out = ?,"
+            " latency_ms = ?, updated_at = ? WHERE record_id = ? AND name = ?",
+            (
+                result.status.value,
+                result.text,
+                result.error,
+                result.model,
+                result.prompt_hash,
+                result.template_version,
+                result.tokens_in,
+                result.tokens_out,
+                result.latency_ms,
+                store.now(),
+                record_id,
+                stage.value,
+            ),
+        )
+        if stage is Stage.CBT_TECHNIQUE:
+            technique = (
+                normalize_technique(result.text) if result.status is StageStatus.GENERATED else None
+            )
+            conn.execute(
+                "UPDATE records SET technique = ? WHERE id = ?", (technique or "", record_id)
+            )
+        store.log_event(
+            action,
+            reviewer=reviewer,
+            record_id=record_id,
+            stage=stage,
+            before={
+                "status": before.status.value,
+                "original_text": before.original_text,
+                "edited_text": before.edited_text,
+            },
+            after={"status": result.status.value, "error": result.error, "model": result.model},
+        )
+        store.refresh_status(record_id, reviewer)
+        return store.stage(record_id, stage)
+
+
+def mark_failed(store: Store, record_id: int, stage: Stage, error: str) -> None:
+    """A stage whose call failed after the last retry; its text (if any) is left alone."""
+    with store.transaction() as conn:
+        conn.execute(
+            "UPDATE stages SET status = ?, error = ?, updated_at = ? WHERE record_id = ? AND name = ?",
+            (StageStatus.FAILED.value, error, store.now(), record_id, stage.value),
+        )
+        store.log_event(
+            "generate", record_id=record_id, stage=stage, after={"status": "failed", "error": error}
+        )
+        store.refresh_status(record_id)
+
+
+def mark_downstream_stale(
+    store: Store, record_id: int, stage: Stage, *, reviewer: str = ""
+) -> list[Stage]:
+    """After `stage` changed, the stages generated from it are stale (those that have any text)."""
+    stale = []
+    with store.transaction() as conn:
+        for later in stage.downstream():
+            view = store.stage(record_id, later)
+            if view.status in (StageStatus.PENDING, StageStatus.STALE):
+                continue
+            conn.execute(
+                "UPDATE stages SET status = ?, error = ?, updated_at = ? WHERE record_id = ? AND name = ?",
+                (
+                    StageStatus.STALE.value,
+                    f"{stage.label} changed after this was generated",
+                    store.now(),
+                    record_id,
+                    later.value,
+                ),
+            )
+            stale.append(later)
+        if stale:
+            store.log_event(
+                "stale",
+                reviewer=reviewer,
+                record_id=record_id,
+                stage=stage,
+                after={"stale": [s.value for s in stale]},
+            )
+        store.refresh_status(record_id, reviewer)
+    return stale
+
+
+def set_attitude(store: Store, record_id: int, attitude: str) -> None:
+    with store.transaction() as conn:
+        conn.execute("UPDATE records SET attitude = ? WHERE id = ?", (attitude, record_id))
+
+
+# -- the response cache --------------------------------------------------------------------
+
+
+def cache_get(store: Store, key: str) -> CachedAnswer | None:
+    row = store.conn.execute(
+        "SELECT response, tokens_in, tokens_out FROM llm_cache WHERE key = ?", (key,)
+    ).fetchone()
+    return CachedAnswer(row[0], row[1], row[2]) if row else None
+
+
+def cache_put(store: Store, key: str, backend: str, model: str, answer: CachedAnswer) -> None:
+    with store.transaction() as conn:
+        conn.execute(
+            "INSERT OR REPLACE INTO llm_cache (key, backend, model, response, tokens_in, tokens_out,"
+            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (key, backend, model, answer.text, answer.tokens_in, answer.tokens_out, store.now()),
+        )
+
+
+def cache_key(parameters: dict[str, Any], messages: Any, schema: Any) -> str:
+    import xxhash
+
+    return xxhash.xxh3_128_hexdigest(
+        orjson.dumps([parameters, messages, schema], option=orjson.OPT_SORT_KEYS)
+    )

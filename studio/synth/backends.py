@@ -1,0 +1,303 @@
+"""Backends: one interface, three implementations. The engine never knows which one it talks to.
+
+- `groq`: the groq SDK (it appends /openai/v1 to the base URL itself).
+- `openai`: the openai SDK against any OpenAI-compatible server (vLLM, Ollama, llama.cpp) at …/v1.
+- `local`: a transformers model folder (optionally with a LoRA adapter), loaded on first use.
+
+The SDKs' own retries are off (`max_retries=0`): `studio.synth.engine` owns the one retry loop,
+so every attempt passes the rate limiter and is counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import inspect
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from studio.errors import BadInputError
+from studio.synth.settings import SynthSettings
+from studio.synth.templates import Messages
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    messages: Messages
+    max_tokens: int
+    temperature: float
+    json_schema: dict[str, Any] | None = None
+    """Ask for structured output with this schema (where the backend supports it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChatResponse:
+    text: str
+    tokens_in: int = 0
+    tokens_out: int = 0
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+class BackendError(Exception):
+    """A call failed. `retryable` errors (429, 5xx, timeouts, connection) are tried again."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        status: int | None = None,
+        retry_after: float | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.status = status
+        self.retry_after = retry_after
+        self.headers = dict(headers or {})
+
+    @property
+    def rate_limited(self) -> bool:
+        return self.status == 429
+
+
+class BackendConfigError(BadInputError):
+    """The backend refuses the configuration itself (bad key, unknown model): stop the run."""
+
+
+class StructuredOutputUnsupported(Exception):
+    """The server rejected `response_format`; ask again without it."""
+
+
+class Backend(Protocol):
+    name: str
+    model: str
+    supports_json_schema: bool
+
+    async def complete(self, request: ChatRequest) -> ChatResponse: ...
+
+    async def aclose(self) -> None: ...
+
+
+def make_backend(settings: SynthSettings) -> Backend:
+    settings.validate()
+    if settings.backend == "local":
+        return LocalBackend(settings)
+    return SdkBackend(settings)
+
+
+class SdkBackend:
+    """groq or openai SDK; both are generated from the same OpenAPI tooling and share a surface."""
+
+    def __init__(self, settings: SynthSettings) -> None:
+        self.name = settings.backend
+        self.model = settings.model_id
+        self.supports_json_schema = settings.structured_output
+        self.reasoning_effort = settings.reasoning_effort
+        if settings.backend == "groq":
+            import groq
+
+            self._errors: Any = groq
+            self._client: Any = groq.AsyncGroq(
+                api_key=settings.api_key,
+                base_url=settings.base_url,
+                max_retries=0,
+                timeout=settings.timeout_s,
+            )
+        else:
+            import openai
+
+            self._errors = openai
+            self._client = openai.AsyncOpenAI(
+                # Local servers ignore the key, but the SDK insists on one.
+                api_key=settings.api_key or "not-needed",
+                base_url=settings.base_url,
+                max_retries=0,
+                timeout=settings.timeout_s,
+            )
+
+    async def complete(self, request: ChatRequest) -> ChatResponse:
+        params: dict[str, Any] = {
+            "model": self.model,
+            "messages": request.messages,
+            "temperature": request.temperature,
+            "max_tokens": request.max_tokens,
+        }
+        if self.reasoning_effort:
+            params["reasoning_effort"] = self.reasoning_effort
+        if request.json_schema is not None and self.supports_json_schema:
+            params["response_format"] = {"type": "json_schema", "json_schema": request.json_schema}
+        errors = self._errors
+        try:
+            raw = await self._client.chat.completions.with_raw_response.create(**params)
+            completion = raw.parse()
+            if inspect.isawaitable(completion):  # groq's async parse() is a coroutine, openai's not
+                completion = await completion
+        except errors.APIStatusError as exc:
+            raise self._status_error(exc, params) from exc
+        except errors.APITimeoutError as exc:
+            raise BackendError("the request timed out", retryable=True) from exc
+        except errors.APIConnectionError as exc:
+            raise BackendError(f"cannot reach the server ({exc})", retryable=True) from exc
+        except (errors.APIResponseValidationError, ValueError) as exc:
+            raise BackendError(f"malformed response ({exc})", retryable=True) from exc
+        headers = {k.lower(): v for k, v in raw.headers.items()}
+        choices = getattr(completion, "choices", None)
+        if not choices:
+            raise BackendError("the response has no choices", retryable=True, headers=headers)
+        usage = getattr(completion, "usage", None)
+        return ChatResponse(
+            text=choices[0].message.content or "",
+            tokens_in=int(getattr(usage, "prompt_tokens", 0) or 0),
+            tokens_out=int(getattr(usage, "completion_tokens", 0) or 0),
+            headers=headers,
+        )
+
+    def _status_error(self, exc: Any, params: Mapping[str, Any]) -> Exception:
+        status = int(exc.status_code)
+        headers = {k.lower(): v for k, v in exc.response.headers.items()}
+        message = _error_message(exc)
+        if status == 429 or status >= 500 or status == 408:
+            return BackendError(
+                f"HTTP {status}: {message}",
+                retryable=True,
+                status=status,
+                retry_after=retry_after_seconds(headers),
+                headers=headers,
+            )
+        if status == 400 and "response_format" in params and _mentions_format(message):
+            self.supports_json_schema = False
+            return StructuredOutputUnsupported(message)
+        if status in (401, 403):
+            key = "GROQ_API_KEY" if self.name == "groq" else "OPENAI_API_KEY"
+            return BackendConfigError(
+                f"the {self.name} server refused the API key ({key}): {message}"
+            )
+        if status == 404 or ("model" in message.lower() and "not" in message.lower()):
+            return BackendConfigError(
+                f"unknown model {self.model!r} at the {self.name} server: {message}"
+            )
+        return BackendError(f"HTTP {status}: {message}", retryable=False, status=status)
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+
+def _error_message(exc: Any) -> str:
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        error = body.get("error", body)
+        if isinstance(error, dict) and error.get("message"):
+            return str(error["message"])
+    return str(getattr(exc, "message", exc))
+
+
+def _mentions_format(message: str) -> bool:
+    text = message.lower()
+    return "response_format" in text or "json_schema" in text or "structured" in text
+
+
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    """`retry-after-ms`, `retry-after` (seconds or an HTTP date), in seconds."""
+    if "retry-after-ms" in headers:
+        try:
+            return max(0.0, float(headers["retry-after-ms"]) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value)
+        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+
+
+def duration_seconds(value: str) -> float | None:
+    """Groq-style durations: `7.66s`, `2m59.56s`, `1h2m`, `120ms`."""
+    import re
+
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", value.strip())
+    if not parts:
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    scale = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+    return sum(float(n) * scale[unit] for n, unit in parts)
+
+
+class LocalBackend:
+    """A transformers model on this machine: fully offline, one generation at a time."""
+
+    supports_json_schema = False
+
+    def __init__(self, settings: SynthSettings) -> None:
+        self.name = "local"
+        self.model = settings.model_id
+        self.adapter = settings.adapter
+        self._model: Any = None
+        self._tokenizer: Any = None
+        self._load_lock = threading.Lock()
+        self._gate = asyncio.Semaphore(1)
+
+    def _load(self) -> None:
+        with self._load_lock:
+            if self._model is not None:
+                return
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+
+            try:
+                tokenizer = AutoTokenizer.from_pretrained(self.model)
+                model = AutoModelForCausalLM.from_pretrained(self.model)
+            except OSError as exc:
+                raise BackendConfigError(
+                    f"cannot load local model {self.model!r}: {exc}. A hub id needs a download; "
+                    "offline, pass a folder written by save_pretrained"
+                ) from exc
+            if self.adapter:
+                from peft import PeftModel
+
+                model = PeftModel.from_pretrained(model, self.adapter)  # type: ignore[assignment]
+            model.eval()  # type: ignore[no-untyped-call]
+            self._model, self._tokenizer = model, tokenizer
+
+    def _generate(self, request: ChatRequest) -> ChatResponse:
+        import torch
+
+        self._load()
+        tokenizer, model = self._tokenizer, self._model
+        if getattr(tokenizer, "chat_template", None):
+            ids = tokenizer.apply_chat_template(
+                request.messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+            )["input_ids"]
+        else:
+            text = "\n\n".join(f"{m['role']}: {m['content']}" for m in request.messages)
+            ids = tokenizer(text + "\n\nassistant:", return_tensors="pt")["input_ids"]
+        ids = ids.to(model.device)
+        with torch.no_grad():
+            out = model.generate(
+                ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=request.max_tokens,
+                do_sample=request.temperature > 0,
+                temperature=request.temperature if request.temperature > 0 else None,
+                pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id,
+            )
+        new = out[0, ids.shape[1] :]
+        return ChatResponse(
+            text=tokenizer.decode(new, skip_special_tokens=True),
+            tokens_in=int(ids.shape[1]),
+            tokens_out=int(new.shape[0]),
+        )
+
+    async def complete(self, request: ChatRequest) -> ChatResponse:
+        async with self._gate:
+            return await asyncio.to_thread(self._generate, request)
+
+    async def aclose(self) -> None:
+        return None

@@ -1,0 +1,388 @@
+"""The synthesis engine: many records in flight, each record's stages in order.
+
+Every call goes through one path (`Synthesizer.call`): the response cache (a resumed run never pays
+twice), the rate limiter, the backend, and the one retry loop with exponential backoff and jitter.
+Every finished stage is committed at once, so `kill -9` loses only the calls in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+from studio.cbt.dialogue import (
+    DialogueError,
+    Role,
+    Turn,
+    check_dialogue,
+    format_dialogue,
+    parse_dialogue,
+)
+from studio.model import NEEDS_SYNTHESIS, STAGES, Stage, StageStatus
+from studio.store import RecordView, StageView, Store
+from studio.store.synthesis import (
+    CachedAnswer,
+    StageResult,
+    cache_get,
+    cache_key,
+    cache_put,
+    mark_downstream_stale,
+    mark_failed,
+    records_to_synthesize,
+    save_stage_result,
+    set_attitude,
+)
+from studio.synth import chain
+from studio.synth.backends import (
+    Backend,
+    BackendError,
+    ChatRequest,
+    StructuredOutputUnsupported,
+)
+from studio.synth.ratelimit import RateLimiter
+from studio.synth.settings import SynthSettings
+from studio.synth.templates import Messages, load_template, prompt_hash
+
+BACKOFF_BASE_S = 0.5
+BACKOFF_CAP_S = 30.0
+
+
+class CallFailed(Exception):
+    """A call failed after its last attempt (or with an error not worth retrying)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SynthEvent:
+    """Progress for the CLI's bar (and anything else that listens)."""
+
+    kind: Literal["record_done", "stage_done", "call", "retry"]
+    record_id: int = 0
+    stage: Stage | None = None
+    status: StageStatus | None = None
+    tokens: int = 0
+    detail: str = ""
+
+
+@dataclass(slots=True)
+class SynthSummary:
+    records: int = 0
+    records_finished: int = 0
+    stages: dict[str, int] = field(default_factory=dict)
+    """Committed stages per resulting status (generated / invalid / failed)."""
+    calls: int = 0
+    cache_hits: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    elapsed_s: float = 0.0
+    interrupted: bool = False
+
+    def count(self, status: StageStatus) -> None:
+        self.stages[status.value] = self.stages.get(status.value, 0) + 1
+
+
+Listener = Callable[[SynthEvent], None]
+
+
+@dataclass(slots=True)
+class _Usage:
+    tokens_in: int = 0
+    tokens_out: int = 0
+    latency_ms: int = 0
+    hashes: list[str] = field(default_factory=list)
+
+
+class Synthesizer:
+    def __init__(
+        self,
+        store: Store,
+        backend: Backend,
+        settings: SynthSettings,
+        *,
+        on_event: Listener | None = None,
+        limiter: RateLimiter | None = None,
+        fresh: bool = False,
+    ) -> None:
+        self.store = store
+        self.backend = backend
+        self.settings = settings
+        self.on_event = on_event or (lambda event: None)
+        self.limiter = limiter or RateLimiter(
+            rpm=settings.rpm, tpm=settings.tpm, max_in_flight=settings.concurrency
+        )
+        self.summary = SynthSummary()
+        self.fresh = fresh
+        """Skip cached answers (regenerating asks the model again); answers are still cached."""
+
+    # -- a whole run ----------------------------------------------------------------------
+
+    async def run(self, *, limit: int | None = None) -> SynthSummary:
+        started = time.monotonic()
+        record_ids = records_to_synthesize(
+            self.store, mode=self.settings.mode, attitudes=chain.ATTITUDES, limit=limit
+        )
+        self.summary.records = len(record_ids)
+        queue: asyncio.Queue[int] = asyncio.Queue()
+        for record_id in record_ids:
+            queue.put_nowait(record_id)
+
+        async def worker() -> None:
+            while True:
+                try:
+                    record_id = queue.get_nowait()
+                except asyncio.QueueEmpty:
+                    return
+                await self.synthesize_record(record_id)
+                self.summary.records_finished += 1
+                self.on_event(SynthEvent("record_done", record_id))
+
+        workers = [
+            asyncio.create_task(worker())
+            for _ in range(min(self.settings.concurrency, len(record_ids)))
+        ]
+        try:
+            await asyncio.gather(*workers)
+        except BaseException:
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            raise
+        finally:
+            self.summary.elapsed_s = time.monotonic() - started
+            self.summary.rate_limited = self.limiter.stats.rate_limited
+        return self.summary
+
+    async def synthesize_record(self, record_id: int) -> None:
+        """Run the record's chain from its first stage that needs work; stop at a blocked stage."""
+        record = self.store.record(record_id)
+        if not record.attitude:
+            attitude = chain.ATTITUDES[record.seed_id % len(chain.ATTITUDES)]
+            set_attitude(self.store, record_id, attitude)
+            record = self.store.record(record_id)
+        for stage in STAGES:
+            status = record.stages[stage].status
+            if status in (StageStatus.INVALID, StageStatus.REJECTED):
+                return  # blocked until a reviewer regenerates or edits it
+            if status not in NEEDS_SYNTHESIS:
+                continue
+            view = await self.generate_and_save(record, stage)
+            if view is None or view.status is not StageStatus.GENERATED:
+                return
+            record = self.store.record(record_id)
+
+    async def generate_and_save(
+        self, record: RecordView, stage: Stage, *, reviewer: str = "", action: str = "generate"
+    ) -> StageView | None:
+        """Generate and commit one stage; downstream stages that had text become stale.
+        Returns None when the call failed (the stage is then `failed` with the reason)."""
+        try:
+            result = await self.generate_stage(record, stage)
+        except CallFailed as exc:
+            mark_failed(self.store, record.id, stage, str(exc))
+            self.summary.count(StageStatus.FAILED)
+            self.on_event(
+                SynthEvent("stage_done", record.id, stage, StageStatus.FAILED, detail=str(exc))
+            )
+            return None
+        had_downstream = any(
+            record.stages[s].status is not StageStatus.PENDING for s in stage.downstream()
+        )
+        view = save_stage_result(
+            self.store, record.id, stage, result, reviewer=reviewer, action=action
+        )
+        if had_downstream:
+            mark_downstream_stale(self.store, record.id, stage, reviewer=reviewer)
+        self.summary.count(result.status)
+        self.on_event(
+            SynthEvent(
+                "stage_done",
+                record.id,
+                stage,
+                result.status,
+                result.tokens_in + result.tokens_out,
+                result.error,
+            )
+        )
+        return view
+
+    # -- one stage ------------------------------------------------------------------------
+
+    async def generate_stage(self, record: RecordView, stage: Stage) -> StageResult:
+        """Generate one stage from the record's current upstream text (edits win); no commit."""
+        inputs = chain.StageInputs(
+            seed=record.seed,
+            texts={s: record.text(s) for s in STAGES},
+            attitude=record.attitude or "neutral",
+            min_turns=self.settings.min_turns,
+            max_turns=self.settings.max_turns,
+        )
+        if stage is Stage.DIALOGUE and self._mode(record) == "two-agent":
+            return await self._two_agent_dialogue(inputs)
+        template = chain.stage_template(stage, self.settings.prompts_dir)
+        messages = chain.stage_messages(template, inputs)
+        schema = chain.technique_schema() if stage is Stage.CBT_TECHNIQUE else None
+        usage = _Usage()
+        answer = await self.call(messages, kind=stage.value, schema=schema, usage=usage)
+        judged = chain.judge_answer(stage, answer, min_turns=self.settings.min_turns)
+        return StageResult(
+            text=judged.text,
+            status=judged.status,
+            error=judged.error,
+            model=self.backend.model,
+            prompt_hash=prompt_hash(messages),
+            template_version=template.label,
+            tokens_in=usage.tokens_in,
+            tokens_out=usage.tokens_out,
+            latency_ms=usage.latency_ms,
+        )
+
+    def _mode(self, record: RecordView) -> str:
+        return record.mode if record.mode in ("script", "two-agent") else self.settings.mode
+
+    async def _two_agent_dialogue(self, inputs: chain.StageInputs) -> StageResult:
+        """Counselor and client take turns until the counselor closes the session or the limit."""
+        folder = self.settings.prompts_dir
+        counselor = load_template(chain.COUNSELOR_TEMPLATE, folder)
+        client = load_template(chain.CLIENT_TEMPLATE, folder)
+        usage = _Usage()
+        turns: list[Turn] = []
+        while len(turns) < self.settings.max_turns:
+            role = chain.next_role(turns)
+            template = counselor if role is Role.COUNSELOR else client
+            messages = chain.stage_messages(
+                template, inputs, dialogue_history=chain.history_text(turns)
+            )
+            answer = await self.call(messages, kind=f"turn:{role.value}", schema=None, usage=usage)
+            text, ended = chain.clean_turn(answer)
+            if text:
+                turns.append(Turn(role, text))
+            if ended and role is Role.COUNSELOR:
+                break
+        status, error = StageStatus.GENERATED, ""
+        try:
+            check_dialogue(
+                parse_dialogue(format_dialogue(turns)), min_turns=self.settings.min_turns
+            )
+        except DialogueError as exc:
+            status, error = StageStatus.INVALID, str(exc)
+        return StageResult(
+            text=format_dialogue(turns),
+            status=status,
+            error=error,
+            model=self.backend.model,
+            prompt_hash=prompt_hash([{"role": "calls", "content": "".join(usage.hashes)}]),
+            template_version=f"{counselor.label}+{client.label}",
+            tokens_in=usage.tokens_in,
+            tokens_out=usage.tokens_out,
+            latency_ms=usage.latency_ms,
+        )
+
+    # -- one call: cache, limiter, backend, retries ----------------------------------------
+
+    async def call(
+        self, messages: Messages, *, kind: str, schema: dict[str, object] | None, usage: _Usage
+    ) -> str:
+        if not self.backend.supports_json_schema:
+            schema = None
+        key = cache_key(self.settings.cache_parameters(), messages, schema)
+        usage.hashes.append(key)
+        cached = None if self.fresh else cache_get(self.store, key)
+        if cached is not None:
+            self.summary.cache_hits += 1
+            usage.tokens_in += cached.tokens_in
+            usage.tokens_out += cached.tokens_out
+            return cached.text
+        request = ChatRequest(
+            messages=messages,
+            max_tokens=self.settings.max_tokens,
+            temperature=self.settings.temperature,
+            json_schema=schema,
+        )
+        prompt_chars = sum(len(m["content"]) for m in messages)
+        attempt = 0
+        while True:
+            attempt += 1
+            estimate = self.limiter.estimate(prompt_chars, kind, request.max_tokens)
+            permit = await self.limiter.acquire(estimate, kind)
+            started = time.monotonic()
+            try:
+                response = await self.backend.complete(request)
+            except StructuredOutputUnsupported:
+                await self.limiter.release(permit, tokens=0)
+                request = replace(request, json_schema=None)
+                attempt -= 1
+                continue
+            except BackendError as exc:
+                await self.limiter.release(
+                    permit,
+                    headers=exc.headers,
+                    rate_limited=exc.rate_limited,
+                    retry_after=exc.retry_after,
+                )
+                if not exc.retryable or attempt >= self.settings.max_attempts:
+                    raise CallFailed(
+                        f"{exc} (after {attempt} attempt{'s' * (attempt > 1)})"
+                    ) from exc
+                self.summary.retries += 1
+                self.on_event(SynthEvent("retry", detail=str(exc)))
+                if not exc.rate_limited:  # the limiter already pauses everyone after a 429
+                    await asyncio.sleep(backoff_delay(attempt, exc.retry_after))
+                continue
+            except BaseException:
+                await self.limiter.release(permit, tokens=estimate)
+                raise
+            spent = response.tokens_in + response.tokens_out
+            await self.limiter.release(permit, tokens=spent or estimate, headers=response.headers)
+            self.limiter.learn(prompt_chars, kind, response.tokens_in, response.tokens_out)
+            break
+        latency = int((time.monotonic() - started) * 1000)
+        cache_put(
+            self.store,
+            key,
+            self.backend.name,
+            self.backend.model,
+            CachedAnswer(response.text, response.tokens_in, response.tokens_out),
+        )
+        self.summary.calls += 1
+        self.summary.tokens_in += response.tokens_in
+        self.summary.tokens_out += response.tokens_out
+        usage.tokens_in += response.tokens_in
+        usage.tokens_out += response.tokens_out
+        usage.latency_ms += latency
+        self.on_event(SynthEvent("call", tokens=spent))
+        return response.text
+
+
+def backoff_delay(attempt: int, retry_after: float | None) -> float:
+    """Exponential backoff with full jitter; a server's retry-after is a floor."""
+    delay = random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2**attempt))
+    return max(delay, retry_after) if retry_after is not None else delay
+
+
+async def regenerate_stage(
+    store: Store,
+    backend: Backend,
+    record_id: int,
+    stage: Stage,
+    *,
+    settings: SynthSettings | None = None,
+    reviewer: str = "",
+) -> StageView:
+    """Regenerate one stage from its current (possibly edited) upstream text and commit it;
+    the stages generated from it become `stale`. Raises `CallFailed` if the backend gives no answer
+    (the stage is then `failed` with the reason).
+    """
+    settings = settings or SynthSettings(backend=backend.name, model=backend.model)
+    synthesizer = Synthesizer(store, backend, settings, fresh=True)
+    record = store.record(record_id)
+    view = await synthesizer.generate_and_save(
+        record, stage, reviewer=reviewer, action="regenerate"
+    )
+    if view is None:
+        raise CallFailed(store.stage(record_id, stage).error)
+    return view

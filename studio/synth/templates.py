@@ -1,0 +1,115 @@
+"""Prompt templates from `prompts/*.md`, rendered safely for any user text.
+
+A template is front matter (`stage`, `version`, `description`) and two blocks, `=== system ===`
+and `=== user ===`, with `{{name}}` placeholders. Rendering is one regex pass that inserts values
+verbatim: no `str.format`, so braces, quotes and `{{…}}` inside seed text stay as they are. Data
+goes inside XML-like tags in the templates; a value that contains one of the template's own tags
+has it defanged (`<` → `‹`), so seed text cannot close its tag and pose as instructions.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import orjson
+import xxhash
+
+from studio.errors import BadInputError
+from studio.resources import prompts_dir
+
+_PLACEHOLDER = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")
+_TAG = re.compile(r"</?([a-z_]+)>")
+_BLOCK = re.compile(r"^=== (system|user) ===[ \t]*$", re.MULTILINE)
+
+Messages = list[dict[str, str]]
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    name: str
+    version: str
+    description: str
+    system: str
+    user: str
+    path: Path
+
+    @property
+    def placeholders(self) -> frozenset[str]:
+        return frozenset(_PLACEHOLDER.findall(self.system + self.user))
+
+    @property
+    def label(self) -> str:
+        """`name@version`, stored with every generated stage."""
+        return f"{self.name}@{self.version}"
+
+    def render(self, values: Mapping[str, str]) -> Messages:
+        missing = self.placeholders - values.keys()
+        if missing:
+            raise KeyError(f"template {self.name} needs values for {', '.join(sorted(missing))}")
+        tags = frozenset(_TAG.findall(self.system + self.user))
+        safe = {key: _defang(str(value), tags) for key, value in values.items()}
+
+        def fill(text: str) -> str:
+            return _PLACEHOLDER.sub(lambda m: safe[m[1]], text)
+
+        return [
+            {"role": "system", "content": fill(self.system)},
+            {"role": "user", "content": fill(self.user)},
+        ]
+
+
+def _defang(value: str, tags: frozenset[str]) -> str:
+    if "<" not in value:
+        return value
+    return _TAG.sub(lambda m: "‹" + m[0][1:-1] + "›" if m[1] in tags else m[0], value)
+
+
+def parse_template(text: str, path: Path) -> Template:
+    if not text.startswith("---\n"):
+        raise BadInputError(f"{path}:1: a template starts with '---' front matter")
+    end = text.find("\n---\n", 4)
+    if end < 0:
+        raise BadInputError(f"{path}: the front matter is not closed with '---'")
+    meta: dict[str, str] = {}
+    for number, line in enumerate(text[4:end].splitlines(), start=2):
+        if not line.strip():
+            continue
+        key, sep, value = line.partition(":")
+        if not sep:
+            raise BadInputError(f"{path}:{number}: expected 'key: value' in the front matter")
+        meta[key.strip()] = value.strip()
+    for key in ("stage", "version"):
+        if key not in meta:
+            raise BadInputError(f"{path}: front matter needs '{key}'")
+    body = text[end + 5 :]
+    blocks = list(_BLOCK.finditer(body))
+    names = [m[1] for m in blocks]
+    if names != ["system", "user"]:
+        raise BadInputError(f"{path}: expected one '=== system ===' then one '=== user ===' block")
+    system = body[blocks[0].end() : blocks[1].start()].strip()
+    user = body[blocks[1].end() :].strip()
+    return Template(meta["stage"], meta["version"], meta.get("description", ""), system, user, path)
+
+
+@cache
+def _load(path: Path, mtime_ns: int) -> Template:
+    return parse_template(path.read_text(encoding="utf-8"), path)
+
+
+def load_template(name: str, folder: Path | None = None) -> Template:
+    """Load `prompts/<name>.md` (re-read when the file changes, so clinicians' edits apply)."""
+    path = (folder or prompts_dir()) / f"{name}.md"
+    try:
+        mtime = path.stat().st_mtime_ns
+    except FileNotFoundError as exc:
+        raise BadInputError(f"{path}: prompt template not found") from exc
+    return _load(path, mtime)
+
+
+def prompt_hash(messages: Messages) -> str:
+    """The hash of a rendered prompt, stored with each stage."""
+    return xxhash.xxh3_128_hexdigest(orjson.dumps(messages))
