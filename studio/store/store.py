@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -103,6 +104,20 @@ class AddResult:
     record_ids: tuple[int, ...]
 
 
+def _enable_wal(conn: sqlite3.Connection) -> None:
+    """Switch to WAL once per database file. Switching needs a moment of exclusive access and
+    SQLite answers "locked" at once instead of waiting, so two processes opening a new database
+    together retry here (the busy timeout covers everything else)."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 def create_private_file(path: Path) -> None:
     """Create an empty database file readable by its owner only (clinical data)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -128,7 +143,8 @@ class Store:
         # (a third faster on a CACTUS-sized import). Only takes effect on a new, empty file.
         conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
         conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-        conn.execute("PRAGMA journal_mode = WAL")
+        if str(path) != ":memory:":
+            _enable_wal(conn)
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
         self.conn = conn
