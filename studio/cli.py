@@ -14,7 +14,9 @@ import click
 
 from studio import __version__
 from studio.commands.common import db_option, handle_errors, open_store
+from studio.commands.review import is_interactive, open_review, review_command
 from studio.commands.synth import synth_command
+from studio.commands.train import train_command
 
 # Shared helpers re-exported for command modules written against `studio.cli`.
 __all__ = ["cli", "db_option", "handle_errors", "main", "open_store"]
@@ -33,10 +35,14 @@ MAX_PROBLEMS_SHOWN = 50
 def cli(ctx: click.Context, db: Path) -> None:
     """CBT Studio: synthesize, review and train on CBT counseling dialogues.
 
-    Run `studio demo` to try it on a small demo database, offline.
+    Run `studio demo` to try it on a small demo database, offline. Without a command, opens the
+    review app (at a terminal; elsewhere it prints `studio stats`).
     """
     if ctx.invoked_subcommand is None:
-        ctx.invoke(stats, db=db, as_json=False)
+        if is_interactive():
+            open_review(db)
+        else:
+            ctx.invoke(stats, db=db, as_json=False)
 
 
 @cli.command("import")
@@ -183,15 +189,19 @@ def stats(db: Path, as_json: bool) -> None:
     show_default=True,
     help="Where to create the demo database (STUDIO_DB is ignored, to keep real data apart).",
 )
+@click.option("--no-open", is_flag=True, help="Only build it and print its counts.")
 @handle_errors
-def demo(db: Path) -> None:
+def demo(db: Path, no_open: bool) -> None:
     """Create (once) a demo database with hand-written records, then open the studio on it."""
     from studio.demo import build_demo
 
     with open_store(db) as store:
         created = build_demo(store)
     click.echo(f"{'created' if created else 'using'} demo database {db}")
-    cli.main(["stats", "--db", str(db)], standalone_mode=False)
+    if no_open or not is_interactive():
+        cli.main(["stats", "--db", str(db)], standalone_mode=False)
+        return
+    open_review(db)
 
 
 def _default_reviewer() -> str:
@@ -207,3 +217,5 @@ def main() -> None:
 
 # Subcommands that live beside their layer (each imports its heavy modules inside the command).
 cli.add_command(synth_command)
+cli.add_command(review_command)
+cli.add_command(train_command)

@@ -48,13 +48,70 @@ def export_records(store: Store, out: str | Path, *, fmt: str, include_notes: bo
         raise BadInputError(
             f"unknown export format {fmt!r}; expected one of {', '.join(EXPORT_FORMATS)}"
         )
-    if fmt != "cactus-jsonl":
-        raise BadInputError(
-            f"export format {fmt!r} needs the training dataset builder (`studio.train`), "
-            "which is not part of this version yet; use --format cactus-jsonl"
-        )
+    if fmt in ("sft-jsonl", "hf"):
+        return export_sft_dataset(store, out, fmt=fmt)
     rows = (cactus_row(r, include_notes=include_notes) for r in store.accepted_records())
     return write_jsonl(out, rows)
+
+
+def export_sft_dataset(store: Store, out: str | Path, *, fmt: str, context: str = "history") -> int:
+    """The training dataset (`studio.train.dataset`) as JSONL or a `save_to_disk` folder.
+
+    `sft-jsonl`: one prompt/completion row per line with `record_id`, `turn` and `split`.
+    `hf`: a `DatasetDict` with `train` and `validation` splits. Returns the number of records.
+    """
+    from studio.train.dataset import build_sft_dataset
+
+    dataset = build_sft_dataset(store.accepted_records(), context=context)
+    splits = {
+        "train": [e.export_row("train") for e in dataset.train],
+        "validation": [e.export_row("validation") for e in dataset.validation],
+    }
+    if fmt == "sft-jsonl":
+        write_jsonl(out, iter(splits["train"] + splits["validation"]))
+    else:
+        save_dataset_dict(Path(out), splits)
+    return dataset.n_records
+
+
+def save_dataset_dict(out: Path, splits: dict[str, list[dict[str, Any]]]) -> None:
+    """`datasets.DatasetDict.save_to_disk`, written beside `out` and then moved into place."""
+    import shutil
+
+    from datasets import Dataset, DatasetDict
+
+    if out.exists() and not (out.is_dir() and _replaceable_dataset_folder(out)):
+        raise BadInputError(
+            f"{out}: exists and is not an earlier dataset export; choose a new folder"
+        )
+    rows = [row for split in splits.values() for row in split]
+    features = Dataset.from_list(rows).features if rows else None
+    dataset = DatasetDict(
+        {name: Dataset.from_list(split, features=features) for name, split in splits.items()}
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.part")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        dataset.save_to_disk(str(tmp))
+        _make_private(tmp)
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _replaceable_dataset_folder(path: Path) -> bool:
+    return not any(path.iterdir()) or (path / "dataset_dict.json").is_file()
+
+
+def _make_private(folder: Path) -> None:
+    """Owner-only permissions, as for every export (clinical data)."""
+    folder.chmod(0o700)
+    for item in folder.rglob("*"):
+        item.chmod(0o700 if item.is_dir() else 0o600)
 
 
 def write_jsonl(out: str | Path, rows: Iterator[dict[str, Any]]) -> int:

@@ -63,6 +63,10 @@ class ServerStats:
     started: float = field(default_factory=time.monotonic)
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 256  # the default backlog of 5 refuses bursts of concurrent clients
+
+
 class ChatServer:
     """`with ChatServer() as server:` — a chat-completions server on a free loopback port."""
 
@@ -86,7 +90,7 @@ class ChatServer:
         self._window: deque[tuple[float, int]] = deque()
         self.admitted: list[tuple[float, int]] = []
         """Every request counted against the limits: (monotonic time, tokens)."""
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._httpd = _Server(("127.0.0.1", 0), self._handler())
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 

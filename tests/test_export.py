@@ -49,7 +49,40 @@ def test_only_accepted_records_and_edits_win(run, tmp_path: Path, db_path: Path)
     assert row["notes"]["cbt_plan"] == "tightened"
 
 
-def test_formats_for_training_are_refused_until_the_builder_exists(run, tmp_path: Path) -> None:
-    result = run("export", str(tmp_path / "sft.jsonl"), "--format", "sft-jsonl")
-    assert result.exit_code == 2
-    assert "cactus-jsonl" in result.stderr
+def test_formats_for_training_write_the_sft_dataset(run, tmp_path: Path) -> None:
+    from datasets import load_from_disk
+
+    rows = [cactus_row(n) for n in range(10)]
+    source = write_jsonl(tmp_path / "in.jsonl", rows)
+    assert run("import", str(source), "--status", "accepted", "--reviewer", "r").exit_code == 0
+    out = tmp_path / "sft.jsonl"
+    result = run("export", str(out), "--format", "sft-jsonl")
+    assert result.exit_code == 0, result.output
+    assert "exported 10 accepted records" in result.stdout
+    exported = _read(out)
+    assert len(exported) == 10 * 3  # three counselor turns after the opening exchange each
+    assert {row["split"] for row in exported} == {"train", "validation"}
+    first = exported[0]
+    assert set(first) == {"prompt", "completion", "record_id", "turn", "split"}
+    assert [m["role"] for m in first["prompt"]] == ["system", "assistant", "user"]
+    assert first["completion"] == [
+        {"role": "assistant", "content": "What makes that feel so certain?"}
+    ]
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+
+    folder = tmp_path / "sft-hf"
+    for _ in range(2):  # a second export replaces the first
+        assert run("export", str(folder), "--format", "hf").exit_code == 0
+    dataset = load_from_disk(str(folder))
+    assert set(dataset) == {"train", "validation"}
+    assert len(dataset["train"]) + len(dataset["validation"]) == len(exported)
+    first_train = next(row for row in exported if row["split"] == "train")
+    assert dataset["train"][0]["prompt"] == first_train["prompt"]
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in folder.rglob("*") if p.is_file())
+
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "mine.txt").write_text("keep me")
+    refused = run("export", str(tmp_path / "notes"), "--format", "hf")
+    assert refused.exit_code == 2
+    assert (tmp_path / "notes" / "mine.txt").read_text() == "keep me"

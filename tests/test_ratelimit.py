@@ -25,7 +25,7 @@ async def test_known_rpm_allows_a_full_minute_then_waits_for_the_oldest() -> Non
         clock.t += 1
     assert limiter._delay(10) == pytest.approx(WINDOW_S + MARGIN_S - 3)
     for permit in permits:
-        await limiter.release(permit, tokens=10)
+        limiter.release(permit, tokens=10)
     clock.t = 1000.0 + WINDOW_S + MARGIN_S
     assert limiter._delay(10) == 0
 
@@ -35,7 +35,7 @@ async def test_known_tpm_counts_the_servers_usage_not_our_guess() -> None:
     limiter = RateLimiter(rpm=None, tpm=1000, max_in_flight=10, clock=clock)
     permit = await limiter.acquire(300)
     assert limiter._delay(600) == 0
-    await limiter.release(permit, tokens=900)  # the answer was longer than estimated
+    limiter.release(permit, tokens=900)  # the answer was longer than estimated
     assert limiter._delay(200) > 0
     assert limiter._delay(100) == 0
 
@@ -44,14 +44,14 @@ async def test_a_429_halves_the_window_and_pauses_everyone() -> None:
     clock = Clock()
     limiter = RateLimiter(rpm=None, tpm=None, max_in_flight=8, clock=clock)
     permit = await limiter.acquire(10)
-    await limiter.release(permit, rate_limited=True, retry_after=5.0)
+    limiter.release(permit, rate_limited=True, retry_after=5.0)
     assert limiter.window == 4
     assert 5.0 <= limiter._delay(10) <= 5.25
     assert limiter.stats.rate_limited == 1
     clock.t += 6
     for _ in range(40):
         permit = await limiter.acquire(10)
-        await limiter.release(permit, tokens=10)
+        limiter.release(permit, tokens=10)
     assert limiter.window == 8  # grew back, capped at the ceiling
 
 
@@ -66,7 +66,7 @@ async def test_headers_teach_an_unknown_token_limit_and_exhausted_requests_pause
     clock = Clock()
     limiter = RateLimiter(rpm=None, tpm=None, max_in_flight=4, clock=clock)
     permit = await limiter.acquire(10)
-    await limiter.release(
+    limiter.release(
         permit,
         tokens=10,
         headers={
@@ -82,7 +82,7 @@ async def test_headers_teach_an_unknown_token_limit_and_exhausted_requests_pause
 async def test_a_known_limit_is_not_overridden_by_headers() -> None:
     limiter = RateLimiter(rpm=None, tpm=500, max_in_flight=4, clock=Clock())
     permit = await limiter.acquire(10)
-    await limiter.release(permit, tokens=10, headers={"x-ratelimit-limit-tokens": "8000"})
+    limiter.release(permit, tokens=10, headers={"x-ratelimit-limit-tokens": "8000"})
     assert limiter.tpm == 500
 
 

@@ -8,7 +8,12 @@ ChatML-style chat template. Nothing is downloaded; building takes well under a s
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerFast
 
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
@@ -31,23 +36,23 @@ _CORPUS = [
 ]
 
 
-def build_tiny_llama(path: Path, *, hidden_size: int = 64, seed: int = 0) -> Path:
-    """Write a tiny random Llama model and its tokenizer to `path`; returns `path`."""
-    import torch
+def build_tokenizer(
+    path: Path, *, corpus: Sequence[str] = (), vocab_size: int = 512
+) -> PreTrainedTokenizerFast:
+    """Train a byte-level BPE tokenizer with the chat template on `corpus` and save it to `path`."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
 
-    path.mkdir(parents=True, exist_ok=True)
     raw = Tokenizer(models.BPE())
     raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     raw.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=512,
+        vocab_size=vocab_size,
         special_tokens=SPECIAL_TOKENS,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    raw.train_from_iterator(_CORPUS * 4, trainer=trainer)
+    raw.train_from_iterator([*_CORPUS * 4, *corpus], trainer=trainer)
     # transformers' tokenizer constructors are untyped.
     tokenizer = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
         tokenizer_object=raw,
@@ -57,12 +62,23 @@ def build_tiny_llama(path: Path, *, hidden_size: int = 64, seed: int = 0) -> Pat
         chat_template=CHAT_TEMPLATE,
     )
     tokenizer.save_pretrained(path)
+    return tokenizer
 
+
+def build_tiny_llama(
+    path: Path, *, hidden_size: int = 64, num_hidden_layers: int = 2, seed: int = 0
+) -> Path:
+    """Write a tiny random Llama model and its tokenizer to `path`; returns `path`."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    path.mkdir(parents=True, exist_ok=True)
+    tokenizer = build_tokenizer(path)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=hidden_size,
         intermediate_size=hidden_size * 2,
-        num_hidden_layers=2,
+        num_hidden_layers=num_hidden_layers,
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=2048,

@@ -313,12 +313,12 @@ class Synthesizer:
             try:
                 response = await self.backend.complete(request)
             except StructuredOutputUnsupported:
-                await self.limiter.release(permit, tokens=0)
+                self.limiter.release(permit, tokens=0)
                 request = replace(request, json_schema=None)
                 attempt -= 1
                 continue
             except BackendError as exc:
-                await self.limiter.release(
+                self.limiter.release(
                     permit,
                     headers=exc.headers,
                     rate_limited=exc.rate_limited,
@@ -334,10 +334,10 @@ class Synthesizer:
                     await asyncio.sleep(backoff_delay(attempt, exc.retry_after))
                 continue
             except BaseException:
-                await self.limiter.release(permit, tokens=estimate)
+                self.limiter.release(permit, tokens=estimate)
                 raise
             spent = response.tokens_in + response.tokens_out
-            await self.limiter.release(permit, tokens=spent or estimate, headers=response.headers)
+            self.limiter.release(permit, tokens=spent or estimate, headers=response.headers)
             self.limiter.learn(prompt_chars, kind, response.tokens_in, response.tokens_out)
             break
         latency = int((time.monotonic() - started) * 1000)

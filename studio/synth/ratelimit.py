@@ -64,7 +64,7 @@ class RateLimiter:
         self.stats = LimiterStats()
         self._clock = clock
         self._log: deque[Permit] = deque()
-        self._changed = asyncio.Condition()
+        self._wake = asyncio.Event()
         self._chars_per_token = INITIAL_CHARS_PER_TOKEN
         self._completion: dict[str, deque[int]] = {}
 
@@ -86,18 +86,23 @@ class RateLimiter:
     # -- acquire / release ----------------------------------------------------------------
 
     async def acquire(self, tokens: int, kind: str = "") -> Permit:
+        """Wait until a request of `tokens` may start, and count it.
+
+        Everything runs on one event loop and nothing awaits between the check and the count, so
+        no lock is needed; waiters sleep until their delay passes or a release wakes them.
+        """
         started_wait = self._clock()
-        async with self._changed:
-            while True:
-                delay = self._delay(tokens)
-                if delay <= 0:
-                    break
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), timeout=delay)
-            permit = Permit(self._clock(), tokens, kind)
-            self._log.append(permit)
-            self.in_flight += 1
-            self.stats.requests += 1
+        while True:
+            delay = self._delay(tokens)
+            if delay <= 0:
+                break
+            wake = self._wake
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), timeout=delay)
+        permit = Permit(self._clock(), tokens, kind)
+        self._log.append(permit)
+        self.in_flight += 1
+        self.stats.requests += 1
         self.stats.waited_s += self._clock() - started_wait
         return permit
 
@@ -124,7 +129,7 @@ class RateLimiter:
             return 3600.0  # woken by release()
         return 0.0
 
-    async def release(
+    def release(
         self,
         permit: Permit,
         *,
@@ -133,24 +138,25 @@ class RateLimiter:
         rate_limited: bool = False,
         retry_after: float | None = None,
     ) -> None:
-        async with self._changed:
-            self.in_flight -= 1
-            now = self._clock()
-            if tokens is not None:
-                permit.tokens = tokens  # the server's count replaces our estimate
-            if rate_limited:
-                self.stats.rate_limited += 1
-                # A refused request costs no quota; the pause covers the wait.
-                if permit in self._log:
-                    self._log.remove(permit)
-                self.window = max(1.0, self.window / 2)
-                pause = retry_after if retry_after is not None else 2.0
-                self.paused_until = max(self.paused_until, now + pause + random.uniform(0, 0.25))
-            elif tokens is not None:
-                self.window = min(float(self.max_in_flight), self.window + 1.0 / self.window)
-            if headers:
-                self._read_headers(headers, now)
-            self._changed.notify_all()
+        self.in_flight -= 1
+        now = self._clock()
+        if tokens is not None:
+            permit.tokens = tokens  # the server's count replaces our estimate
+        if rate_limited:
+            self.stats.rate_limited += 1
+            # A refused request costs no quota; the pause covers the wait.
+            if permit in self._log:
+                self._log.remove(permit)
+            self.window = max(1.0, self.window / 2)
+            pause = retry_after if retry_after is not None else 2.0
+            self.paused_until = max(self.paused_until, now + pause + random.uniform(0, 0.25))
+        elif tokens is not None:
+            self.window = min(float(self.max_in_flight), self.window + 1.0 / self.window)
+        if headers:
+            self._read_headers(headers, now)
+        # Wake every waiter to re-check; later waiters wait on a fresh event.
+        self._wake.set()
+        self._wake = asyncio.Event()
 
     def _read_headers(self, headers: Mapping[str, str], now: float) -> None:
         limit = headers.get("x-ratelimit-limit-tokens")

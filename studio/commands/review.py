@@ -1,0 +1,76 @@
+"""`studio review`: the clinician review app (keyboard-first accept / edit / reject)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from studio.commands.common import db_option, handle_errors
+from studio.errors import BadInputError
+
+if TYPE_CHECKING:
+    from studio.synth import Backend, SynthSettings
+
+
+def resolve_reviewer(reviewer: str | None) -> str:
+    """`--reviewer`, else `STUDIO_REVIEWER`, else the OS user name."""
+    import getpass
+
+    return reviewer or os.environ.get("STUDIO_REVIEWER") or getpass.getuser()
+
+
+def is_interactive() -> bool:
+    """A person at a terminal (not a pipe, a test runner or CI) can use the app."""
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
+def open_review(db: Path, reviewer: str | None = None, config_path: Path | None = None) -> None:
+    """Run the review app on `db` until the reviewer quits."""
+    from studio.tui import make_app
+    from studio.tui.settings import ReviewSettings, parse_keymap
+
+    name = resolve_reviewer(reviewer)
+    try:
+        keymap = parse_keymap(os.environ.get("STUDIO_KEYMAP", ""))
+    except ValueError as exc:
+        raise BadInputError(f"STUDIO_KEYMAP: {exc}") from exc
+
+    def synthesis() -> tuple[Backend, SynthSettings]:
+        # Called on the first `r`: the LLM SDKs load then, not at start-up.
+        from studio.synth import SynthSettings, make_backend
+
+        settings = SynthSettings.load(config_path).validate()
+        return make_backend(settings), settings
+
+    app = make_app(
+        db,
+        reviewer=name,
+        backend_factory=synthesis,
+        settings=ReviewSettings(reviewer=name, keymap=keymap),
+    )
+    app.run()
+
+
+@click.command("review")
+@db_option
+@click.option(
+    "--reviewer",
+    help="Your name on every decision [env STUDIO_REVIEWER, else your OS user name].",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="STUDIO_CONFIG",
+    help="TOML config with the synthesis backend that `r` (regenerate) uses, as for `studio synth`.",
+)
+@handle_errors
+def review_command(db: Path, reviewer: str | None, config_path: Path | None) -> None:
+    """Open the review app: a queue of records, each stage accepted, edited or rejected from the
+    keyboard (? lists the keys). Decisions are saved at once; unsaved edits are kept as drafts.
+    """
+    open_review(db, reviewer, config_path)

@@ -1,0 +1,1 @@
+"""The screens of the review app, each with its stylesheet beside it."""

@@ -1,0 +1,149 @@
+"""Editing one stage's text. The edit in progress is autosaved as a draft, so nothing is lost."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import Future
+from functools import partial
+from typing import ClassVar
+
+from textual import events, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Label, TextArea
+from textual.worker import Worker
+
+from studio.model import Stage
+from studio.store.review import delete_draft, save_draft
+from studio.tui.messages import DraftSaved
+from studio.tui.screens.base import report_worker_failure
+from studio.tui.screens.dialogs import ConfirmScreen
+from studio.tui.settings import ReviewSettings
+from studio.tui.store_lane import StoreLane
+
+HINT = "ctrl+s saves as edited · escape discards · autosaved as a draft"
+
+
+class EditorScreen(ModalScreen[str | None]):
+    """Dismissed with the new text (ctrl+s) or None (discarded, or nothing changed)."""
+
+    CSS_PATH = "editor.tcss"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+s", "save", "Save", id="editor.save", priority=True),
+        Binding("escape", "discard", "Discard", id="editor.discard"),
+    ]
+
+    def __init__(
+        self,
+        *,
+        record_id: int,
+        stage: Stage,
+        text: str,
+        base_text: str,
+        restored: bool,
+        settings: ReviewSettings,
+        lane: StoreLane,
+    ) -> None:
+        super().__init__()
+        self.record_id = record_id
+        self.stage = stage
+        self.initial_text = text
+        self.base_text = base_text
+        self.restored = restored
+        self.settings = settings
+        self.lane = lane
+        self._saved_text = text if restored else base_text
+        """What the database holds for this edit (the draft, or the stage text if none)."""
+        self.text = text
+        """The text as it is in the editor now (kept here, so it can be saved while unmounting)."""
+        self._finished = False
+
+    def compose(self) -> ComposeResult:
+        title = f"Edit {self.stage.label} · record {self.record_id}"
+        if self.restored:
+            title += " · restored from an unsaved draft"
+        with Vertical(classes="editor"):
+            yield Label(title, classes="editor-title")
+            area = TextArea(self.initial_text, soft_wrap=True, id="editor")
+            area.cursor_blink = self.settings.cursor_blink
+            yield area
+            yield Label(HINT, id="editor-hint", classes="editor-hint")
+
+    def on_mount(self) -> None:
+        self.query_one(TextArea).focus()
+        self.set_interval(self.settings.draft_interval, self.autosave)
+
+    def on_text_area_changed(self, event: TextArea.Changed) -> None:
+        self.text = event.text_area.text
+
+    def autosave(self) -> None:
+        """Write the text as a draft if it changed since the last save."""
+        if self._finished:
+            return
+        text = self.text
+        if text == self._saved_text:
+            return
+        self._saved_text = text
+        job = partial(
+            save_draft,
+            record_id=self.record_id,
+            stage=self.stage,
+            text=text,
+            reviewer=self.settings.reviewer,
+            base_text=self.base_text,
+        )
+        self.wait_for_draft(self.lane.submit(job))
+
+    @work(group="drafts", exit_on_error=False, description="Autosave the draft")
+    async def wait_for_draft(self, saved: Future[None]) -> None:
+        # Shielded: leaving the editor must not cancel a save already under way.
+        await asyncio.shield(asyncio.wrap_future(saved))
+        self.post_message(DraftSaved(self.record_id, self.stage))
+
+    def on_draft_saved(self, message: DraftSaved) -> None:
+        self.query_one("#editor-hint", Label).update(f"{HINT} · draft saved")
+
+    def on_descendant_blur(self, event: events.DescendantBlur) -> None:
+        self.autosave()
+
+    def on_unmount(self) -> None:
+        # Quitting (or a crash of the UI) with the editor open keeps the work as a draft; the
+        # store lane finishes queued jobs before the app closes the database.
+        if not self._finished:
+            self.autosave()
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        report_worker_failure(self, event)
+
+    def action_save(self) -> None:
+        text = self.text
+        if text == self.base_text:
+            self.notify("No changes to save.", severity="information")
+            self._discard()
+            return
+        self._finished = True
+        self.dismiss(text)
+
+    def action_discard(self) -> None:
+        if self.text == self.base_text:
+            self._discard()
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._discard()
+
+        self.app.push_screen(ConfirmScreen("Discard your changes to this text?"), answered)
+
+    def _discard(self) -> None:
+        self._finished = True
+        job = partial(
+            delete_draft,
+            record_id=self.record_id,
+            stage=self.stage,
+            reviewer=self.settings.reviewer,
+        )
+        self.lane.submit(job)
+        self.dismiss(None)

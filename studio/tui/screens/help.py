@@ -1,0 +1,76 @@
+"""The key map, read from the screens' own bindings (so a remapped key shows as remapped)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import ClassVar
+
+from rich.table import Table
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.widgets import Header, Static
+
+from studio.tui.screens.base import StudioScreen
+from studio.tui.widgets.footer import StudioFooter
+
+INTRO = (
+    "CBT Studio: accept, edit or reject each stage of a synthesized counseling record. "
+    "Every decision is saved at once and can be undone with u. Edits are autosaved as drafts. "
+    "ctrl+p opens the command palette, which offers every action by name. "
+    "Keys can be remapped by id with STUDIO_KEYMAP, e.g. STUDIO_KEYMAP='review.accept=y'."
+)
+
+
+def _key_display(binding: Binding, keymap: Mapping[str, str]) -> str:
+    keys = keymap.get(binding.id or "", binding.key)
+    if binding.id not in keymap and binding.key_display:
+        return binding.key_display
+    names = {"question_mark": "?", "slash": "/", "escape": "esc"}
+    return " / ".join(names.get(k.strip(), k.strip()) for k in keys.split(","))
+
+
+def keys_table(title: str, bindings: Iterable[BindingType], keymap: Mapping[str, str]) -> Table:
+    table = Table(title=title, title_justify="left", expand=True, show_header=True)
+    table.add_column("key", no_wrap=True, style="bold")
+    table.add_column("action")
+    table.add_column("id", style="dim", no_wrap=True)
+    for binding in bindings:
+        if not isinstance(binding, Binding) or not binding.description:
+            continue
+        what = binding.description
+        if binding.tooltip:
+            what += f" — {binding.tooltip}"
+        table.add_row(_key_display(binding, keymap), what, binding.id or "")
+    return table
+
+
+class HelpScreen(StudioScreen):
+    CSS_PATH = "help.tcss"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("q,escape,f1,question_mark", "back", "Close help", id="help.close"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        from studio.tui.screens.editor import EditorScreen
+        from studio.tui.screens.queue import QueueScreen
+        from studio.tui.screens.review import ReviewScreen
+        from studio.tui.screens.stats import StatsScreen
+
+        keymap = self.studio.settings.keymap
+        yield Header()
+        with VerticalScroll(id="help"):
+            yield Static(INTRO, id="intro")
+            sections = (
+                ("Review a record", ReviewScreen.BINDINGS),
+                ("Queue", QueueScreen.BINDINGS),
+                ("Editing a text", EditorScreen.BINDINGS),
+                ("Statistics", StatsScreen.BINDINGS),
+                ("Everywhere", type(self.app).BINDINGS),
+            )
+            for title, bindings in sections:
+                yield Static(keys_table(title, bindings, keymap), classes="keys")
+        yield StudioFooter()
+
+    def action_back(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,448 @@
+"""Reviewing one record: the seed beside its four stages, decided from the keyboard."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import Future
+from functools import partial
+from typing import ClassVar
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, VerticalScroll
+from textual.content import Content
+from textual.events import DescendantFocus
+from textual.reactive import reactive
+from textual.widgets import Header, Static
+
+from studio.model import APPROVED, STAGES, RecordStatus, Stage, StageStatus
+from studio.store.review import (
+    QueueFilter,
+    ReviewItem,
+    Undone,
+    accept_remaining,
+    accept_stage,
+    load_item,
+    neighbor,
+    reject_record,
+    reject_stage,
+    save_edit,
+    undo_last,
+)
+from studio.store.store import Store
+from studio.tui.formatting import status_content
+from studio.tui.messages import (
+    DecisionSaved,
+    NoMoreRecords,
+    RecordLoaded,
+    RegenerateFinished,
+    UndoFinished,
+)
+from studio.tui.screens.base import StudioScreen
+from studio.tui.screens.dialogs import DiffScreen, ReasonScreen, TechniqueChoice, TechniqueScreen
+from studio.tui.screens.editor import EditorScreen
+from studio.tui.widgets.footer import StudioFooter
+from studio.tui.widgets.seed_panel import SeedPanel
+from studio.tui.widgets.stage_panel import StagePanel
+
+#: Stage statuses a reviewer can accept: awaiting review, rejected (a change of mind), or stale
+#: (the reviewer judges it still fits the changed upstream text).
+ACCEPTABLE = frozenset({StageStatus.GENERATED, StageStatus.REJECTED, StageStatus.STALE})
+#: Stage statuses a reviewer can reject: anything with text that is not rejected already.
+REJECTABLE = frozenset(
+    {
+        StageStatus.GENERATED,
+        StageStatus.ACCEPTED,
+        StageStatus.EDITED,
+        StageStatus.STALE,
+        StageStatus.INVALID,
+    }
+)
+#: Actions that work on the focused stage (hidden until a record is on screen).
+RECORD_ACTIONS = frozenset(
+    {"accept", "accept_all", "reject", "reject_record", "edit", "regenerate", "diff"}
+)
+
+
+class ReviewScreen(StudioScreen):
+    CSS_PATH = "review.tcss"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("a", "accept", "Accept", id="review.accept", tooltip="Accept the focused stage"),
+        Binding(
+            "A",
+            "accept_all",
+            "Accept all",
+            id="review.accept_all",
+            tooltip="Accept every stage still awaiting review",
+        ),
+        Binding("x", "reject", "Reject", id="review.reject", tooltip="Reject the focused stage"),
+        Binding(
+            "X",
+            "reject_record",
+            "Reject record",
+            id="review.reject_record",
+            tooltip="Reject the whole record",
+        ),
+        Binding("e", "edit", "Edit", id="review.edit", tooltip="Edit the focused stage"),
+        Binding(
+            "r",
+            "regenerate",
+            "Regenerate",
+            id="review.regenerate",
+            tooltip="Regenerate the focused stage; later stages become stale",
+        ),
+        Binding("u", "undo", "Undo", id="review.undo", tooltip="Undo your last decision or edit"),
+        Binding("d", "diff", "Diff", id="review.diff", tooltip="Your edit against the original"),
+        Binding("n", "next_record", "Next", id="review.next", tooltip="Next record in the queue"),
+        Binding("p", "previous_record", "Prev", id="review.previous", tooltip="Previous record"),
+        Binding(
+            "j,tab",
+            "next_stage",
+            "Next stage",
+            id="review.next_stage",
+            show=False,
+            key_display="j/tab",
+        ),
+        Binding(
+            "k,shift+tab",
+            "previous_stage",
+            "Previous stage",
+            id="review.previous_stage",
+            show=False,
+            key_display="k/shift+tab",
+        ),
+        Binding("q,escape", "back", "Queue", id="review.back", tooltip="Back to the queue"),
+    ]
+
+    item: reactive[ReviewItem | None] = reactive(
+        None, bindings=True, init=False, always_update=True
+    )
+    """The record on screen with the reviewer's drafts; None until the first read."""
+    stage: reactive[Stage] = reactive(Stage.INTAKE_FORM, bindings=True)
+    """The focused stage: what a, x, e, r and d act on."""
+
+    def __init__(
+        self, record_id: int, queue_filter: QueueFilter, *, resume_draft: Stage | None = None
+    ) -> None:
+        super().__init__()
+        self.record_id = record_id
+        self.queue_filter = queue_filter
+        self.resume_draft = resume_draft
+        """Open the editor on this stage's draft once the record is on screen."""
+        self._lane_position = record_id
+        """The record that n / p move from. Read and written only by jobs on the store lane, so
+        pressing n three times quickly moves three records, even before the first is shown."""
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="record-bar"):
+            yield Static(id="record-info")
+            yield Static(id="last-action")
+        with Horizontal(id="panes"):
+            with VerticalScroll(id="seed"):
+                yield SeedPanel(id="seed-panel")
+            with VerticalScroll(id="stages"):
+                for stage in STAGES:
+                    yield StagePanel(stage)
+        yield StudioFooter(compact=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#stages").can_focus = False
+        seed = self.query_one("#seed")
+        seed.can_focus = False
+        seed.border_title = "Seed"
+        self.load(self.record_id)
+
+    # -- reading ----------------------------------------------------------------------------
+
+    @property
+    def reviewer(self) -> str:
+        return self.studio.settings.reviewer
+
+    def load(self, record_id: int, focus: Stage | None = None) -> None:
+        def job(store: Store) -> ReviewItem:
+            self._lane_position = record_id
+            return load_item(store, record_id, reviewer=self.reviewer)
+
+        self.wait_for_record(self.studio.lane.submit(job), focus)
+
+    @work(group="review-read", exit_on_error=False, description="Read the record")
+    async def wait_for_record(self, pending: Future[ReviewItem], focus: Stage | None) -> None:
+        self.post_message(RecordLoaded(await asyncio.wrap_future(pending), focus))
+
+    def on_record_loaded(self, message: RecordLoaded) -> None:
+        first = self.item is None
+        self.item = message.item
+        self.record_id = message.item.record.id
+        self.studio.last_record_id = self.record_id
+        self.focus_stage(message.focus or self._first_to_review(message.item))
+        if not first:
+            self.query_one("#stages", VerticalScroll).scroll_home(animate=False)
+            self.query_one("#seed", VerticalScroll).scroll_home(animate=False)
+        if self.resume_draft is not None:
+            stage, self.resume_draft = self.resume_draft, None
+            self.focus_stage(stage)
+            self.action_edit()
+
+    def on_regenerate_finished(self, message: RegenerateFinished) -> None:
+        if message.record_id == self.record_id:
+            self.load(self.record_id, focus=self.stage)
+
+    def watch_item(self, item: ReviewItem | None) -> None:
+        if item is None:
+            return
+        record = item.record
+        regenerating = self.studio.regenerating
+        for panel in self.query(StagePanel):
+            panel.show(
+                record.stages[panel.stage],
+                draft=item.drafts.get(panel.stage),
+                regenerating=(record.id, panel.stage) in regenerating,
+            )
+        self.query_one(SeedPanel).show(record.seed)
+        decided = sum(
+            1
+            for view in record.stages.values()
+            if view.status in APPROVED or view.status is StageStatus.REJECTED
+        )
+        parts: list[Content | str] = [
+            Content.styled(f"Record {record.id}", "bold"),
+            status_content(record.status),
+            record.technique or "no technique",
+            f"attitude {record.attitude or '—'}",
+            f"{decided}/{len(STAGES)} decided",
+        ]
+        if record.status is RecordStatus.REJECTED:
+            reason = f": {record.note}" if record.note else ""
+            parts.append(Content.styled(f"rejected as a whole{reason} (u undoes)", "$error"))
+        self.query_one("#record-info", Static).update(Content(" · ").join(parts))
+
+    def _first_to_review(self, item: ReviewItem) -> Stage:
+        for stage in STAGES:
+            if item.record.stages[stage].status not in APPROVED:
+                return stage
+        return Stage.INTAKE_FORM
+
+    def say(self, text: str) -> None:
+        """The outcome of the last key press, at the right of the record bar."""
+        self.query_one("#last-action", Static).update(text)
+
+    # -- moving -----------------------------------------------------------------------------
+
+    def focus_stage(self, stage: Stage) -> None:
+        panel = self.query_one(f"#stage-{stage.value}", StagePanel)
+        panel.focus(scroll_visible=False)
+        self.stage = stage
+        self.query_one("#stages", VerticalScroll).scroll_to_widget(panel, top=True, animate=False)
+
+    def on_descendant_focus(self, event: DescendantFocus) -> None:
+        if isinstance(event.widget, StagePanel):
+            self.stage = event.widget.stage
+
+    def action_next_stage(self) -> None:
+        self.focus_stage(STAGES[(STAGES.index(self.stage) + 1) % len(STAGES)])
+
+    def action_previous_stage(self) -> None:
+        self.focus_stage(STAGES[(STAGES.index(self.stage) - 1) % len(STAGES)])
+
+    def action_next_record(self) -> None:
+        self._step(forward=True)
+
+    def action_previous_record(self) -> None:
+        self._step(forward=False)
+
+    def _step(self, *, forward: bool) -> None:
+        flt, reviewer = self.queue_filter, self.reviewer
+
+        def job(store: Store) -> ReviewItem | None:
+            found = neighbor(store, flt, self._lane_position, forward=forward)
+            if found is None:
+                return None
+            self._lane_position = found
+            return load_item(store, found, reviewer=reviewer)
+
+        self.wait_for_step(self.studio.lane.submit(job), forward)
+
+    @work(group="review-read", exit_on_error=False, description="Move to another record")
+    async def wait_for_step(self, pending: Future[ReviewItem | None], forward: bool) -> None:
+        item = await asyncio.wrap_future(pending)
+        self.post_message(RecordLoaded(item) if item else NoMoreRecords(forward))
+
+    def on_no_more_records(self, message: NoMoreRecords) -> None:
+        self.say("No later record in this queue." if message.forward else "This is the first.")
+
+    def action_back(self) -> None:
+        self.studio.last_record_id = self.record_id
+        self.dismiss(None)
+
+    # -- deciding ---------------------------------------------------------------------------
+
+    def decide(self, job: Callable[[Store], ReviewItem], summary: str) -> None:
+        """Submit a decision now (key-press order is the order they land) and await it."""
+        self.wait_for_decision(self.studio.lane.submit(job), summary)
+
+    @work(group="decisions", exit_on_error=False, description="Save the decision")
+    async def wait_for_decision(self, pending: Future[ReviewItem], summary: str) -> None:
+        # Shielded: leaving the screen must not cancel a decision already submitted.
+        item = await asyncio.shield(asyncio.wrap_future(pending))
+        self.post_message(DecisionSaved(item, summary))
+
+    def on_decision_saved(self, message: DecisionSaved) -> None:
+        if message.item.record.id == self.record_id:
+            self.item = message.item
+        self.say(message.summary)
+
+    def action_accept(self) -> None:
+        stage = self.stage
+        self.decide(
+            partial(accept_stage, record_id=self.record_id, stage=stage, reviewer=self.reviewer),
+            f"✓ Accepted {stage.label}",
+        )
+        # The fast path: a, a, a, a walks the record.
+        if stage is not STAGES[-1]:
+            self.action_next_stage()
+
+    def action_accept_all(self) -> None:
+        record_id, reviewer = self.record_id, self.reviewer
+
+        def job(store: Store) -> ReviewItem:
+            return accept_remaining(store, record_id, reviewer=reviewer)[1]
+
+        self.decide(job, "✓ Accepted all remaining stages")
+
+    def action_reject(self) -> None:
+        stage, record_id = self.stage, self.record_id
+
+        def rejected(reason: str | None) -> None:
+            if reason is None:
+                return
+            job = partial(
+                reject_stage,
+                record_id=record_id,
+                stage=stage,
+                reviewer=self.reviewer,
+                reason=reason,
+            )
+            self.decide(job, f"✗ Rejected {stage.label}")
+
+        self.app.push_screen(self._reason_screen(f"Reject the {stage.label}?"), rejected)
+
+    def action_reject_record(self) -> None:
+        record_id = self.record_id
+
+        def rejected(reason: str | None) -> None:
+            if reason is None:
+                return
+            job = partial(reject_record, record_id=record_id, reviewer=self.reviewer, reason=reason)
+            self.decide(job, f"✗ Rejected record {record_id}")
+
+        self.app.push_screen(
+            self._reason_screen(f"Reject record {record_id} as a whole?"), rejected
+        )
+
+    def _reason_screen(self, title: str) -> ReasonScreen:
+        return ReasonScreen(title, cursor_blink=self.studio.settings.cursor_blink)
+
+    def action_edit(self) -> None:
+        item = self.item
+        if item is None:
+            return
+        stage, record_id = self.stage, self.record_id
+        view = item.record.stages[stage]
+
+        def save(text: str) -> None:
+            job = partial(
+                save_edit, record_id=record_id, stage=stage, text=text, reviewer=self.reviewer
+            )
+            self.decide(job, f"✎ Saved your edit of the {stage.label}")
+
+        if stage is Stage.CBT_TECHNIQUE:
+
+            def chosen(choice: TechniqueChoice | None) -> None:
+                if choice is not None and choice.technique and choice.technique != view.text:
+                    save(choice.technique)
+
+            current = item.record.technique or None
+            self.app.push_screen(TechniqueScreen("Choose the technique", current), chosen)
+            return
+
+        def edited(text: str | None) -> None:
+            if text is not None:
+                save(text)
+
+        draft = item.drafts.get(stage)
+        editor = EditorScreen(
+            record_id=record_id,
+            stage=stage,
+            text=draft.text if draft else view.text,
+            base_text=view.text,
+            restored=draft is not None,
+            settings=self.studio.settings,
+            lane=self.studio.lane,
+        )
+        self.app.push_screen(editor, edited)
+
+    def action_regenerate(self) -> None:
+        self.studio.regenerate(self.record_id, self.stage)
+        if self.item is not None:
+            self.item = self.item  # shows "regenerating…" on the panel
+
+    def action_diff(self) -> None:
+        if self.item is None:
+            return
+        view = self.item.record.stages[self.stage]
+        title = f"{self.stage.label} of record {self.record_id}: your edit against the original"
+        self.app.push_screen(DiffScreen(title, view.original_text or "", view.edited_text or ""))
+
+    def action_undo(self) -> None:
+        reviewer = self.reviewer
+
+        def job(store: Store) -> tuple[Undone | None, ReviewItem | None]:
+            undone = undo_last(store, reviewer=reviewer)
+            if undone is None:
+                return None, None
+            self._lane_position = undone.record_id
+            return undone, load_item(store, undone.record_id, reviewer=reviewer)
+
+        self.wait_for_undo(self.studio.lane.submit(job))
+
+    @work(group="decisions", exit_on_error=False, description="Undo")
+    async def wait_for_undo(self, pending: Future[tuple[Undone | None, ReviewItem | None]]) -> None:
+        undone, item = await asyncio.shield(asyncio.wrap_future(pending))
+        self.post_message(UndoFinished(undone, item))
+
+    def on_undo_finished(self, message: UndoFinished) -> None:
+        if message.undone is None or message.item is None:
+            self.say("Nothing left to undo.")
+            return
+        self.post_message(RecordLoaded(message.item, message.undone.stage))
+        self.say(f"↶ {message.undone.describe()}")
+
+    # -- which keys apply -------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action not in RECORD_ACTIONS:
+            return True
+        item = self.item
+        if item is None:
+            return False
+        record = item.record
+        view = record.stages[self.stage]
+        rejected = record.status is RecordStatus.REJECTED
+        busy = (record.id, self.stage) in self.studio.regenerating
+        if action == "accept":
+            return view.status in ACCEPTABLE and not rejected and not busy
+        if action == "accept_all":
+            generated = any(v.status is StageStatus.GENERATED for v in record.stages.values())
+            return generated and not rejected
+        if action == "reject":
+            return view.status in REJECTABLE and not busy
+        if action == "reject_record":
+            return not rejected
+        if action in ("edit", "regenerate"):
+            return not busy
+        if action == "diff":
+            return view.edited_text is not None and view.original_text is not None
+        return True

@@ -1,0 +1,85 @@
+"""Counts: records and stages per status, records per technique (a bar chart), per reviewer."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rich.table import Table
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, VerticalScroll
+from textual.widgets import Header, Label, Static
+
+from studio.store.review import ReviewStats, review_stats
+from studio.tui.formatting import status_label
+from studio.tui.messages import StatsLoaded
+from studio.tui.screens.base import StudioScreen
+from studio.tui.widgets.bar_chart import BarChart
+from studio.tui.widgets.footer import StudioFooter
+
+
+def counts_table(title: str, counts: dict[str, int], *, first: str = "status") -> Table:
+    table = Table(title=title, title_justify="left", expand=True)
+    table.add_column(first)
+    table.add_column("count", justify="right")
+    for key, value in counts.items():
+        table.add_row(status_label(key), f"{value:,}")
+    return table
+
+
+def reviewers_table(stats: ReviewStats) -> Table:
+    table = Table(title="Per reviewer (decisions)", title_justify="left", expand=True)
+    for column in ("reviewer", "accepted", "edited", "rejected", "records rejected", "undone"):
+        table.add_column(column, justify="left" if column == "reviewer" else "right")
+    for a in stats.reviewers:
+        table.add_row(
+            a.reviewer,
+            f"{a.accepted:,}",
+            f"{a.edited:,}",
+            f"{a.rejected:,}",
+            f"{a.records_rejected:,}",
+            f"{a.undone:,}",
+        )
+    if not stats.reviewers:
+        table.add_row("nobody yet", "", "", "", "", "")
+    return table
+
+
+class StatsScreen(StudioScreen):
+    CSS_PATH = "stats.tcss"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("q,escape", "back", "Back", id="stats.back"),
+        Binding("ctrl+r", "reload", "Reload", id="stats.reload"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with VerticalScroll(id="stats"):
+            with Horizontal(id="status-tables"):
+                yield Static(id="records", classes="counts")
+                yield Static(id="stages", classes="counts")
+            yield Label("Records per technique", classes="section")
+            yield BarChart(id="techniques", width=36)
+            yield Static(id="reviewers", classes="counts")
+        yield StudioFooter()
+
+    def on_mount(self) -> None:
+        self.load()
+
+    @work(group="stats", exclusive=True, exit_on_error=False, description="Count the database")
+    async def load(self) -> None:
+        self.post_message(StatsLoaded(await self.studio.lane.run(review_stats)))
+
+    def on_stats_loaded(self, message: StatsLoaded) -> None:
+        stats = message.stats
+        self.query_one("#records", Static).update(counts_table("Records", stats.records))
+        self.query_one("#stages", Static).update(counts_table("Stages", stats.stages))
+        self.query_one("#techniques", BarChart).plot(stats.techniques)
+        self.query_one("#reviewers", Static).update(reviewers_table(stats))
+
+    def action_reload(self) -> None:
+        self.load()
+
+    def action_back(self) -> None:
+        self.dismiss(None)

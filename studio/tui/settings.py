@@ -1,0 +1,38 @@
+"""How the review app behaves; tests pass their own (fast autosave, no cursor blink, no polling)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewSettings:
+    reviewer: str
+    """Who is reviewing: written on every decision and shown in the header."""
+    page_size: int = 100
+    """Queue rows read per page; the next page loads as the cursor nears the end."""
+    draft_interval: float = 3.0
+    """Seconds between autosaves of an edit in progress (also saved when focus leaves)."""
+    refresh_interval: float | None = 10.0
+    """Seconds between re-reads of the queue counts, to show other writers' progress (a running
+    `studio synth`); None never polls."""
+    theme: str = "textual-dark"
+    """The Textual theme; fixed so that screenshots are reproducible."""
+    cursor_blink: bool = True
+    """Blinking text cursors; tests turn it off for stable screenshots."""
+    keymap: Mapping[str, str] = field(default_factory=dict)
+    """Binding id -> keys, e.g. {"review.accept": "y"}; see the help screen for the ids."""
+
+
+def parse_keymap(spec: str) -> dict[str, str]:
+    """Parse `id=keys;id=keys` (keys comma-separated), as given in `STUDIO_KEYMAP`."""
+    keymap: dict[str, str] = {}
+    for part in spec.split(";"):
+        if not part.strip():
+            continue
+        binding_id, sep, keys = part.partition("=")
+        if not sep or not binding_id.strip() or not keys.strip():
+            raise ValueError(f"keymap entry {part.strip()!r} is not id=key")
+        keymap[binding_id.strip()] = keys.strip()
+    return keymap

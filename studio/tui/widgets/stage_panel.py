@@ -1,0 +1,99 @@
+"""One stage of a record on the review screen: its text, its status and why it needs attention."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.content import Content
+from textual.widgets import Static
+
+from studio.cbt.dialogue import Dialogue, DialogueError, check_dialogue, parse_dialogue
+from studio.model import Stage, StageStatus
+from studio.store import StageView
+from studio.store.review import Draft
+from studio.tui.formatting import STATUS_COLOR, status_label
+from studio.tui.widgets.dialogue_view import DialogueView
+
+#: Why a stage needs attention when the store recorded no reason of its own.
+DEFAULT_REASONS = {
+    StageStatus.PENDING: "not generated yet",
+    StageStatus.STALE: "an upstream stage changed after this one was generated",
+    StageStatus.FAILED: "the backend gave no usable answer",
+    StageStatus.INVALID: "the answer failed validation",
+}
+
+
+class StagePanel(Vertical, can_focus=True):
+    """A focusable panel; `j` / `k` move between the four. Styled from review.tcss."""
+
+    def __init__(self, stage: Stage) -> None:
+        super().__init__(id=f"stage-{stage.value}", classes="stage-panel")
+        self.stage = stage
+        self.view: StageView | None = None
+        self._shown: tuple[StageView, Draft | None, bool] | None = None
+        self.border_title = f"{stage.position} {stage.label}"
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="reason", classes="reason")
+        if self.stage is Stage.DIALOGUE:
+            yield DialogueView(id="turns")
+        yield Static(id="body", classes="body")
+
+    def show(self, view: StageView, *, draft: Draft | None, regenerating: bool) -> None:
+        shown = (view, draft, regenerating)
+        if shown == self._shown:
+            return  # a decision on another stage: nothing to redraw here (dialogues are long)
+        self._shown = shown
+        self.view = view
+        for status in StageStatus:
+            self.set_class(view.status is status, f"-{status.value}")
+        self.set_class(regenerating, "-regenerating")
+        color = STATUS_COLOR.get(view.status, "foreground")
+        subtitle = Content.styled(status_label(view.status), f"bold ${color}")
+        extras = []
+        if view.edited_text is not None and view.status is not StageStatus.EDITED:
+            extras.append("edited")
+        if draft is not None:
+            extras.append("✎ unsaved draft")
+        if regenerating:
+            extras.append("regenerating…")
+        if extras:
+            subtitle = Content.assemble(subtitle, " · ", " · ".join(extras))
+        self.border_subtitle = subtitle
+        text = view.text.strip()
+        dialogue = parse_dialogue(text) if self.stage is Stage.DIALOGUE and text else None
+        reason = self._reason(view, dialogue)
+        reason_widget = self.query_one("#reason", Static)
+        reason_widget.display = bool(reason)
+        reason_widget.update(Content(reason))
+        self._show_body(view, text, dialogue)
+
+    def _reason(self, view: StageView, dialogue: Dialogue | None) -> str:
+        if view.status in DEFAULT_REASONS:
+            return f"{status_label(view.status).capitalize()}: {view.error or DEFAULT_REASONS[view.status]}"
+        if view.status is StageStatus.REJECTED and view.note:
+            return f"Rejected: {view.note}"
+        if view.status is StageStatus.EDITED and view.note:
+            return f"Note: {view.note}"
+        if dialogue is not None:
+            try:
+                check_dialogue(dialogue)
+            except DialogueError as exc:
+                return f"Malformed dialogue: {exc}"
+        return ""
+
+    def _show_body(self, view: StageView, text: str, dialogue: Dialogue | None) -> None:
+        body = self.query_one("#body", Static)
+        if self.stage is Stage.DIALOGUE:
+            turns = self.query_one(DialogueView)
+            turns.display = bool(dialogue and dialogue.turns)
+            body.display = not turns.display
+            if dialogue and dialogue.turns:
+                turns.show(dialogue)
+                return
+        if not text:
+            body.update(Content.styled("(no text)", "italic"))
+        elif self.stage is Stage.CBT_TECHNIQUE and view.status is not StageStatus.INVALID:
+            body.update(Content.styled(text, "bold"))
+        else:
+            body.update(Content(text))
