@@ -17,7 +17,7 @@ import orjson
 
 from studio.cbt.techniques import normalize_technique
 from studio.model import STAGES, RecordStatus, Stage, StageStatus
-from studio.store.store import RecordView, StageView, Store, _imported_stage_status
+from studio.store.store import RecordView, StageView, Store, imported_stage_status
 
 #: Event actions a reviewer can undo (regeneration and imports are not decisions).
 UNDOABLE_ACTIONS: tuple[str, ...] = ("accept", "reject", "edit", "reject_record")
@@ -425,7 +425,7 @@ def _revert(store: Store, event: _Event, reviewer: str) -> None:
                 (normalize_technique(text) or "", event.record_id),
             )
             if status is StageStatus.INVALID and not error:
-                error = _imported_stage_status(event.stage, text)[1]
+                error = imported_stage_status(event.stage, text)[1]
         conn.execute(
             "UPDATE stages SET status = ?, edited_text = ?, note = ?, error = ?, updated_at = ?"
             " WHERE record_id = ? AND name = ?",

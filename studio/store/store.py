@@ -6,6 +6,7 @@ All SQL of CBT Studio lives here. The store is safe to share between the review 
 
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
 import threading
@@ -15,10 +16,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-import sqlite_utils
 
 from studio.cbt.techniques import normalize_technique
 from studio.model import (
@@ -31,6 +31,9 @@ from studio.model import (
     record_status,
 )
 from studio.store.migrations import migrate
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 BUSY_TIMEOUT_S = 30.0
 PAGE_SIZE = 16384
@@ -148,12 +151,21 @@ class Store:
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
         self.conn = conn
-        self.db = sqlite_utils.Database(conn)
         self._lock = threading.RLock()
         self._depth = 0
         self.schema_version = migrate(conn, self.now())
 
     # -- plumbing -----------------------------------------------------------------------------
+
+    @functools.cached_property
+    def db(self) -> sqlite_utils.Database:
+        """sqlite-utils over the same connection (introspection, ad-hoc queries, exports).
+
+        Built on first use: importing sqlite-utils pulls in its plugin system, which every
+        command would otherwise pay for at start-up."""
+        import sqlite_utils
+
+        return sqlite_utils.Database(self.conn)
 
     def close(self) -> None:
         self.conn.close()
@@ -626,7 +638,7 @@ def _snapshot(view: StageView) -> dict[str, Any]:
     return {"status": view.status.value, "edited_text": view.edited_text, "note": view.note}
 
 
-def _imported_stage_status(stage: Stage, text: str) -> tuple[StageStatus, str, str]:
+def imported_stage_status(stage: Stage, text: str) -> tuple[StageStatus, str, str]:
     """Status, error and (for the technique) the normalized name of an imported stage text.
 
     Present stages arrive `generated` (awaiting review). Only the technique is checked here,
@@ -659,7 +671,7 @@ class PreparedRow:
 def prepare_row(row: Seed | CactusRow) -> PreparedRow:
     if not isinstance(row, CactusRow):
         return PreparedRow(row, row, row.content_hash)
-    checks = tuple(_imported_stage_status(stage, row.stages.get(stage, "")) for stage in STAGES)
+    checks = tuple(imported_stage_status(stage, row.stages.get(stage, "")) for stage in STAGES)
     return PreparedRow(row, row.seed, row.seed.content_hash, row.content_hash, checks)
 
 
