@@ -1,4 +1,5 @@
-"""The clinician review studio: a Textual app over the store (queue, review, help, stats).
+"""The clinician review studio: a Textual app over the store (queue, review, help, stats,
+training).
 
 The only package of CBT Studio that imports textual. Build the app with `make_app`.
 """

@@ -1,33 +1,63 @@
 """The review app and its factory. Screens own their keys; the app owns what outlives a screen:
-the store lane, regeneration, the reviewer's drafts, and where the reviewer was in the queue."""
+the store lane, regeneration, the reviewer's drafts, where the reviewer was in the queue, and the
+training run the Training pane follows."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
+import itertools
+import subprocess
+import time
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from textual import events, work
 from textual.app import App
 from textual.binding import Binding, BindingType
-from textual.worker import Worker
+from textual.worker import Worker, WorkerState, get_current_worker
 
 from studio.model import Stage
 from studio.store.review import Draft, QueueFilter, delete_draft, drafts
 from studio.store.store import Clock
+from studio.train.events import EVENT_LOG_NAME, TrainEvent
+from studio.train.launch import RunnerOptions
 from studio.tui.commands import StudioCommands
-from studio.tui.messages import DraftDiscarded, DraftsFound, RegenerateFinished
+from studio.tui.messages import (
+    DraftDiscarded,
+    DraftsFound,
+    RegenerateFinished,
+    RunningRunFound,
+    TrainingEnded,
+    TrainingEvents,
+    TrainingLaunched,
+)
 from studio.tui.regenerate import BackendFactory, Regenerator
 from studio.tui.screens.base import report_worker_failure
-from studio.tui.screens.dialogs import DraftsScreen
+from studio.tui.screens.dialogs import ConfirmScreen, DraftsScreen
 from studio.tui.screens.editor import EditorScreen
 from studio.tui.screens.help import HelpScreen
 from studio.tui.screens.queue import QueueScreen
 from studio.tui.screens.review import ReviewScreen
 from studio.tui.screens.stats import StatsScreen
+from studio.tui.screens.training import TrainingScreen
 from studio.tui.settings import ReviewSettings
 from studio.tui.store_lane import StoreLane
+from studio.tui.training import (
+    FOLLOW_INTERVAL_S,
+    RecipeForm,
+    RunFollower,
+    TrainingRun,
+    console_log_path,
+    find_live_run,
+    launch_runner,
+    new_run_folder,
+)
+
+#: Worker groups of the training run: a failure there ends the run's follow (and is reported).
+TRAINING_GROUPS = frozenset({"training-launch", "training-follow"})
 
 if TYPE_CHECKING:
     from studio.synth import Backend, SynthSettings
@@ -41,6 +71,14 @@ class StudioApp(App[None]):
         Binding(
             "f1,question_mark", "help", "Help", id="app.help", key_display="?", tooltip="All keys"
         ),
+        Binding(
+            "t",
+            "training",
+            "Training",
+            id="app.training",
+            show=False,
+            tooltip="Train a counselor model on the accepted records",
+        ),
         Binding("ctrl+q", "quit", "Quit", id="app.quit", priority=True, show=False),
     ]
 
@@ -50,10 +88,19 @@ class StudioApp(App[None]):
         store_path: Path,
         settings: ReviewSettings,
         regenerator: Regenerator,
+        runs_dir: Path = Path("runs"),
     ) -> None:
         super().__init__()
         self.store_path = store_path
         self.settings = settings
+        self.runs_dir = runs_dir
+        """Where the Training pane puts new run folders (like `studio train`: `runs/`)."""
+        self.training: TrainingRun | None = None
+        """The run the Training pane follows: started there, or found running at start-up."""
+        self.training_form: RecipeForm | None = None
+        """The recipe form as last left, so that reopening the pane keeps what was typed."""
+        self._training_tokens = itertools.count(1)
+        self._quit_question: ConfirmScreen | None = None
         self.lane = StoreLane(store_path, clock=regenerator.clock)
         self.regenerator = regenerator
         self.regenerating: set[tuple[int, Stage]] = set()
@@ -68,6 +115,7 @@ class StudioApp(App[None]):
         self.sub_title = f"reviewer: {self.settings.reviewer} · {self.store_path.name}"
         self.push_screen(QueueScreen())
         self.find_drafts()
+        self.find_running_training()
         # A full garbage collection walks every object of textual, rich and the store (tens of
         # milliseconds on a 2-core box: a visible stall on `n`). What is alive once the first
         # screen is up (modules, widgets) stays for the session, so collections may skip it.
@@ -79,7 +127,13 @@ class StudioApp(App[None]):
         self.lane.close()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.state is WorkerState.ERROR and event.worker.group in TRAINING_GROUPS:
+            self._training_lost(f"{event.worker.description} failed: {event.worker.error}")
         report_worker_failure(self, event)
+
+    def now(self) -> datetime:
+        """The app's clock (fixed in tests)."""
+        return self.lane.clock()
 
     def on_app_blur(self, event: events.AppBlur) -> None:
         # The reviewer switched to another window: save the edit in progress now.
@@ -101,6 +155,37 @@ class StudioApp(App[None]):
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
+
+    def action_training(self) -> None:
+        if not isinstance(self.screen, TrainingScreen):
+            self.push_screen(TrainingScreen())
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "training":
+            return not isinstance(self.screen, TrainingScreen | HelpScreen)
+        return True
+
+    async def action_quit(self) -> None:
+        """Quit; with a run training, ask first (it goes on without the studio)."""
+        training = self.training
+        if training is None or not training.active or self._quit_question is not None:
+            self.exit()
+            return
+        step = training.progress
+        where = (
+            f"is at step {step.step:,} of {step.max_steps:,}" if step.max_steps else "is starting"
+        )
+
+        def answered(yes: bool | None) -> None:
+            self._quit_question = None
+            if yes:
+                self.exit()
+
+        self._quit_question = ConfirmScreen(
+            f"A training run {where}. It keeps running after you quit, and the studio follows "
+            "it again when you reopen it. Quit now?"
+        )
+        self.push_screen(self._quit_question, answered)
 
     # -- drafts from an earlier session -----------------------------------------------------
 
@@ -161,6 +246,129 @@ class StudioApp(App[None]):
             title="Regenerate",
         )
 
+    # -- training ---------------------------------------------------------------------------
+
+    def start_training(self, options: RunnerOptions) -> TrainingRun:
+        """Start a run with `options` (its folder is chosen here, under `runs_dir`)."""
+        training = TrainingRun(token=next(self._training_tokens), options=options)
+        self.training = training
+        self.launch_training(training.token, options)
+        self._training_changed([], reset=True)
+        return training
+
+    @work(
+        thread=True,
+        group="training-launch",
+        exit_on_error=False,
+        description="Start the training run",
+    )
+    def launch_training(self, token: int, options: RunnerOptions) -> None:
+        output = new_run_folder(self.runs_dir, options.recipe, self.now())
+        options = dataclasses.replace(options, output=output)
+        self.post_message(TrainingLaunched(token, options, launch_runner(options)))
+
+    def on_training_launched(self, message: TrainingLaunched) -> None:
+        training = self.training
+        if training is None or training.token != message.token:
+            message.process.terminate()  # superseded before it was followed: never orphan it
+            return
+        training.options = message.options
+        training.output_dir = message.options.output
+        training.process = message.process
+        training.pid = message.process.pid
+        self._follow(training)
+        self._training_changed([], reset=True)
+
+    @work(group="training-attach", exit_on_error=False, description="Look for a training run")
+    async def find_running_training(self) -> None:
+        found = await self.lane.run(find_live_run)
+        if found is not None:
+            self.post_message(RunningRunFound(found))
+
+    def on_running_run_found(self, message: RunningRunFound) -> None:
+        if self.training is not None and self.training.active:
+            return
+        found = message.run
+        self.training = TrainingRun(
+            token=next(self._training_tokens), output_dir=found.log_path.parent, pid=found.pid
+        )
+        self._follow(self.training)
+        self._training_changed([], reset=True)
+
+    def _follow(self, training: TrainingRun) -> None:
+        folder = training.output_dir
+        assert folder is not None, "a run is followed once its folder is known"
+        console = console_log_path(folder) if training.process is not None else None
+        self.follow_training(
+            training.token, folder / EVENT_LOG_NAME, training.process, training.pid, console
+        )
+
+    @work(
+        thread=True,
+        group="training-follow",
+        exclusive=True,
+        exit_on_error=False,
+        description="Follow the training run",
+    )
+    def follow_training(
+        self,
+        token: int,
+        log_path: Path,
+        process: subprocess.Popen[bytes] | None,
+        pid: int | None,
+        console_log: Path | None,
+    ) -> None:
+        worker = get_current_worker()
+        follower = RunFollower(log_path, process=process, pid=pid)
+        while not worker.is_cancelled:
+            if follower.poll():
+                self.post_message(TrainingEvents(token, tuple(follower.events)))
+            if follower.finished:
+                follower.reap()
+                self.post_message(
+                    TrainingEnded(token, follower.exit_code, follower.problem(console_log))
+                )
+                return
+            time.sleep(FOLLOW_INTERVAL_S)
+
+    def on_training_events(self, message: TrainingEvents) -> None:
+        training = self.training
+        if training is None or training.token != message.token:
+            return
+        new = training.absorb(message.events)
+        if new:
+            self._training_changed(new)
+
+    def on_training_ended(self, message: TrainingEnded) -> None:
+        training = self.training
+        if training is None or training.token != message.token:
+            return
+        training.finish(message.exit_code, message.problem)
+        text, severity = training.outcome()
+        self.notify(text, title="Training", severity=severity, timeout=10)
+        self._training_changed([], ended=True)
+
+    def _training_lost(self, problem: str) -> None:
+        """A launch or follow worker failed: the run is no longer followed (reported apart)."""
+        if self.training is not None and not self.training.ended:
+            self.training.finish(None, problem)
+            self._training_changed([], ended=True)
+
+    def _training_changed(
+        self, new: list[TrainEvent], *, reset: bool = False, ended: bool = False
+    ) -> None:
+        """Tell an open Training pane (the run goes on without one)."""
+        for screen in self.screen_stack:
+            if not isinstance(screen, TrainingScreen):
+                continue
+            if ended:
+                screen.training_ended()
+            elif reset:
+                screen.show_live()
+                screen.update_buttons()
+            else:
+                screen.training_changed(new)
+
 
 def make_app(
     store_path: str | Path,
@@ -171,12 +379,14 @@ def make_app(
     synth_settings: SynthSettings | None = None,
     clock: Clock | None = None,
     settings: ReviewSettings | None = None,
+    runs_dir: str | Path = "runs",
 ) -> StudioApp:
     """Build the review app over a database.
 
     `backend` is the synthesis backend for `r` (regenerate); `backend_factory` builds one on the
     first `r` instead (the LLM SDKs then load only when needed); with neither, `r` says that no
-    backend is configured. `clock` stamps every decision (tests pass a fixed one).
+    backend is configured. `clock` stamps every decision (tests pass a fixed one). `runs_dir`
+    holds the run folders of runs started from the Training pane.
     """
     settings = settings or ReviewSettings(reviewer=reviewer)
     if settings.reviewer != reviewer:
@@ -188,4 +398,9 @@ def make_app(
         settings=synth_settings,
         clock=clock,
     )
-    return StudioApp(store_path=Path(store_path), settings=settings, regenerator=regenerator)
+    return StudioApp(
+        store_path=Path(store_path),
+        settings=settings,
+        regenerator=regenerator,
+        runs_dir=Path(runs_dir),
+    )

@@ -6,6 +6,7 @@ Each is a dataclass, so a test can assert on exactly what was posted
 
 from __future__ import annotations
 
+import subprocess
 from dataclasses import dataclass
 
 from textual.message import Message
@@ -20,6 +21,9 @@ from studio.store.review import (
     Undone,
 )
 from studio.store.store import StageView
+from studio.train.events import TrainEvent
+from studio.train.launch import RunnerOptions
+from studio.tui.training import DatasetSummary, HistoryRow, LiveRun
 
 
 @dataclass
@@ -125,3 +129,75 @@ class DraftDiscarded(Message, bubble=False):
     """The reviewer chose to throw an unsaved draft away."""
 
     draft: Draft
+
+
+# -- training ---------------------------------------------------------------------------------
+
+
+@dataclass
+class DatasetSummarized(Message, bubble=False):
+    """The Training pane's dataset summary, for the form values in `key`."""
+
+    key: tuple[str, str, int | None]
+    """(base model, context, max length): what the summary was computed for."""
+    summary: DatasetSummary
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, DatasetSummarized)
+
+
+@dataclass
+class RunHistoryLoaded(Message, bubble=False):
+    """The runs table, newest first."""
+
+    rows: list[HistoryRow]
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, RunHistoryLoaded)
+
+
+@dataclass
+class PastRunLoaded(Message, bubble=False):
+    """The event log of a finished run, to show it in the pane again."""
+
+    run_id: int
+    events: list[TrainEvent]
+
+
+@dataclass
+class TrainingLaunched(Message, bubble=False):
+    """The runner process of run `token` is started (its run folder is `options.output`)."""
+
+    token: int
+    options: RunnerOptions
+    process: subprocess.Popen[bytes]
+
+
+@dataclass
+class TrainingEvents(Message, bubble=False):
+    """The followed run's events so far."""
+
+    token: int
+    events: tuple[TrainEvent, ...]
+    """Every event since the start, not only the new ones: a newer message replaces an older one
+    still waiting in the queue without losing a point."""
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, TrainingEvents) and message.token == self.token
+
+
+@dataclass
+class TrainingEnded(Message, bubble=False):
+    """The follower is done with run `token`: its end event was read, or its process is gone."""
+
+    token: int
+    exit_code: int | None
+    problem: str
+    """Why it ended without an end event; empty when it has one."""
+
+
+@dataclass
+class RunningRunFound(Message, bubble=False):
+    """At start-up: a run is still training (started earlier, from here or a terminal)."""
+
+    run: LiveRun

@@ -17,6 +17,7 @@ from studio.tui.widgets.footer import StudioFooter
 INTRO = (
     "CBT Studio: accept, edit or reject each stage of a synthesized counseling record. "
     "Every decision is saved at once and can be undone with u. Edits are autosaved as drafts. "
+    "t opens the Training pane: a LoRA adapter trained on the accepted records, followed live. "
     "ctrl+p opens the command palette, which offers every action by name. "
     "Keys can be remapped by id with STUDIO_KEYMAP, e.g. STUDIO_KEYMAP='review.accept=y'."
 )
@@ -56,6 +57,7 @@ class HelpScreen(StudioScreen):
         from studio.tui.screens.queue import QueueScreen
         from studio.tui.screens.review import ReviewScreen
         from studio.tui.screens.stats import StatsScreen
+        from studio.tui.screens.training import TrainingScreen
 
         keymap = self.studio.settings.keymap
         yield Header()
@@ -66,6 +68,7 @@ class HelpScreen(StudioScreen):
                 ("Queue", QueueScreen.BINDINGS),
                 ("Editing a text", EditorScreen.BINDINGS),
                 ("Statistics", StatsScreen.BINDINGS),
+                ("Training", TrainingScreen.BINDINGS),
                 ("Everywhere", type(self.app).BINDINGS),
             )
             for title, bindings in sections:

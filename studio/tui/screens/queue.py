@@ -65,6 +65,13 @@ class QueueScreen(StudioScreen):
         Binding("f", "cycle_status", "Status", id="queue.status", tooltip="Filter by status"),
         Binding("g", "choose_technique", "Technique", id="queue.technique"),
         Binding("s", "stats", "Stats", id="queue.stats", tooltip="Counts and charts"),
+        Binding(
+            "t",
+            "app.training",
+            "Training",
+            id="queue.training",
+            tooltip="Train a counselor model on the accepted records",
+        ),
         Binding("escape", "clear_filters", "Clear filters", id="queue.clear"),
         Binding("ctrl+r", "reload", "Reload", id="queue.reload", show=False),
     ]
