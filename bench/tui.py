@@ -30,6 +30,7 @@ import struct
 import subprocess
 import sys
 import termios
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -204,7 +205,7 @@ async def in_app(db: Path, samples: int) -> tuple[list[float], list[float]]:
         display(screen, renderable)
 
     app._display = counting_display  # type: ignore[method-assign]
-    watcher = sqlite3.connect(db)
+    watcher = sqlite3.connect(db, check_same_thread=False)
     next_ms: list[float] = []
     persist_ms: list[float] = []
 
@@ -243,16 +244,35 @@ async def in_app(db: Path, samples: int) -> tuple[list[float], list[float]]:
         for _ in range(samples // 4):
             record_id = screen.record_id
             for stage in Stage:
+                # Another connection, on its own thread, watches for the row: the app's event
+                # loop (rendering the next frame) must not delay the observation itself.
+                seen = threading.Event()
+                seen_at: list[float] = []
+
+                def watch(
+                    record_id: int = record_id,
+                    stage: Stage = stage,
+                    seen: threading.Event = seen,
+                    seen_at: list[float] = seen_at,
+                ) -> None:
+                    while not seen.is_set():
+                        row = watcher.execute(
+                            "SELECT status FROM stages WHERE record_id = ? AND name = ?",
+                            (record_id, stage.value),
+                        ).fetchone()
+                        if row[0] == "accepted":
+                            seen_at.append(time.perf_counter())
+                            seen.set()
+                        else:
+                            time.sleep(0.0002)
+
+                thread = threading.Thread(target=watch, daemon=True)
+                thread.start()
                 started = await key("a")
-                while True:
-                    row = watcher.execute(
-                        "SELECT status FROM stages WHERE record_id = ? AND name = ?",
-                        (record_id, stage.value),
-                    ).fetchone()
-                    if row[0] == "accepted":
-                        break
-                    await asyncio.sleep(0)
-                persist_ms.append((time.perf_counter() - started) * 1000)
+                while not seen.is_set():
+                    await asyncio.sleep(0.001)
+                thread.join()
+                persist_ms.append((seen_at[0] - started) * 1000)
                 await idle(pilot)  # a person takes longer than this between two keys
             before = screen.record_id
             await pilot.press("n")

@@ -9,6 +9,7 @@ import dataclasses
 import gc
 import itertools
 import subprocess
+import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -58,6 +59,8 @@ from studio.tui.training import (
 
 #: Worker groups of the training run: a failure there ends the run's follow (and is reported).
 TRAINING_GROUPS = frozenset({"training-launch", "training-follow"})
+#: How often a thread holding the GIL hands it over (Python's default is 5 ms).
+SWITCH_INTERVAL_S = 0.0005
 
 if TYPE_CHECKING:
     from studio.synth import Backend, SynthSettings
@@ -120,8 +123,14 @@ class StudioApp(App[None]):
         # milliseconds on a 2-core box: a visible stall on `n`). What is alive once the first
         # screen is up (modules, widgets) stays for the session, so collections may skip it.
         self.call_after_refresh(gc.freeze)
+        # The store thread needs the GIL back after every SQLite call; with the default 5 ms
+        # switch interval a key press's write queues behind the frame being rendered, again and
+        # again (bench/tui.py: key → persisted p95 42 ms → 7 ms with 0.5 ms).
+        self._switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
 
     def on_unmount(self) -> None:
+        sys.setswitchinterval(self._switch_interval)
         gc.unfreeze()
         self.regenerator.close()
         self.lane.close()
