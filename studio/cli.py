@@ -17,6 +17,7 @@ from studio.commands.common import db_option, handle_errors, open_store
 from studio.commands.review import is_interactive, open_review, review_command
 from studio.commands.synth import synth_command
 from studio.commands.train import train_command
+from studio.errors import BadInputError
 
 # Shared helpers re-exported for command modules written against `studio.cli`.
 __all__ = ["cli", "db_option", "handle_errors", "main", "open_store"]
@@ -85,6 +86,10 @@ def import_cmd(
     from studio.ingest import StrictImportError, import_sources
     from studio.ingest.readers import Source
 
+    if reviewer and status != "accepted":
+        raise BadInputError(
+            "--reviewer names who reviewed imported rows; use it with --status accepted"
+        )
     accepted_by = None
     if status == "accepted":
         accepted_by = reviewer or _default_reviewer()
@@ -143,7 +148,7 @@ def export(out: Path, db: Path, fmt: str, include_notes: bool) -> None:
     """Export accepted records (edited text wins over the LLM original) to OUT."""
     from studio.export import export_records
 
-    with open_store(db) as store:
+    with open_store(db, must_exist=True) as store:
         count = export_records(store, out, fmt=fmt, include_notes=include_notes)
     click.echo(f"exported {count} accepted records to {out}")
 
@@ -156,7 +161,7 @@ def stats(db: Path, as_json: bool) -> None:
     """Counts of seeds, records, stages and training runs per status."""
     import json
 
-    with open_store(db) as store:
+    with open_store(db, must_exist=True) as store:
         data = store.stats()
         techniques = {} if as_json else store.technique_counts()
     if as_json:

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from studio.errors import BadInputError
+from studio.errors import BadInputError, StudioError
 from studio.model import CACTUS_COLUMNS, STAGES, Stage
 from studio.store import RecordView, Store
 
@@ -49,7 +49,11 @@ def export_records(store: Store, out: str | Path, *, fmt: str, include_notes: bo
             f"unknown export format {fmt!r}; expected one of {', '.join(EXPORT_FORMATS)}"
         )
     if fmt in ("sft-jsonl", "hf"):
+        if include_notes:
+            raise BadInputError("--include-notes goes with --format cactus-jsonl only")
         return export_sft_dataset(store, out, fmt=fmt)
+    if Path(out).is_dir():
+        raise BadInputError(f"{out}: is a folder; cactus-jsonl writes one file (give a file name)")
     rows = (cactus_row(r, include_notes=include_notes) for r in store.accepted_records())
     return write_jsonl(out, rows)
 
@@ -116,10 +120,13 @@ def _make_private(folder: Path) -> None:
 
 def write_jsonl(out: str | Path, rows: Iterator[dict[str, Any]]) -> int:
     path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.part")
     count = 0
-    fd = os.open(tmp, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(tmp, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600)
+    except OSError as exc:
+        raise StudioError(f"{path}: cannot write the export ({exc.strerror})") from exc
     try:
         with os.fdopen(fd, "wb") as fh:
             for row in rows:

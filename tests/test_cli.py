@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from studio.cbt.dialogue import check_dialogue, parse_dialogue
 from studio.cbt.techniques import TECHNIQUES
 from studio.cli import cli
-from studio.model import RecordStatus, Stage
+from studio.model import RecordStatus, Seed, Stage
 from studio.store import Store
 
 SUBCOMMANDS = ["import", "export", "stats", "demo"]
@@ -26,6 +26,7 @@ def test_help_everywhere(args: list[str]) -> None:
 
 
 def test_stats_json_shape(run, db_path: Path) -> None:
+    Store(db_path).close()
     result = run("stats", "--json")
     assert result.exit_code == 0
     data = json.loads(result.stdout)
@@ -50,17 +51,34 @@ def test_stats_json_shape(run, db_path: Path) -> None:
 
 def test_db_location_flag_env_then_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
+    for name, count in (("from_env.db", 1), ("flag.db", 2), ("studio.db", 3)):
+        with Store(tmp_path / name) as store:
+            store.add_rows([Seed("p", f"t{n}") for n in range(count)])
+
+    def seeds(*args: str) -> int:
+        result = CliRunner().invoke(cli, ["stats", "--json", *args])
+        assert result.exit_code == 0, result.output
+        return int(json.loads(result.stdout)["seeds"])
+
     monkeypatch.setenv("STUDIO_DB", str(tmp_path / "from_env.db"))
-    assert CliRunner().invoke(cli, ["stats", "--json"]).exit_code == 0
-    assert (tmp_path / "from_env.db").exists()
-    assert (
-        CliRunner().invoke(cli, ["stats", "--json", "--db", str(tmp_path / "flag.db")]).exit_code
-        == 0
-    )
-    assert (tmp_path / "flag.db").exists()
+    assert seeds() == 1
+    assert seeds("--db", str(tmp_path / "flag.db")) == 2
     monkeypatch.delenv("STUDIO_DB")
-    assert CliRunner().invoke(cli, ["stats", "--json"]).exit_code == 0
-    assert (tmp_path / "studio.db").exists()
+    assert seeds() == 3
+
+
+def test_reading_commands_refuse_a_missing_or_broken_database(tmp_path: Path) -> None:
+    typo = tmp_path / "typo" / "studio.db"
+    result = CliRunner().invoke(cli, ["stats", "--db", str(typo)])
+    assert result.exit_code == 2 and "no such database" in result.stderr
+    assert not typo.parent.exists()  # nothing created by a mistyped path
+    result = CliRunner().invoke(cli, ["export", str(tmp_path / "out.jsonl"), "--db", str(typo)])
+    assert result.exit_code == 2
+    text = tmp_path / "notes.db"
+    text.write_text("not a database at all", encoding="utf-8")
+    result = CliRunner().invoke(cli, ["stats", "--db", str(text)])
+    assert result.exit_code == 1
+    assert "not a usable CBT Studio database" in result.stderr and "Traceback" not in result.output
 
 
 def test_usage_errors_exit_2(run) -> None:
@@ -108,6 +126,7 @@ def test_cli_start_does_not_import_heavy_libraries() -> None:
 
 def test_console_script_runs(tmp_path: Path) -> None:
     env = os.environ | {"STUDIO_DB": str(tmp_path / "s.db")}
+    Store(tmp_path / "s.db").close()
     out = subprocess.run(
         [sys.executable, "-m", "studio", "stats", "--json"], capture_output=True, text=True, env=env
     )

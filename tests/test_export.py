@@ -86,3 +86,21 @@ def test_formats_for_training_write_the_sft_dataset(run, tmp_path: Path) -> None
     refused = run("export", str(tmp_path / "notes"), "--format", "hf")
     assert refused.exit_code == 2
     assert (tmp_path / "notes" / "mine.txt").read_text() == "keep me"
+
+
+def test_export_refuses_a_folder_and_notes_in_training_formats(run, tmp_path: Path) -> None:
+    run(
+        "import",
+        str(write_jsonl(tmp_path / "in.jsonl", [cactus_row(1)])),
+        "--status",
+        "accepted",
+        "--reviewer",
+        "r",
+    )
+    folder = tmp_path / "existing"
+    folder.mkdir()
+    result = run("export", str(folder))
+    assert result.exit_code == 2 and "is a folder" in result.stderr
+    assert list(folder.iterdir()) == []
+    result = run("export", str(tmp_path / "sft.jsonl"), "--format", "sft-jsonl", "--include-notes")
+    assert result.exit_code == 2 and "--include-notes" in result.stderr

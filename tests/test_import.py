@@ -256,3 +256,30 @@ def test_forced_format_reports_missing_fields(run, tmp_path: Path, fmt: str) -> 
     result = run("import", str(path), "--format", fmt)
     assert result.exit_code == 0
     assert f"{path}:1: missing required field 'persona'" in result.stderr
+
+
+def test_a_bad_first_csv_row_names_its_own_line(run, tmp_path: Path) -> None:
+    table = tmp_path / "seeds.csv"
+    table.write_text("persona,thought\n,missing persona\nI am ok,fine\n", encoding="utf-8")
+    result = run("import", str(table), "--format", "seeds")
+    assert f"{table}:2: field 'persona' is empty" in result.stderr
+    assert "imported 1, skipped 1" in result.stdout
+
+
+def test_invalid_utf8_in_a_json_array_costs_only_its_element(run, tmp_path: Path) -> None:
+    array = tmp_path / "seeds.json"
+    good = json.dumps(seed_row(1)).encode()
+    bad = json.dumps(seed_row(2)).encode().replace(b"student", b"stud\xffent")
+    array.write_bytes(
+        b"[\n" + good + b",\n" + bad + b",\n" + json.dumps(seed_row(3)).encode() + b"\n]"
+    )
+    result = run("import", str(array))
+    assert result.exit_code == 0
+    assert f"{array}:3: invalid UTF-8" in result.stderr
+    assert "imported 2, skipped 1" in result.stdout
+
+
+def test_reviewer_without_status_accepted_is_a_usage_error(run, tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "c.jsonl", [cactus_row(1)])
+    result = run("import", str(path), "--reviewer", "dr_kim")
+    assert result.exit_code == 2 and "--status accepted" in result.stderr

@@ -20,6 +20,7 @@ from studio.cbt.techniques import TECHNIQUES
 from studio.cli import cli
 from studio.model import RecordStatus, Seed, Stage, StageStatus
 from studio.store import Store
+from studio.store.synthesis import StageChanged
 from studio.synth import Synthesizer, SynthSettings, make_backend, regenerate_stage
 from studio.synth.backends import ChatRequest
 from studio.synth.chain import clean_turn, intake_summary
@@ -377,6 +378,9 @@ def test_config_file_plan_and_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     )
     assert settings.api_key == "sk-test" and "sk-test" not in repr(settings)
     assert SynthSettings.load(config, plan="groq-free").rpm == 30
+    config.write_text('[synth]\nconcurrency = "16"\n', encoding="utf-8")
+    with pytest.raises(Exception, match=r"synth\.concurrency must be int"):
+        SynthSettings.load(config)
     config.write_text('[synth]\napi_key = "leak"\n', encoding="utf-8")
     with pytest.raises(Exception, match=r"unknown setting synth\.api_key"):
         SynthSettings.load(config)
@@ -471,3 +475,21 @@ async def test_local_backend_generates_offline(tmp_path: Path, store: Store) -> 
     # technique is refused rather than guessed.
     assert summary.stages.get("generated", 0) + summary.stages.get("invalid", 0) >= 1
     assert store.stage(1, Stage.INTAKE_FORM).model == str(model_dir)
+
+
+async def test_a_slow_answer_never_overwrites_a_reviewers_edit(store: Store) -> None:
+    store.add_rows(SEEDS[:1])
+    with ChatServer() as server:
+        settings = settings_for(server)
+        await synthesize(store, settings)
+        backend = make_backend(settings)
+        synthesizer = Synthesizer(store, backend, settings, fresh=True)
+        record = store.record(1)  # the snapshot a regeneration starts from
+        store.edit_stage(1, Stage.CBT_PLAN, "1. The clinician's own plan.", reviewer="dr_lee")
+        with pytest.raises(StageChanged, match="changed while it was being generated"):
+            await synthesizer.generate_and_save(record, Stage.CBT_PLAN, action="regenerate")
+        await backend.aclose()
+    plan = store.stage(1, Stage.CBT_PLAN)
+    assert plan.status is StageStatus.EDITED
+    assert plan.text == "1. The clinician's own plan."
+    assert store.stage(1, Stage.DIALOGUE).status is StageStatus.GENERATED  # not made stale

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from studio.cli import cli
 from studio.commands.review import resolve_reviewer
+from studio.store import Store
 from studio.tui.settings import parse_keymap
 
 
@@ -21,6 +22,7 @@ def test_review_help() -> None:
 
 
 def test_bare_studio_without_a_terminal_prints_the_counts(tmp_path: Path) -> None:
+    Store(tmp_path / "s.db").close()
     result = CliRunner().invoke(cli, ["--db", str(tmp_path / "s.db")])
     assert result.exit_code == 0
     assert "Records" in result.output

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from studio.errors import StudioError
+from studio.errors import BadInputError, StudioError
 
 if TYPE_CHECKING:
     from studio.store import Store
@@ -48,13 +48,23 @@ def handle_errors(func: F) -> F:
 
 
 @contextmanager
-def open_store(db: Path) -> Iterator[Store]:
+def open_store(db: Path, *, must_exist: bool = False) -> Iterator[Store]:
+    """Open (or, unless `must_exist`, create) a database; a bad file is a clear error, not a
+    traceback. Commands that only read pass `must_exist`, so a mistyped path creates nothing."""
+    import sqlite3
+
     from studio.store import Store
 
+    if must_exist and not db.is_file():
+        raise BadInputError(
+            f"{db}: no such database (import something first, or try `studio demo`)"
+        )
     try:
         store = Store(db)
     except OSError as exc:
         raise StudioError(f"{db}: cannot open the database ({exc})") from exc
+    except sqlite3.DatabaseError as exc:
+        raise StudioError(f"{db}: not a usable CBT Studio database ({exc})") from exc
     try:
         yield store
     finally:

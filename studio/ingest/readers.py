@@ -124,13 +124,8 @@ def read_jsonl(path: str, progress: Progress | None = None) -> Iterator[Row]:
 
 def read_json_array(path: str, progress: Progress | None = None) -> Iterator[Row]:
     """A JSON array of objects (or one object); each element's line is reported for errors."""
-    raw = Path(path).read_bytes()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        yield BadRow(f"{path}:{line}", f"invalid UTF-8 (byte {exc.start}); the file was not read")
-        return
+    # Undecodable bytes become lone surrogates, so one bad element costs only itself.
+    text = Path(path).read_bytes().decode("utf-8", errors="surrogateescape")
     decoder = json.JSONDecoder()
     index = _skip_ws(text, 0)
     if index < len(text) and text[index] == "{":
@@ -143,6 +138,7 @@ def read_json_array(path: str, progress: Progress | None = None) -> Iterator[Row
     count = 0
     while index < len(text) and text[index] != "]":
         line = text.count("\n", 0, index) + 1
+        start = index
         try:
             obj, index = decoder.raw_decode(text, index)
         except json.JSONDecodeError as exc:
@@ -152,7 +148,9 @@ def read_json_array(path: str, progress: Progress | None = None) -> Iterator[Row
             )
             return
         count += 1
-        if isinstance(obj, dict):
+        if _has_surrogates(text[start:index]):
+            yield BadRow(f"{path}:{line}", "invalid UTF-8")
+        elif isinstance(obj, dict):
             yield RawRow(f"{path}:{line}", obj)
         else:
             yield BadRow(f"{path}:{line}", f"expected a JSON object, got {type_name(obj)}")
@@ -166,6 +164,7 @@ def read_json_array(path: str, progress: Progress | None = None) -> Iterator[Row
 def read_csv(path: str, progress: Progress | None = None) -> Iterator[Row]:
     with Path(path).open(encoding="utf-8", errors="surrogateescape", newline="") as fh:
         reader = csv.DictReader(fh)
+        _ = reader.fieldnames  # reads the header, so line_num counts from there
         start = reader.line_num + 1
         for record in reader:
             where = f"{path}:{start}"

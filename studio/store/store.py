@@ -242,7 +242,9 @@ class Store:
 
         A CACTUS row becomes a seed plus a record whose present stages are `generated` (or
         `accepted` when `accepted_by` names a reviewer; one event per record), empty ones
-        `pending`, and an unknown technique or malformed dialogue `invalid` with the reason.
+        `pending`, and an unknown technique `invalid` with the reason. Dialogues are parsed where
+        they are read (the review app, the training dataset), not here: a CACTUS-sized import
+        stays within seconds.
         """
         now = self.now()
         seeds_added = records_added = duplicates = 0

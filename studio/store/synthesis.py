@@ -109,6 +109,27 @@ def create_records(
     return created
 
 
+class StageChanged(Exception):
+    """The stage changed (a reviewer's decision or edit, another run) while its answer was being
+    generated; nothing was written, so that work is not lost."""
+
+
+def _fingerprint(view: StageView) -> tuple[object, ...]:
+    return (view.status, view.original_text, view.edited_text, view.note, view.updated_at)
+
+
+def _check_unchanged(
+    store: Store, record_id: int, stage: Stage, expected: StageView | None
+) -> StageView:
+    current = store.stage(record_id, stage)
+    if expected is not None and _fingerprint(current) != _fingerprint(expected):
+        raise StageChanged(
+            f"{stage.label} of record {record_id} changed while it was being generated "
+            f"(now {current.status.value}); nothing was overwritten"
+        )
+    return current
+
+
 def save_stage_result(
     store: Store,
     record_id: int,
@@ -117,14 +138,17 @@ def save_stage_result(
     *,
     reviewer: str = "",
     action: str = "generate",
+    expected: StageView | None = None,
 ) -> StageView:
     """Commit one synthesized stage and its audit event.
 
     The new text becomes the stage's original text; a reviewer's earlier edit is cleared (it is
-    kept in the audit event). A changed technique updates the record's technique column.
+    kept in the audit event). A changed technique updates the record's technique column. With
+    `expected` (the stage as it was when generation started), a stage that changed meanwhile is
+    left alone and `StageChanged` is raised: a slow answer never overwrites a reviewer's work.
     """
     with store.transaction() as conn:
-        before = store.stage(record_id, stage)
+        before = _check_unchanged(store, record_id, stage, expected)
         conn.execute(
             "UPDATE stages SET status = ?, original_text = ?, edited_text = NULL, note = '', error = ?,"
             " model = ?, prompt_hash = ?, template_version = ?, tokens_in = ?, tokens_out = ?,"
@@ -167,9 +191,13 @@ def save_stage_result(
         return store.stage(record_id, stage)
 
 
-def mark_failed(store: Store, record_id: int, stage: Stage, error: str) -> None:
-    """A stage whose call failed after the last retry; its text (if any) is left alone."""
+def mark_failed(
+    store: Store, record_id: int, stage: Stage, error: str, *, expected: StageView | None = None
+) -> None:
+    """A stage whose call failed after the last retry; its text (if any) is left alone, and a
+    stage that a reviewer changed meanwhile keeps its status (`StageChanged`)."""
     with store.transaction() as conn:
+        _check_unchanged(store, record_id, stage, expected)
         conn.execute(
             "UPDATE stages SET status = ?, error = ?, updated_at = ? WHERE record_id = ? AND name = ?",
             (StageStatus.FAILED.value, error, store.now(), record_id, stage.value),

@@ -26,6 +26,7 @@ from studio.model import NEEDS_SYNTHESIS, STAGES, Stage, StageStatus
 from studio.store import RecordView, StageView, Store
 from studio.store.synthesis import (
     CachedAnswer,
+    StageChanged,
     StageResult,
     cache_get,
     cache_key,
@@ -170,7 +171,13 @@ class Synthesizer:
                 return  # blocked until a reviewer regenerates or edits it
             if status not in NEEDS_SYNTHESIS:
                 continue
-            view = await self.generate_and_save(record, stage)
+            try:
+                view = await self.generate_and_save(record, stage)
+            except StageChanged as exc:
+                # A reviewer (or another run) got there first; their work wins.
+                self.summary.stages["skipped"] = self.summary.stages.get("skipped", 0) + 1
+                self.on_event(SynthEvent("stage_done", record_id, stage, detail=str(exc)))
+                return
             if view is None or view.status is not StageStatus.GENERATED:
                 return
             record = self.store.record(record_id)
@@ -180,23 +187,26 @@ class Synthesizer:
     ) -> StageView | None:
         """Generate and commit one stage; downstream stages that had text become stale.
         Returns None when the call failed (the stage is then `failed` with the reason)."""
+        expected = record.stages[stage]
         try:
             result = await self.generate_stage(record, stage)
         except CallFailed as exc:
-            mark_failed(self.store, record.id, stage, str(exc))
+            mark_failed(self.store, record.id, stage, str(exc), expected=expected)
             self.summary.count(StageStatus.FAILED)
             self.on_event(
                 SynthEvent("stage_done", record.id, stage, StageStatus.FAILED, detail=str(exc))
             )
             return None
-        had_downstream = any(
-            record.stages[s].status is not StageStatus.PENDING for s in stage.downstream()
-        )
         view = save_stage_result(
-            self.store, record.id, stage, result, reviewer=reviewer, action=action
+            self.store,
+            record.id,
+            stage,
+            result,
+            reviewer=reviewer,
+            action=action,
+            expected=expected,
         )
-        if had_downstream:
-            mark_downstream_stale(self.store, record.id, stage, reviewer=reviewer)
+        mark_downstream_stale(self.store, record.id, stage, reviewer=reviewer)
         self.summary.count(result.status)
         self.on_event(
             SynthEvent(
@@ -375,14 +385,18 @@ async def regenerate_stage(
 ) -> StageView:
     """Regenerate one stage from its current (possibly edited) upstream text and commit it;
     the stages generated from it become `stale`. Raises `CallFailed` if the backend gives no answer
-    (the stage is then `failed` with the reason).
+    (the stage is then `failed` with the reason) or if the stage changed while the answer was
+    on its way (then nothing is written).
     """
     settings = settings or SynthSettings(backend=backend.name, model=backend.model)
     synthesizer = Synthesizer(store, backend, settings, fresh=True)
     record = store.record(record_id)
-    view = await synthesizer.generate_and_save(
-        record, stage, reviewer=reviewer, action="regenerate"
-    )
+    try:
+        view = await synthesizer.generate_and_save(
+            record, stage, reviewer=reviewer, action="regenerate"
+        )
+    except StageChanged as exc:
+        raise CallFailed(str(exc)) from exc
     if view is None:
         raise CallFailed(store.stage(record_id, stage).error)
     return view

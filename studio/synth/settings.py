@@ -139,7 +139,38 @@ class SynthSettings:
             values["prompts_dir"] = Path(values["prompts_dir"])
         key_var = {"groq": "GROQ_API_KEY", "openai": "OPENAI_API_KEY"}.get(backend)
         api_key = os.environ.get(key_var) if key_var else None
+        _check_types(values)
         return replace(cls(**values), api_key=api_key or None)
+
+
+def _check_types(values: dict[str, Any]) -> None:
+    """A config value of the wrong type is bad input (e.g. `concurrency = "16"`), said plainly."""
+    expected: dict[str, tuple[type, ...]] = {
+        "backend": (str,),
+        "model": (str,),
+        "base_url": (str,),
+        "adapter": (str,),
+        "reasoning_effort": (str,),
+        "temperature": (int, float),
+        "max_tokens": (int,),
+        "mode": (str,),
+        "min_turns": (int,),
+        "max_turns": (int,),
+        "concurrency": (int,),
+        "rpm": (int,),
+        "tpm": (int,),
+        "max_attempts": (int,),
+        "timeout_s": (int, float),
+        "structured_output": (bool,),
+        "prompts_dir": (str, Path),
+    }
+    for key, value in values.items():
+        types = expected.get(key)
+        if value is None or types is None:
+            continue
+        if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
+            names = " or ".join(t.__name__ for t in types)
+            raise BadInputError(f"config: synth.{key} must be {names}, not {value!r}")
 
 
 def _read_config(config_path: str | Path | None) -> dict[str, Any]:
