@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from studio.model import CactusRow, RecordStatus, Seed, Stage, StageStatus
@@ -194,3 +196,34 @@ def test_review_stats_count_decisions_per_reviewer(filled: Store) -> None:
     by_name = {a.reviewer: a for a in stats.reviewers}
     assert by_name[ME].accepted == 4 and by_name[ME].undone == 4
     assert by_name["other"].edited == 1
+
+
+def test_an_edit_based_on_an_old_text_is_not_saved_over_a_newer_one(tmp_path: Path) -> None:
+    from studio.store import EditConflict
+    from studio.store.review import drafts, save_edit
+
+    with Store(tmp_path / "s.db") as store:
+        row = CactusRow(Seed("p", "t"), {Stage.INTAKE_FORM: "original intake"})
+        (record_id,) = store.add_rows([row]).record_ids
+        store.edit_stage(record_id, Stage.INTAKE_FORM, "a colleague's intake", reviewer="dr_kim")
+        with pytest.raises(EditConflict, match="changed since you started editing"):
+            save_edit(
+                store,
+                record_id,
+                Stage.INTAKE_FORM,
+                "my intake",
+                reviewer="dr_lee",
+                base_text="original intake",
+            )
+        assert store.stage(record_id, Stage.INTAKE_FORM).text == "a colleague's intake"
+        (draft,) = drafts(store, "dr_lee")
+        assert (draft.text, draft.base_text) == ("my intake", "original intake")
+        save_edit(
+            store,
+            record_id,
+            Stage.INTAKE_FORM,
+            "my intake",
+            reviewer="dr_lee",
+            base_text="a colleague's intake",
+        )
+        assert store.stage(record_id, Stage.INTAKE_FORM).text == "my intake"

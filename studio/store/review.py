@@ -17,7 +17,7 @@ import orjson
 
 from studio.cbt.techniques import normalize_technique
 from studio.model import STAGES, RecordStatus, Stage, StageStatus
-from studio.store.store import RecordView, StageView, Store, imported_stage_status
+from studio.store.store import EditConflict, RecordView, StageView, Store, imported_stage_status
 
 #: Event actions a reviewer can undo (regeneration and imports are not decisions).
 UNDOABLE_ACTIONS: tuple[str, ...] = ("accept", "reject", "edit", "reject_record")
@@ -310,12 +310,31 @@ def reject_record(store: Store, record_id: int, *, reviewer: str, reason: str = 
 
 
 def save_edit(
-    store: Store, record_id: int, stage: Stage, text: str, *, reviewer: str, note: str = ""
+    store: Store,
+    record_id: int,
+    stage: Stage,
+    text: str,
+    *,
+    reviewer: str,
+    note: str = "",
+    base_text: str | None = None,
 ) -> ReviewItem:
-    """Save a reviewer's text as `edited` and drop the draft it came from, in one transaction."""
-    with store.transaction():
-        store.edit_stage(record_id, stage, text, reviewer=reviewer, note=note)
-        delete_draft(store, record_id, stage, reviewer=reviewer)
+    """Save a reviewer's text as `edited` and drop the draft it came from, in one transaction.
+
+    With `base_text` (what the reviewer started from): if the stage changed meanwhile, nothing is
+    overwritten, the reviewer's text is kept as a draft, and `EditConflict` says why.
+    """
+    try:
+        with store.transaction():
+            store.edit_stage(
+                record_id, stage, text, reviewer=reviewer, note=note, expected_text=base_text
+            )
+            delete_draft(store, record_id, stage, reviewer=reviewer)
+    except EditConflict as exc:
+        save_draft(store, record_id, stage, text, reviewer=reviewer, base_text=base_text or "")
+        raise EditConflict(
+            f"{exc}; your text was not saved over it and is kept as a draft"
+        ) from exc
     return load_item(store, record_id, reviewer=reviewer)
 
 
@@ -465,6 +484,7 @@ def save_draft(
         conn.execute(
             "INSERT INTO drafts (record_id, stage, reviewer, text, base_text, updated_at)"
             " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (record_id, stage, reviewer)"
+            # base_text stays what the draft was first written against.
             " DO UPDATE SET text = excluded.text, updated_at = excluded.updated_at",
             (record_id, stage.value, reviewer, text, base_text, store.now()),
         )

@@ -121,6 +121,10 @@ def _enable_wal(conn: sqlite3.Connection) -> None:
             time.sleep(0.02)
 
 
+class EditConflict(ValueError):
+    """A reviewer's edit was based on a text that is no longer the stage's text."""
+
+
 def create_private_file(path: Path) -> None:
     """Create an empty database file readable by its owner only (clinical data)."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -489,11 +493,26 @@ class Store:
             return self._refresh_status(record_id, reviewer)
 
     def edit_stage(
-        self, record_id: int, stage: Stage, text: str, *, reviewer: str, note: str = ""
+        self,
+        record_id: int,
+        stage: Stage,
+        text: str,
+        *,
+        reviewer: str,
+        note: str = "",
+        expected_text: str | None = None,
     ) -> RecordStatus:
-        """Save a reviewer's text as `edited`; the original text is never touched."""
+        """Save a reviewer's text as `edited`; the original text is never touched.
+
+        With `expected_text` (the text the reviewer started from), a stage that changed meanwhile
+        (regenerated, or edited by someone else) is not overwritten: `EditConflict`.
+        """
         with self.transaction() as conn:
             before = self.stage(record_id, stage)
+            if expected_text is not None and before.text != expected_text:
+                raise EditConflict(
+                    f"the {stage.label} of record {record_id} changed since you started editing"
+                )
             error = ""
             if stage is Stage.CBT_TECHNIQUE:
                 normalized = normalize_technique(text)

@@ -8,6 +8,7 @@ from textual.dom import DOMNode
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
+from studio.store import EditConflict
 from studio.store.review import UndoConflict
 from studio.tui.regenerate import NoBackend
 
@@ -22,6 +23,8 @@ def report_worker_failure(node: DOMNode, event: Worker.StateChanged) -> None:
     error = event.worker.error
     if isinstance(error, UndoConflict):
         node.app.notify(f"Can't undo: {error}", title="Undo", severity="warning")
+    elif isinstance(error, EditConflict):
+        node.app.notify(f"Not saved: {error}.", title="Edit", severity="warning", timeout=10)
     elif isinstance(error, NoBackend):
         node.app.notify(str(error), title="Regenerate", severity="warning")
     else:

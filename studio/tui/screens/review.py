@@ -354,7 +354,12 @@ class ReviewScreen(StudioScreen):
 
         def save(text: str) -> None:
             job = partial(
-                save_edit, record_id=record_id, stage=stage, text=text, reviewer=self.reviewer
+                save_edit,
+                record_id=record_id,
+                stage=stage,
+                text=text,
+                reviewer=self.reviewer,
+                base_text=view.text,
             )
             self.decide(job, f"✎ Saved your edit of the {stage.label}")
 
@@ -373,6 +378,14 @@ class ReviewScreen(StudioScreen):
                 save(text)
 
         draft = item.drafts.get(stage)
+        if draft is not None and draft.base_text and draft.base_text != view.text:
+            self.notify(
+                "This stage changed after your draft was written (regenerated or edited by "
+                "someone else). Compare before saving: your draft replaces the current text.",
+                title="Draft",
+                severity="warning",
+                timeout=10,
+            )
         editor = EditorScreen(
             record_id=record_id,
             stage=stage,
