@@ -493,3 +493,33 @@ async def test_a_slow_answer_never_overwrites_a_reviewers_edit(store: Store) -> 
     assert plan.status is StageStatus.EDITED
     assert plan.text == "1. The clinician's own plan."
     assert store.stage(1, Stage.DIALOGUE).status is StageStatus.GENERATED  # not made stale
+
+
+def test_only_one_synth_run_per_database(tmp_path: Path) -> None:
+    import fcntl
+
+    db = tmp_path / "s.db"
+    with Store(db) as store:
+        store.add_rows(SEEDS[:1])
+    lock = (tmp_path / "s.db.synth.lock").open("w")
+    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a running `studio synth` holds it
+    try:
+        with ChatServer() as server:
+            args = [
+                "synth",
+                "--db",
+                str(db),
+                "--backend",
+                "openai",
+                "--base-url",
+                server.openai_base_url,
+                "--model",
+                "m",
+            ]
+            result = CliRunner().invoke(cli, args)
+            assert result.exit_code == 2 and "already running" in result.stderr
+            assert server.stats.requests == 0
+            fcntl.flock(lock, fcntl.LOCK_UN)
+            assert CliRunner().invoke(cli, args).exit_code == 0
+    finally:
+        lock.close()

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
 
 from studio.commands.common import db_option, handle_errors, open_store
+from studio.errors import BadInputError
 
 
 @click.command("synth")
@@ -44,9 +48,16 @@ def synth_command(db: Path, limit: int | None, config_path: Path | None, **optio
     records with pending, stale or failed stages. Finished stages are saved at once: after an
     interruption, run it again to finish the job (answers already received are not paid twice).
     """
-    from studio.synth import Synthesizer, SynthSettings, make_backend
+    from studio.synth import SynthSettings
 
     settings = SynthSettings.load(config_path, **options).validate()
+    with one_run_per_database(db):
+        _synth(db, limit, settings)
+
+
+def _synth(db: Path, limit: int | None, settings: Any) -> None:
+    from studio.synth import Synthesizer, make_backend
+
     backend = make_backend(settings)
     with open_store(db) as store:
         synthesizer = Synthesizer(store, backend, settings)
@@ -62,6 +73,28 @@ def synth_command(db: Path, limit: int | None, config_path: Path | None, **optio
     _print_summary(summary, settings.model_id, interrupted)
     if interrupted:
         sys.exit(130)
+
+
+@contextmanager
+def one_run_per_database(db: Path) -> Iterator[None]:
+    """Two `studio synth` runs on one database would both pick the same unfinished stages and pay
+    twice; an advisory lock beside the database lets one run at a time (the lock is released when
+    the process ends, even by `kill -9`)."""
+    import fcntl
+
+    db.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(db.with_name(db.name + ".synth.lock"), os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BadInputError(
+                f"{db}: another `studio synth` is already running on this database; "
+                "wait for it (or stop it) and run again"
+            ) from None
+        yield
+    finally:
+        os.close(fd)
 
 
 async def _run(synthesizer: Any, backend: Any, limit: int | None, progress: _Progress) -> None:
