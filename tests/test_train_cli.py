@@ -105,3 +105,19 @@ def test_the_light_modules_import_no_ml_library() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_reviewers_install_without_torch_says_how_to_train(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import importlib.util
+
+    from studio.errors import BadInputError
+    from studio.train.preflight import check_training_installed
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a)
+    )
+    with pytest.raises(BadInputError, match=r"training needs torch: install the train extra"):
+        check_training_installed()

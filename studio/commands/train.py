@@ -104,10 +104,12 @@ def train_command(
     from studio.train.preflight import (
         check_accepted_records,
         check_output_dir,
+        check_training_installed,
         default_output_dir,
         locate_base_model,
     )
 
+    check_training_installed()
     with open_store(db) as store:
         check_accepted_records(store)
     locate_base_model(base_model)

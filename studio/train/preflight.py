@@ -30,6 +30,22 @@ class ModelLocation:
     """A hub id that is not in the local cache: loading it downloads it (if the hub is reachable)."""
 
 
+TRAINING_PACKAGES = ("torch", "transformers", "peft", "trl", "accelerate")
+
+
+def check_training_installed() -> None:
+    """Training needs the `train` extra; a reviewer's install (no torch) says how to get it."""
+    import importlib.util
+
+    missing = [name for name in TRAINING_PACKAGES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise BadInputError(
+            f"training needs {', '.join(missing)}: install the train extra with "
+            '`pip install -e ".[train]"` (on a machine without a GPU, install torch==2.13.0 '
+            "first so pip does not fetch the CUDA build)"
+        )
+
+
 def check_accepted_records(store: Store) -> int:
     """The number of accepted records; exit 2 with how to get some when there are none."""
     total, accepted = accepted_record_count(store)

@@ -47,6 +47,7 @@ from studio.train.preflight import (
     ModelLocation,
     check_accepted_records,
     check_output_dir,
+    check_training_installed,
     default_output_dir,
     download_failed,
     locate_base_model,
@@ -164,6 +165,7 @@ def resolve_config(options: RunnerOptions) -> tuple[RunConfig, set[str]]:
 
 def prepare(options: RunnerOptions, *, main_process: bool = True) -> PreparedRun:
     """All the checks that end in exit 2, then the dataset and the tokenizer."""
+    check_training_installed()
     config, explicit = resolve_config(options)
     output = options.output or default_output_dir(config.recipe)
     if main_process:
