@@ -185,9 +185,9 @@ def first_record_on_screen(db: Path, first_thought: str) -> float:
 
 
 async def in_app(db: Path, samples: int) -> tuple[list[float], list[float]]:
-    from textual import events
+    from studio.tui import make_app  # first: it sets the frame rate textual reads on import
 
-    from studio.tui import make_app
+    from textual import events  # isort: skip
     from studio.tui.screens.review import ReviewScreen
     from studio.tui.settings import ReviewSettings
 
