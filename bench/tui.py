@@ -35,42 +35,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from import_cactus import DATA_DIR, sentence  # bench/ is on sys.path when run as a script
+
 from studio.cbt.techniques import TECHNIQUES
 from studio.model import CactusRow, Seed, Stage
 from studio.store import Store
 
-DATA_DIR = Path(__file__).resolve().parent / "data"
 MARKER = "Bench thought number"
 COLUMNS, ROWS = 120, 40
-WORDS = [
-    "client",
-    "feels",
-    "worried",
-    "about",
-    "work",
-    "family",
-    "friends",
-    "sleep",
-    "future",
-    "evidence",
-    "thought",
-    "situation",
-    "counselor",
-    "notices",
-    "pattern",
-    "pressure",
-    "deadline",
-    "support",
-    "weekend",
-    "progress",
-    "small",
-    "step",
-    "mood",
-]
-
-
-def _sentence(rng: random.Random, n: int) -> str:
-    return " ".join(rng.choice(WORDS) for _ in range(n)).capitalize() + "."
 
 
 def _row(rng: random.Random, pool: list[str], index: int) -> CactusRow:
@@ -114,7 +86,7 @@ def ensure_database(records: int) -> Path:
     for leftover in DATA_DIR.glob(partial.name + "*"):
         leftover.unlink()
     rng = random.Random(11)
-    pool = [_sentence(rng, 12) for _ in range(2000)]
+    pool = [sentence(rng, 12) for _ in range(2000)]
     started = time.perf_counter()
     with Store(partial) as store:
         batch = 5000
