@@ -33,53 +33,14 @@ from studio.train.events import (
     TrainEvent,
     parse_event,
 )
-from studio.train.recipes import CONTEXTS, RECIPES
+from studio.train.launch import run_options
 
 STDERR_TAIL_LINES = 40
 
 
 @click.command("train")
-@click.option(
-    "--base-model",
-    required=True,
-    metavar="PATH_OR_HUB_ID",
-    help="A local model folder, or a Hugging Face hub id (needs a download unless cached).",
-)
+@run_options
 @db_option
-@click.option(
-    "--recipe",
-    type=click.Choice(list(RECIPES)),
-    default="seed",
-    show_default=True,
-    help="seed: the notebook's QLoRA settings; fast: packed, padding-free, bf16, bigger batches.",
-)
-@click.option(
-    "--output",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="The run folder, new or empty (adapter, config, event log). Default: runs/<time>-<recipe>.",
-)
-@click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Stop after N steps.")
-@click.option(
-    "--epochs",
-    type=click.FloatRange(min=0, min_open=True),
-    default=None,
-    help="Passes over the data (default 1; ignored with --max-steps).",
-)
-@click.option(
-    "--4bit/--no-4bit",
-    "load_in_4bit",
-    default=None,
-    help="4-bit base model (QLoRA). Default: 4-bit with CUDA; plain LoRA on CPU, where --4bit "
-    "uses bitsandbytes' CPU backend.",
-)
-@click.option(
-    "--context",
-    type=click.Choice(list(CONTEXTS)),
-    default="history",
-    show_default=True,
-    help="history: the dialogue so far; plan: also the intake, technique and plan.",
-)
 @click.option("--events", is_flag=True, help="Print JSON events (one per line) instead of a bar.")
 @handle_errors
 def train_command(
@@ -90,7 +51,7 @@ def train_command(
     max_steps: int | None,
     epochs: float | None,
     load_in_4bit: bool | None,
-    context: str,
+    context: str | None,
     events: bool,
 ) -> None:
     """Fine-tune a counselor model (LoRA) on the accepted records.

@@ -15,12 +15,9 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from studio.cbt.dialogue import (
-    DialogueError,
     Role,
     Turn,
-    check_dialogue,
     format_dialogue,
-    parse_dialogue,
 )
 from studio.model import NEEDS_SYNTHESIS, STAGES, Stage, StageStatus
 from studio.store import RecordView, StageView, Store
@@ -238,14 +235,20 @@ class Synthesizer:
         schema = chain.technique_schema() if stage is Stage.CBT_TECHNIQUE else None
         usage = _Usage()
         answer = await self.call(messages, kind=stage.value, schema=schema, usage=usage)
+        return self._result(stage, answer, usage, prompt_hash(messages), template.label)
+
+    def _result(
+        self, stage: Stage, answer: str, usage: _Usage, hashed: str, template_version: str
+    ) -> StageResult:
+        """Judge an answer (the one rule in `chain.judge_answer`) and record what it cost."""
         judged = chain.judge_answer(stage, answer, min_turns=self.settings.min_turns)
         return StageResult(
             text=judged.text,
             status=judged.status,
             error=judged.error,
             model=self.backend.model,
-            prompt_hash=prompt_hash(messages),
-            template_version=template.label,
+            prompt_hash=hashed,
+            template_version=template_version,
             tokens_in=usage.tokens_in,
             tokens_out=usage.tokens_out,
             latency_ms=usage.latency_ms,
@@ -273,23 +276,13 @@ class Synthesizer:
                 turns.append(Turn(role, text))
             if ended and role is Role.COUNSELOR:
                 break
-        status, error = StageStatus.GENERATED, ""
-        try:
-            check_dialogue(
-                parse_dialogue(format_dialogue(turns)), min_turns=self.settings.min_turns
-            )
-        except DialogueError as exc:
-            status, error = StageStatus.INVALID, str(exc)
-        return StageResult(
-            text=format_dialogue(turns),
-            status=status,
-            error=error,
-            model=self.backend.model,
-            prompt_hash=prompt_hash([{"role": "calls", "content": "".join(usage.hashes)}]),
-            template_version=f"{counselor.label}+{client.label}",
-            tokens_in=usage.tokens_in,
-            tokens_out=usage.tokens_out,
-            latency_ms=usage.latency_ms,
+        # Judged like a script-mode dialogue: the same checks, the same normalized text.
+        return self._result(
+            Stage.DIALOGUE,
+            format_dialogue(turns),
+            usage,
+            prompt_hash([{"role": "calls", "content": "".join(usage.hashes)}]),
+            f"{counselor.label}+{client.label}",
         )
 
     # -- one call: cache, limiter, backend, retries ----------------------------------------

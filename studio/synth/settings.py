@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+import typing
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -144,32 +145,23 @@ class SynthSettings:
 
 
 def _check_types(values: dict[str, Any]) -> None:
-    """A config value of the wrong type is bad input (e.g. `concurrency = "16"`), said plainly."""
-    expected: dict[str, tuple[type, ...]] = {
-        "backend": (str,),
-        "model": (str,),
-        "base_url": (str,),
-        "adapter": (str,),
-        "reasoning_effort": (str,),
-        "temperature": (int, float),
-        "max_tokens": (int,),
-        "mode": (str,),
-        "min_turns": (int,),
-        "max_turns": (int,),
-        "concurrency": (int,),
-        "rpm": (int,),
-        "tpm": (int,),
-        "max_attempts": (int,),
-        "timeout_s": (int, float),
-        "structured_output": (bool,),
-        "prompts_dir": (str, Path),
-    }
+    """A config value of the wrong type is bad input (e.g. `concurrency = "16"`), said plainly.
+
+    The allowed types come from `SynthSettings`' own annotations (TOML gives ints for floats and
+    strings for paths, so those are accepted too).
+    """
+    hints = typing.get_type_hints(SynthSettings)
     for key, value in values.items():
-        types = expected.get(key)
-        if value is None or types is None:
+        if value is None or key not in hints:
             continue
-        if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
-            names = " or ".join(t.__name__ for t in types)
+        allowed = tuple(
+            t for t in (typing.get_args(hints[key]) or (hints[key],)) if t is not type(None)
+        )
+        accepted = (
+            allowed + ((int,) if float in allowed else ()) + ((str,) if Path in allowed else ())
+        )
+        if (isinstance(value, bool) and bool not in allowed) or not isinstance(value, accepted):
+            names = " or ".join(t.__name__ for t in allowed)
             raise BadInputError(f"config: synth.{key} must be {names}, not {value!r}")
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from studio.train.launch import RunnerOptions
+from studio.train.launch import RunnerOptions, run_options
 
 
 def _pin_single_gpu() -> None:
@@ -39,40 +39,7 @@ def _pin_single_gpu() -> None:
     show_default=True,
     help="The SQLite database file.",
 )
-@click.option(
-    "--base-model",
-    required=True,
-    metavar="PATH_OR_HUB_ID",
-    help="A local model folder or a Hugging Face hub id (hub ids need a download).",
-)
-@click.option("--recipe", default="seed", show_default=True, help="Preset: seed or fast.")
-@click.option(
-    "--output",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="The run folder (new or empty). Default: runs/<time>-<recipe>.",
-)
-@click.option(
-    "--max-steps", type=click.IntRange(min=1), default=None, help="Stop after N optimizer steps."
-)
-@click.option(
-    "--epochs",
-    type=click.FloatRange(min=0, min_open=True),
-    default=None,
-    help="Epochs (default 1).",
-)
-@click.option(
-    "--4bit/--no-4bit",
-    "load_in_4bit",
-    default=None,
-    help="4-bit base model (QLoRA). Default: 4-bit with CUDA, plain LoRA on CPU.",
-)
-@click.option(
-    "--context",
-    type=click.Choice(["history", "plan"]),
-    default=None,
-    help="System message: the dialogue only (default), or also intake, technique and plan.",
-)
+@run_options
 @click.option("--events", is_flag=True, help="Write one JSON event per line to stdout.")
 @click.option(
     "--set",

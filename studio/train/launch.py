@@ -10,8 +10,16 @@ from __future__ import annotations
 
 import shlex
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from studio.train.recipes import CONTEXTS, RECIPES
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +62,58 @@ class RunnerOptions:
         if self.events:
             argv.append("--events")
         return argv
+
+
+def run_options(func: F) -> F:
+    """The options `studio train` and `python -m studio.train` share, declared once."""
+    options = [
+        click.option(
+            "--base-model",
+            required=True,
+            metavar="PATH_OR_HUB_ID",
+            help="A local model folder, or a Hugging Face hub id (needs a download unless cached).",
+        ),
+        click.option(
+            "--recipe",
+            type=click.Choice(list(RECIPES)),
+            default="seed",
+            show_default=True,
+            help="seed: the notebook's QLoRA settings; fast: packed, padding-free, bf16, bigger batches.",
+        ),
+        click.option(
+            "--output",
+            type=click.Path(file_okay=False, path_type=Path),
+            default=None,
+            help="The run folder, new or empty (adapter, config, event log). "
+            "Default: runs/<time>-<recipe>.",
+        ),
+        click.option(
+            "--max-steps", type=click.IntRange(min=1), default=None, help="Stop after N steps."
+        ),
+        click.option(
+            "--epochs",
+            type=click.FloatRange(min=0, min_open=True),
+            default=None,
+            help="Passes over the data (default 1; ignored with --max-steps).",
+        ),
+        click.option(
+            "--4bit/--no-4bit",
+            "load_in_4bit",
+            default=None,
+            help="4-bit base model (QLoRA). Default: 4-bit with CUDA; plain LoRA on CPU, where "
+            "--4bit uses bitsandbytes' CPU backend.",
+        ),
+        click.option(
+            "--context",
+            type=click.Choice(list(CONTEXTS)),
+            default=None,
+            help="history (the recipe's default): the dialogue so far; plan: also the intake, "
+            "technique and plan.",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
 
 
 def runner_command(options: RunnerOptions, *, python: str = sys.executable) -> list[str]:
