@@ -186,7 +186,7 @@ def test_strict_counts_an_unreadable_file_and_imports_nothing(
     result = run("import", str(good), str(broken), "--strict")
     assert result.exit_code == 2
     assert "1 file(s) not read to the end; --strict imported nothing" in result.stderr
-    assert "imported 0, skipped 0" in result.stdout
+    assert "imported 0, skipped 0 (1 file not read to the end)" in result.stdout, result.output
     assert _thoughts(db_path) == []
 
 
@@ -320,3 +320,25 @@ def test_a_symlink_loop_says_so(run, tmp_path: Path, db_path: Path) -> None:
     result = run("import", str(dangling))
     assert result.exit_code == 2
     assert f"{dangling}: broken symlink (its target does not exist)" in result.stderr
+
+
+def test_an_unpaired_surrogate_escape_costs_only_its_element(
+    run, tmp_path: Path, db_path: Path
+) -> None:
+    # Python's JSON decoder accepts "\ud800"; SQLite cannot store it, which used to fail the
+    # whole file's transaction with a traceback. A proper pair (an emoji) is fine.
+    array = tmp_path / "seeds.json"
+    array.write_text(
+        "[\n"
+        + json.dumps(seed_row(1, persona="I am \ud83d\ude00 happy."))
+        + ",\n"
+        + '{"persona": "I am \\ud800 broken.", "thought": "t"},\n'
+        + json.dumps(seed_row(3))
+        + "\n]",
+        encoding="utf-8",
+    )
+    result = run("import", str(array))
+    assert result.exit_code == 0, result.output
+    assert f"{array}:3: invalid text (an unpaired \\uD800-\\uDFFF escape)" in result.stderr
+    assert "imported 2, skipped 1" in result.stdout, result.output
+    assert _seeds(db_path)[0][0] == "I am \U0001f600 happy."

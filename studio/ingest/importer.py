@@ -30,6 +30,8 @@ class FileReport:
     seeds_added: int = 0
     records_added: int = 0
     problems: list[BadRow] = field(default_factory=list)
+    rows: int = 0
+    """Rows read, good or bad."""
     failure: str = ""
     """Why the file could not be read (to its end), as a full `FILE: reason` line; or ""."""
     warnings: dict[str, FileWarning] = field(default_factory=dict)
@@ -42,7 +44,7 @@ class FileReport:
     @property
     def empty(self) -> bool:
         """The file held no rows at all (not even bad ones)."""
-        return not (self.failure or self.problems or self.imported or self.duplicates)
+        return not (self.rows or self.failure)
 
     def warn(self, where: str, message: str) -> None:
         note = self.warnings.get(message)
@@ -201,6 +203,7 @@ def _prepared_batches(
     warnings: list[str] = []
     try:
         for row in read_rows(source, progress):
+            file.rows += 1
             if isinstance(row, BadRow):
                 file.problems.append(row)
                 continue

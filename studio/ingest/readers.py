@@ -187,8 +187,15 @@ def read_json_array(path: str, progress: Progress | None = None) -> Iterator[Row
             yield BadRow(f"{path}:{line}", TOO_DEEP)
             index = end
         else:
-            if _has_surrogates(text[start:index]):
+            element = text[start:index]
+            if _has_surrogates(element):
                 yield BadRow(f"{path}:{line}", "invalid UTF-8")
+            elif _SURROGATE_ESCAPE.search(element) and _has_surrogates(
+                json.dumps(obj, ensure_ascii=False)
+            ):
+                # The stdlib decoder lets "\ud800" through as a lone surrogate, which SQLite
+                # cannot store: the whole file's transaction would fail on it.
+                yield BadRow(f"{path}:{line}", "invalid text (an unpaired \\uD800-\\uDFFF escape)")
             elif isinstance(obj, dict):
                 yield RawRow(f"{path}:{line}", obj)
             else:
@@ -345,6 +352,7 @@ def _json_reason(line: bytes, exc: orjson.JSONDecodeError) -> str:
 
 
 TOO_DEEP = "nested too deeply to read"
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 _JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
 
 
