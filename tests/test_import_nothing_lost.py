@@ -264,11 +264,31 @@ def test_a_row_that_does_not_fit_the_detected_format_is_reported(
     result = run("import", str(path))
     assert result.exit_code == 0, result.output
     assert (
-        f"{path}:2: field 'patterns' not part of the patternreframe format this file is read as"
-        " (the row looks like seeds"
+        f"{path}:2: field 'patterns' not part of the patternreframe format this file is read as;"
+        " the row looks like seeds (a file's format comes from its first row, or --format)"
     ) in result.stderr
     assert "imported 1, skipped 1" in result.stdout
     assert len(_seeds(db_path)) == 1
+
+
+def test_fields_of_another_format_are_reported_unless_the_row_holds_the_same_thing(
+    run, tmp_path: Path, db_path: Path
+) -> None:
+    path = write_jsonl(
+        tmp_path / "seeds.jsonl",
+        [
+            # A seed that kept the PatternReframe prompt beside its own patterns: nothing lost.
+            seed_row(1, pattern="Labeling", pattern_def="Calling oneself names."),
+            seed_row(2, patterns=[], pattern="Labeling"),  # the prompted pattern would be lost
+            seed_row(3, dialogue="Counselor: Hi."),  # a stage has no place in a seed
+        ],
+    )
+    result = run("import", str(path))
+    assert result.exit_code == 0, result.output
+    assert f"{path}:2: field 'pattern' not part of the seeds format" in result.stderr
+    assert f"{path}:3: field 'dialogue' not part of the seeds format" in result.stderr
+    assert "imported 1, skipped 2" in result.stdout, result.output
+    assert _seeds(db_path)[0][2] == ["Mind reading", "Labeling"]
 
 
 def test_an_empty_column_of_another_format_costs_nothing(

@@ -25,38 +25,34 @@ class RowError(ValueError):
     """A row is unusable; the message names the field and the problem."""
 
 
-_FIELDS = {
-    "seeds": frozenset({"persona", "thought", "patterns", "reframes"}),
-    "patternreframe": frozenset(
-        {"persona", "pattern", "pattern_def", "thought", "marked_patterns", "reframes"}
-    ),
-    "cactus": frozenset(
-        {
-            "persona",
-            "thought",
-            "patterns",
-            "reframes",
-            "intake_form",
-            "cbt_technique",
-            "cbt_plan",
-            "attitude",
-            "dialogue",
-        }
-    ),
+_STAGE_FIELDS = frozenset({"intake_form", "cbt_technique", "cbt_plan", "attitude", "dialogue"})
+_FOREIGN: dict[str, dict[str, tuple[str, ...]]] = {
+    "seeds": {
+        **dict.fromkeys(_STAGE_FIELDS, ()),
+        "pattern": ("patterns",),
+        "marked_patterns": ("patterns",),
+    },
+    "patternreframe": {
+        **dict.fromkeys(_STAGE_FIELDS, ()),
+        "patterns": ("marked_patterns",),
+    },
+    "cactus": {"pattern": ("patterns",), "marked_patterns": ("patterns",)},
 }
-_KNOWN = frozenset().union(*_FIELDS.values())
-_FOREIGN = {fmt: _KNOWN - fields for fmt, fields in _FIELDS.items()}
-"""Per format, the fields of the other formats that it would ignore. Other keys (ids, splits)
-are not ours to judge and are left alone."""
+"""Per format, the fields of the other formats that it would drop, each with the fields of its
+own that hold the same thing: a row with one of those filled loses nothing by the drop (a seed
+with `patterns` and the prompted `pattern`; not the other way round, as one prompted pattern
+does not hold a list). Stages have no such field outside CACTUS.
+`pattern_def` is not stored by any format, and other keys (ids, splits) are not ours to judge."""
+_FOREIGN_KEYS = {fmt: frozenset(fields) for fmt, fields in _FOREIGN.items()}
 
 
 def detect_format(data: Mapping[str, Any]) -> str:
     """Guess a row's format from its keys (used by `--format auto`, per file, on the first row)."""
     if any(key in data for key in ("dialogue", "intake_form", "cbt_plan", "cbt_technique")):
         return "cactus"
-    if "pattern_def" in data or "marked_patterns" in data:
+    if "marked_patterns" in data:
         return "patternreframe"
-    if "pattern" in data and "patterns" not in data:
+    if ("pattern_def" in data or "pattern" in data) and _is_blank(data.get("patterns")):
         return "patternreframe"
     reframes = data.get("reframes")
     if isinstance(reframes, list) and reframes and isinstance(reframes[0], dict):
@@ -74,21 +70,28 @@ def parse_row(
 ) -> Seed | CactusRow:
     """Parse a row of a known format; a row carrying another format's fields is a `RowError`,
     never imported with those fields dropped."""
-    foreign = _FOREIGN[fmt].intersection(data)
+    foreign = _FOREIGN_KEYS[fmt].intersection(data)
     if foreign:
         _refuse_foreign_fields(fmt, data, foreign)
     return _PARSERS[fmt](data, source, warnings)
 
 
 def _refuse_foreign_fields(fmt: str, data: Mapping[str, Any], foreign: frozenset[str]) -> None:
-    used = sorted(name for name in foreign if not _is_blank(data[name]))
+    used = sorted(
+        name
+        for name in foreign
+        # An empty column of a wider CSV header loses nothing.
+        if not _is_blank(data[name])
+        and all(_is_blank(data.get(own)) for own in _FOREIGN[fmt][name])
+    )
     if not used:
-        return  # an empty column of a wider CSV header loses nothing
+        return
     names = ", ".join(f"'{name}'" for name in used)
+    guess = detect_format(data)
+    looks_like = f"; the row looks like {guess}" if guess != fmt else ""
     raise RowError(
         f"field{'s' if len(used) > 1 else ''} {names} not part of the {fmt} format this file is "
-        f"read as (the row looks like {detect_format(data)}; a file's format comes from its "
-        "first row, or --format)"
+        f"read as{looks_like} (a file's format comes from its first row, or --format)"
     )
 
 

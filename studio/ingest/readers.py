@@ -218,6 +218,8 @@ def read_csv(path: str, progress: Progress | None = None) -> Iterator[Row]:
         previous_limit = csv.field_size_limit(CSV_CELL_LIMIT)
         try:
             header = next(reader, None)
+            while header == []:  # blank lines above the header
+                header = next(reader, None)
             if header is None:
                 return
             width = len(header)
