@@ -362,3 +362,15 @@ def test_an_unpaired_surrogate_escape_costs_only_its_element(
     assert f"{array}:3: invalid text (an unpaired \\uD800-\\uDFFF escape)" in result.stderr
     assert "imported 2, skipped 1" in result.stdout, result.output
     assert _seeds(db_path)[0][0] == "I am \U0001f600 happy."
+
+
+def test_a_utf16_file_is_named_not_read_as_rows_of_garbage(
+    run, tmp_path: Path, db_path: Path
+) -> None:
+    table = tmp_path / "unicode.csv"
+    table.write_bytes("persona,thought\nI am 1.,t1\n".encode("utf-16"))  # with its BOM
+    good = write_jsonl(tmp_path / "good.jsonl", [seed_row(1)])
+    result = run("import", str(table), str(good))
+    assert result.exit_code == 2
+    assert f"{table}: the file is UTF-16; save it as UTF-8" in result.stderr
+    assert "imported 1, skipped 0 (1 file not read to the end)" in result.stdout, result.output

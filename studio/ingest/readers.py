@@ -125,7 +125,9 @@ def read_jsonl(path: str, progress: Progress | None = None) -> Iterator[Row]:
     total = Path(path).stat().st_size
     done = 0
     with Path(path).open("rb") as fh:
-        if fh.read(len(codecs.BOM_UTF8)) != codecs.BOM_UTF8:  # Excel and Notepad write one
+        head = fh.read(len(codecs.BOM_UTF8))
+        _refuse_utf16(path, head)
+        if head != codecs.BOM_UTF8:  # Excel and Notepad write one
             fh.seek(0)
         for number, line in enumerate(fh, start=1):
             done += len(line)
@@ -149,7 +151,9 @@ def read_jsonl(path: str, progress: Progress | None = None) -> Iterator[Row]:
 
 def read_json_array(path: str, progress: Progress | None = None) -> Iterator[Row]:
     """A JSON array of objects (or one object); each element's line is reported for errors."""
-    data = Path(path).read_bytes().removeprefix(codecs.BOM_UTF8)
+    data = Path(path).read_bytes()
+    _refuse_utf16(path, data)
+    data = data.removeprefix(codecs.BOM_UTF8)
     # Undecodable bytes become lone surrogates, so one bad element costs only itself.
     text = data.decode("utf-8", errors="surrogateescape")
     decoder = json.JSONDecoder()
@@ -209,6 +213,8 @@ def read_json_array(path: str, progress: Progress | None = None) -> Iterator[Row
 
 
 def read_csv(path: str, progress: Progress | None = None) -> Iterator[Row]:
+    with Path(path).open("rb") as raw:
+        _refuse_utf16(path, raw.read(2))
     # utf-8-sig drops the byte order mark Excel writes, which would otherwise join the first
     # column's name and cost every row its first field.
     with Path(path).open(encoding="utf-8-sig", errors="surrogateescape", newline="") as fh:
@@ -280,6 +286,12 @@ class _CountedLines:
             except StopIteration:
                 return
             quotes += line.count('"')
+
+
+def _refuse_utf16(path: str, head: bytes) -> None:
+    """A UTF-16 file (Excel's "Unicode text") would read as one undecodable row after another."""
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise BadInputError(f"{path}: the file is UTF-16; save it as UTF-8 (Excel: CSV UTF-8)")
 
 
 def _csv_reason(exc: csv.Error) -> str:
