@@ -117,17 +117,20 @@ def import_cmd(
                 store, paths, fmt=fmt, accepted_by=accepted_by, strict=strict, progress=progress_for
             )
         except StrictImportError as exc:
-            _print_problems(exc.report.problems)
+            _print_problems(exc.report.messages())
+            click.echo(exc.report.summary())
             raise
-    _print_problems(report.problems)
+    _print_problems(report.messages())
     click.echo(report.summary())
+    if report.failed:
+        raise BadInputError(f"{report.failed} file(s) could not be read to the end (see above)")
 
 
 def _print_problems(problems: list[Any]) -> None:
     for problem in problems[:MAX_PROBLEMS_SHOWN]:
         click.echo(str(problem), err=True)
     if len(problems) > MAX_PROBLEMS_SHOWN:
-        click.echo(f"… and {len(problems) - MAX_PROBLEMS_SHOWN} more bad rows", err=True)
+        click.echo(f"… and {len(problems) - MAX_PROBLEMS_SHOWN} more", err=True)
 
 
 @cli.command()

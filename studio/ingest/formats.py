@@ -25,11 +25,34 @@ class RowError(ValueError):
     """A row is unusable; the message names the field and the problem."""
 
 
+_STAGE_FIELDS = frozenset({"intake_form", "cbt_technique", "cbt_plan", "attitude", "dialogue"})
+_FOREIGN: dict[str, dict[str, tuple[str, ...]]] = {
+    "seeds": {
+        **dict.fromkeys(_STAGE_FIELDS, ()),
+        "pattern": ("patterns",),
+        "marked_patterns": ("patterns",),
+    },
+    "patternreframe": {
+        **dict.fromkeys(_STAGE_FIELDS, ()),
+        "patterns": ("marked_patterns",),
+    },
+    "cactus": {"pattern": ("patterns",), "marked_patterns": ("patterns",)},
+}
+"""Per format, the fields of the other formats that it would drop, each with the fields of its
+own that hold the same thing: a row with one of those filled loses nothing by the drop (a seed
+with `patterns` and the prompted `pattern`; not the other way round, as one prompted pattern
+does not hold a list). Stages have no such field outside CACTUS.
+`pattern_def` is not stored by any format, and other keys (ids, splits) are not ours to judge."""
+_FOREIGN_KEYS = {fmt: frozenset(fields) for fmt, fields in _FOREIGN.items()}
+
+
 def detect_format(data: Mapping[str, Any]) -> str:
     """Guess a row's format from its keys (used by `--format auto`, per file, on the first row)."""
     if any(key in data for key in ("dialogue", "intake_form", "cbt_plan", "cbt_technique")):
         return "cactus"
-    if "pattern_def" in data or "marked_patterns" in data:
+    if "marked_patterns" in data:
+        return "patternreframe"
+    if ("pattern_def" in data or "pattern" in data) and _is_blank(data.get("patterns")):
         return "patternreframe"
     reframes = data.get("reframes")
     if isinstance(reframes, list) and reframes and isinstance(reframes[0], dict):
@@ -37,25 +60,82 @@ def detect_format(data: Mapping[str, Any]) -> str:
     return "seeds"
 
 
-def parse_row(fmt: str, data: Mapping[str, Any], source: str = "") -> Seed | CactusRow:
-    return _PARSERS[fmt](data, source)
+Warnings = list[str] | None
+"""Where a parser notes what it did to an optional field in an unexpected shape (kept the row);
+the importer reports each distinct note once per file."""
 
 
-def parse_seed(data: Mapping[str, Any], source: str = "") -> Seed:
+def parse_row(
+    fmt: str, data: Mapping[str, Any], source: str = "", warnings: Warnings = None
+) -> Seed | CactusRow:
+    """Parse a row of a known format; a row carrying another format's fields is a `RowError`,
+    never imported with those fields dropped."""
+    foreign = _FOREIGN_KEYS[fmt].intersection(data)
+    if foreign:
+        _refuse_foreign_fields(fmt, data, foreign)
+    return _PARSERS[fmt](data, source, warnings)
+
+
+def _refuse_foreign_fields(fmt: str, data: Mapping[str, Any], foreign: frozenset[str]) -> None:
+    used = sorted(
+        name
+        for name in foreign
+        # An empty column of a wider CSV header loses nothing.
+        if not _is_blank(data[name])
+        and all(_is_blank(data.get(own)) for own in _FOREIGN[fmt][name])
+    )
+    if not used:
+        return
+    names = ", ".join(f"'{name}'" for name in used)
+    guess = detect_format(data)
+    looks_like = f"; the row looks like {guess}" if guess != fmt else ""
+    raise RowError(
+        f"field{'s' if len(used) > 1 else ''} {names} not part of the {fmt} format this file is "
+        f"read as{looks_like} (a file's format comes from its first row, or --format)"
+    )
+
+
+def _is_blank(value: Any) -> bool:
+    if isinstance(value, str):
+        return not value.strip()
+    return value is None or (isinstance(value, list | dict | tuple) and not value)
+
+
+def parse_seed(data: Mapping[str, Any], source: str = "", warnings: Warnings = None) -> Seed:
     return Seed(
         persona=_text(data, "persona", required=True),
         thought=_text(data, "thought", required=True),
-        patterns=_text_list(data, "patterns", separators=("|", ",")),
+        patterns=_text_list(
+            data, "patterns", separators=("|", ","), object_keys=True, warnings=warnings
+        ),
         reframes=_text_list(data, "reframes", separators=("|",)),
         source=source,
     )
 
 
-def parse_patternreframe(data: Mapping[str, Any], source: str = "") -> Seed:
-    marked = _text_list(data, "marked_patterns", separators=("|", ","))
+def parse_patternreframe(
+    data: Mapping[str, Any], source: str = "", warnings: Warnings = None
+) -> Seed:
     pattern = _text(data, "pattern", required=False)
+    try:
+        marked = _text_list(
+            data, "marked_patterns", separators=("|", ","), object_keys=True, warnings=warnings
+        )
+    except RowError:
+        # The marked patterns refine the prompted one, so the row stands on `pattern` alone.
+        _warn(
+            warnings,
+            "field 'marked_patterns' is not a list of pattern names; used 'pattern' instead",
+        )
+        marked = ()
     patterns = marked or ((pattern,) if pattern.strip() else ())
     raw = data.get("reframes")
+    if isinstance(raw, str):
+        # A CSV cell: a JSON array of {"reframe": …} or of texts, or texts separated by `|`.
+        raw = list(_text_list_or_objects(raw))
+    elif isinstance(raw, dict) and "reframe" in raw:
+        _warn(warnings, "field 'reframes' is one object, not a list; used it as a list of one")
+        raw = [raw]
     if raw is None:
         reframes: tuple[str, ...] = ()
     elif isinstance(raw, list):
@@ -86,11 +166,18 @@ def parse_patternreframe(data: Mapping[str, Any], source: str = "") -> Seed:
     )
 
 
-def parse_cactus(data: Mapping[str, Any], source: str = "") -> CactusRow:
+def parse_cactus(data: Mapping[str, Any], source: str = "", warnings: Warnings = None) -> CactusRow:
     seed = Seed(
         persona=_text(data, "persona", required=False),
         thought=_text(data, "thought", required=True),
-        patterns=_text_list(data, "patterns", separators=("|", ","), required=True),
+        patterns=_text_list(
+            data,
+            "patterns",
+            separators=("|", ","),
+            required=True,
+            object_keys=True,
+            warnings=warnings,
+        ),
         reframes=_text_list(data, "reframes", separators=("|",)),
         source=source,
     )
@@ -103,7 +190,7 @@ def parse_cactus(data: Mapping[str, Any], source: str = "") -> CactusRow:
     return CactusRow(seed=seed, stages=stages, attitude=attitude)
 
 
-_PARSERS: dict[str, Callable[[Mapping[str, Any], str], Seed | CactusRow]] = {
+_PARSERS: dict[str, Callable[[Mapping[str, Any], str, Warnings], Seed | CactusRow]] = {
     "seeds": parse_seed,
     "patternreframe": parse_patternreframe,
     "cactus": parse_cactus,
@@ -123,23 +210,53 @@ def _text(data: Mapping[str, Any], name: str, *, required: bool) -> str:
     return value
 
 
+def _warn(warnings: Warnings, message: str) -> None:
+    if warnings is not None:
+        warnings.append(message)
+
+
+def _text_list_or_objects(value: str) -> tuple[Any, ...]:
+    stripped = value.strip()
+    if stripped.startswith("["):
+        parsed = _json_cell("reframes", stripped)
+        return tuple(parsed) if isinstance(parsed, list) else (parsed,)
+    return tuple(p.strip() for p in stripped.split("|") if p.strip())
+
+
+def _json_cell(name: str, text: str) -> Any:
+    try:
+        return json.loads(text)
+    except RecursionError as exc:
+        raise RowError(f"field '{name}': nested too deeply to read") from exc
+    except ValueError as exc:
+        raise RowError(f"field '{name}': looks like a JSON array but is not valid JSON") from exc
+
+
 def _text_list(
-    data: Mapping[str, Any], name: str, *, separators: tuple[str, ...], required: bool = False
+    data: Mapping[str, Any],
+    name: str,
+    *,
+    separators: tuple[str, ...],
+    required: bool = False,
+    object_keys: bool = False,
+    warnings: Warnings = None,
 ) -> tuple[str, ...]:
+    """A list of texts. With `object_keys` (pattern fields), an object such as {"labeling": 2}
+    gives its keys, noted as a warning instead of costing the row."""
     value = data.get(name)
     if value is None:
         if required:
             raise RowError(f"missing required field '{name}'")
         return ()
+    if isinstance(value, dict) and object_keys:
+        keys = [key for key in value if isinstance(key, str) and key.strip()]
+        if keys:
+            _warn(warnings, f"field '{name}' is an object, not a list; used its keys")
+            value = keys
     if isinstance(value, str):
         stripped = value.strip()
         if stripped.startswith("["):
-            try:
-                value = json.loads(stripped)
-            except ValueError as exc:
-                raise RowError(
-                    f"field '{name}': looks like a JSON array but is not valid JSON"
-                ) from exc
+            value = _json_cell(name, stripped)
         else:
             for separator in separators:
                 if separator in stripped:

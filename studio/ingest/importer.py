@@ -1,6 +1,8 @@
 """`studio import`: files and datasets into the store, good rows kept, bad rows reported.
 
 One file is one transaction (with `strict`, the whole import is one, and any bad row cancels it).
+Whatever goes wrong with one row is that row's error; a file that cannot be read to its end keeps
+the rows read before, and the other files are imported all the same.
 Content already stored is skipped by its hash, so importing the same file twice adds nothing.
 """
 
@@ -28,10 +30,48 @@ class FileReport:
     seeds_added: int = 0
     records_added: int = 0
     problems: list[BadRow] = field(default_factory=list)
+    rows: int = 0
+    """Rows read, good or bad."""
+    failure: str = ""
+    """Why the file could not be read (to its end), as a full `FILE: reason` line; or ""."""
+    warnings: dict[str, FileWarning] = field(default_factory=dict)
+    """Optional fields taken in an unexpected shape, one entry per kind of note."""
 
     @property
     def skipped(self) -> int:
         return len(self.problems)
+
+    @property
+    def empty(self) -> bool:
+        """The file held no rows at all (not even bad ones)."""
+        return not (self.rows or self.failure)
+
+    def warn(self, where: str, message: str) -> None:
+        note = self.warnings.get(message)
+        if note is None:
+            self.warnings[message] = FileWarning(where, message)
+        else:
+            note.rows += 1
+
+    def notes(self) -> list[str]:
+        """Lines about the file as a whole: why it was not read, that it was empty, warnings."""
+        lines = [self.failure] if self.failure else []
+        if self.empty:
+            lines.append(f"{self.source}: empty, no rows to import")
+        lines.extend(str(note) for note in self.warnings.values())
+        return lines
+
+
+@dataclass(slots=True)
+class FileWarning:
+    where: str
+    """The first row it applied to."""
+    message: str
+    rows: int = 1
+
+    def __str__(self) -> str:
+        more = f" (and {self.rows - 1} more rows of this file)" if self.rows > 1 else ""
+        return f"{self.where}: warning: {self.message}{more}"
 
 
 @dataclass(slots=True)
@@ -54,18 +94,39 @@ class ImportReport:
     def problems(self) -> list[BadRow]:
         return [p for f in self.files for p in f.problems]
 
+    @property
+    def failed(self) -> int:
+        """Files that could not be read (to their end)."""
+        return sum(1 for f in self.files if f.failure)
+
+    def messages(self) -> list[str]:
+        """What to tell the user besides the summary: file notes first (never cut off by a long
+        list of bad rows), then each bad row."""
+        return [line for f in self.files for line in f.notes()] + [str(p) for p in self.problems]
+
     def summary(self) -> str:
         text = f"imported {self.imported}, skipped {self.skipped}"
-        if self.duplicates:
-            text += f" ({self.duplicates} already in the database)"
+        empty = sum(1 for f in self.files if f.empty)
+        notes = [
+            f"{self.duplicates} already in the database" if self.duplicates else "",
+            f"{empty} empty file{'s' if empty > 1 else ''}" if empty else "",
+            f"{self.failed} file{'s' if self.failed > 1 else ''} not read to the end"
+            if self.failed
+            else "",
+        ]
+        if any(notes):
+            text += f" ({'; '.join(n for n in notes if n)})"
         return text
 
 
 class StrictImportError(BadInputError):
-    """`--strict` found bad rows; nothing was imported."""
+    """`--strict` found bad rows or an unreadable file; nothing was imported."""
 
     def __init__(self, report: ImportReport) -> None:
-        super().__init__(f"{report.skipped} bad row(s); --strict imported nothing")
+        what = [f"{report.skipped} bad row(s)"] if report.skipped else []
+        if report.failed:
+            what.append(f"{report.failed} file(s) not read to the end")
+        super().__init__(f"{' and '.join(what)}; --strict imported nothing")
         self.report = report
 
 
@@ -91,7 +152,7 @@ def import_sources(
             with store.transaction():
                 for source in sources:
                     report.files.append(_import_one(store, source, fmt, accepted_by, progress))
-                if report.skipped:
+                if report.skipped or report.failed:
                     raise StrictImportError(report)
         except StrictImportError:
             for file in report.files:
@@ -127,6 +188,7 @@ def _import_one(
             "imported": file.imported,
             "duplicates": file.duplicates,
             "skipped": file.skipped,
+            **({"error": file.failure} if file.failure else {}),
         },
     )
     return file
@@ -135,21 +197,43 @@ def _import_one(
 def _prepared_batches(
     source: Source, file: FileReport, progress: Progress | None
 ) -> Iterator[list[PreparedRow]]:
-    """Rows of one source, parsed and prepared in batches; bad rows go to `file.problems`."""
+    """Rows of one source, parsed and prepared in batches; bad rows go to `file.problems`, and
+    a reader that gives up sets `file.failure` after the rows it did read."""
     batch: list[PreparedRow] = []
-    for row in read_rows(source, progress):
-        if isinstance(row, BadRow):
-            file.problems.append(row)
-            continue
-        if not file.format:
-            file.format = detect_format(row.data)
-        try:
-            batch.append(prepare_row(parse_row(file.format, row.data, source.label)))
-        except RowError as exc:
-            file.problems.append(BadRow(row.where, str(exc)))
-            continue
-        if len(batch) >= BATCH_ROWS:
-            yield batch
-            batch = []
+    warnings: list[str] = []
+    try:
+        for row in read_rows(source, progress):
+            file.rows += 1
+            if isinstance(row, BadRow):
+                file.problems.append(row)
+                continue
+            if not file.format:
+                file.format = detect_format(row.data)
+            try:
+                batch.append(prepare_row(parse_row(file.format, row.data, source.label, warnings)))
+            except Exception as exc:
+                file.problems.append(BadRow(row.where, _row_reason(exc)))
+                warnings.clear()
+                continue
+            if warnings:
+                for message in warnings:
+                    file.warn(row.where, message)
+                warnings.clear()
+            if len(batch) >= BATCH_ROWS:
+                yield batch
+                batch = []
+    except BadInputError as exc:  # readers name the file in their messages
+        file.failure = str(exc)
+    except Exception as exc:
+        file.failure = f"{source.label}: {_row_reason(exc)}; the rest of the file was not read"
     if batch:
         yield batch
+
+
+def _row_reason(exc: Exception) -> str:
+    if isinstance(exc, RowError):
+        return str(exc)
+    if isinstance(exc, RecursionError):
+        return "nested too deeply to read"
+    # Not a case the formats know: still that row's (or file's) error, never a traceback.
+    return f"unexpected error ({type(exc).__name__}: {exc})"

@@ -6,7 +6,9 @@ line never costs the good ones around it.
 
 from __future__ import annotations
 
+import codecs
 import csv
+import errno
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -22,6 +24,9 @@ Progress = Callable[[int, int], None]
 """Called with (done, total) in the reader's own unit (bytes or rows)."""
 
 FILE_SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".parquet")
+CSV_CELL_LIMIT = 64 * 1024 * 1024
+"""Largest CSV cell read (characters). The csv module's own limit, 128 KiB, would cost a row
+whose dialogue or pasted text is longer; a larger cell is that row's error."""
 _HUB_ID = re.compile(r"^(?:hf://)?[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -58,6 +63,9 @@ class Source:
 def resolve_source(spec: str) -> Source:
     """Decide what `spec` is; a missing or unreadable path is a `BadInputError` naming it."""
     path = Path(spec)
+    problem = _stat_problem(path)
+    if problem:
+        raise BadInputError(f"{spec}: {problem}")
     if path.exists():
         if path.is_dir():
             if (path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists():
@@ -86,6 +94,21 @@ def resolve_source(spec: str) -> Source:
     raise BadInputError(f"{spec}: no such file")
 
 
+def _stat_problem(path: Path) -> str:
+    """Why an existing name cannot be followed (a symlink loop, a broken link), or "".
+
+    `Path.exists` answers False for both, which would read as "no such file"."""
+    try:
+        path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        return "broken symlink (its target does not exist)" if path.is_symlink() else ""
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "symlink loop (too many levels of symbolic links)"
+        return f"cannot read file ({exc.strerror})"
+    return ""
+
+
 def read_rows(source: Source, progress: Progress | None = None) -> Iterator[Row]:
     readers: dict[str, Callable[[str, Progress | None], Iterator[Row]]] = {
         "jsonl": read_jsonl,
@@ -102,6 +125,10 @@ def read_jsonl(path: str, progress: Progress | None = None) -> Iterator[Row]:
     total = Path(path).stat().st_size
     done = 0
     with Path(path).open("rb") as fh:
+        head = fh.read(len(codecs.BOM_UTF8))
+        _refuse_utf16(path, head)
+        if head != codecs.BOM_UTF8:  # Excel and Notepad write one
+            fh.seek(0)
         for number, line in enumerate(fh, start=1):
             done += len(line)
             if progress is not None and number % 2000 == 0:
@@ -124,14 +151,19 @@ def read_jsonl(path: str, progress: Progress | None = None) -> Iterator[Row]:
 
 def read_json_array(path: str, progress: Progress | None = None) -> Iterator[Row]:
     """A JSON array of objects (or one object); each element's line is reported for errors."""
+    data = Path(path).read_bytes()
+    _refuse_utf16(path, data)
+    data = data.removeprefix(codecs.BOM_UTF8)
     # Undecodable bytes become lone surrogates, so one bad element costs only itself.
-    text = Path(path).read_bytes().decode("utf-8", errors="surrogateescape")
+    text = data.decode("utf-8", errors="surrogateescape")
     decoder = json.JSONDecoder()
     index = _skip_ws(text, 0)
-    if index < len(text) and text[index] == "{":
+    if index >= len(text):
+        return  # an empty file: the importer says so
+    if text[index] == "{":
         text = f"[{text}]"
         index = 0
-    if index >= len(text) or text[index] != "[":
+    if text[index] != "[":
         yield BadRow(f"{path}:1", "expected a JSON array of objects")
         return
     index = _skip_ws(text, index + 1)
@@ -147,13 +179,32 @@ def read_json_array(path: str, progress: Progress | None = None) -> Iterator[Row
                 f"invalid JSON ({exc.msg}); the rest of the file was not read",
             )
             return
-        count += 1
-        if _has_surrogates(text[start:index]):
-            yield BadRow(f"{path}:{line}", "invalid UTF-8")
-        elif isinstance(obj, dict):
-            yield RawRow(f"{path}:{line}", obj)
+        except RecursionError:
+            # The decoder recurses once per level; skip the element and go on with the next.
+            end = _end_of_container(text, index)
+            if end is None:
+                yield BadRow(
+                    f"{path}:{line}",
+                    f"{TOO_DEEP}, and never closed; the rest of the file was not read",
+                )
+                return
+            yield BadRow(f"{path}:{line}", TOO_DEEP)
+            index = end
         else:
-            yield BadRow(f"{path}:{line}", f"expected a JSON object, got {type_name(obj)}")
+            element = text[start:index]
+            if _has_surrogates(element):
+                yield BadRow(f"{path}:{line}", "invalid UTF-8")
+            elif _SURROGATE_ESCAPE.search(element) and _has_surrogates(
+                json.dumps(obj, ensure_ascii=False)
+            ):
+                # The stdlib decoder lets "\ud800" through as a lone surrogate, which SQLite
+                # cannot store: the whole file's transaction would fail on it.
+                yield BadRow(f"{path}:{line}", "invalid text (an unpaired \\uD800-\\uDFFF escape)")
+            elif isinstance(obj, dict):
+                yield RawRow(f"{path}:{line}", obj)
+            else:
+                yield BadRow(f"{path}:{line}", f"expected a JSON object, got {type_name(obj)}")
+        count += 1
         index = _skip_ws(text, index)
         if index < len(text) and text[index] == ",":
             index = _skip_ws(text, index + 1)
@@ -162,23 +213,91 @@ def read_json_array(path: str, progress: Progress | None = None) -> Iterator[Row
 
 
 def read_csv(path: str, progress: Progress | None = None) -> Iterator[Row]:
-    with Path(path).open(encoding="utf-8", errors="surrogateescape", newline="") as fh:
-        reader = csv.DictReader(fh)
-        _ = reader.fieldnames  # reads the header, so line_num counts from there
-        start = reader.line_num + 1
-        for record in reader:
-            where = f"{path}:{start}"
-            start = reader.line_num + 1
-            if any(isinstance(v, str) and _has_surrogates(v) for v in record.values()):
-                yield BadRow(where, "invalid UTF-8")
-                continue
-            if None in record:
-                yield BadRow(where, "more cells than header columns")
-                continue
-            data = {k: v for k, v in record.items() if k is not None}
-            if all(v in ("", None) for v in data.values()):
-                continue
-            yield RawRow(where, data)
+    with Path(path).open("rb") as raw:
+        _refuse_utf16(path, raw.read(2))
+    # utf-8-sig drops the byte order mark Excel writes, which would otherwise join the first
+    # column's name and cost every row its first field.
+    with Path(path).open(encoding="utf-8-sig", errors="surrogateescape", newline="") as fh:
+        lines = _CountedLines(fh)
+        reader = csv.reader(lines)
+        # The csv module's limit is process-wide; it is raised only while this file is read.
+        previous_limit = csv.field_size_limit(CSV_CELL_LIMIT)
+        try:
+            header = next(reader, None)
+            while header == []:  # blank lines above the header
+                header = next(reader, None)
+            if header is None:
+                return
+            width = len(header)
+            lines.record.clear()
+            while True:
+                where = f"{path}:{lines.count + 1}"
+                try:
+                    cells = next(reader)
+                except StopIteration:
+                    return
+                except csv.Error as exc:
+                    lines.skip_rest_of_record()
+                    lines.record.clear()
+                    yield BadRow(where, _csv_reason(exc))
+                    continue
+                lines.record.clear()
+                if not cells:
+                    continue
+                if any(_has_surrogates(v) for v in cells):
+                    yield BadRow(where, "invalid UTF-8")
+                    continue
+                if len(cells) > width:
+                    yield BadRow(where, "more cells than header columns")
+                    continue
+                data = dict(zip(header, cells, strict=False))
+                if all(v == "" for v in data.values()):
+                    continue
+                yield RawRow(where, data)
+        finally:
+            csv.field_size_limit(previous_limit)
+
+
+class _CountedLines:
+    """The lines the csv reader takes, counted (for FILE:LINE) and kept until its record ends,
+    so a record the reader gave up on can be skipped to its real end."""
+
+    def __init__(self, lines: Iterator[str]) -> None:
+        self._lines = lines
+        self.count = 0
+        self.record: list[str] = []
+
+    def __iter__(self) -> _CountedLines:
+        return self
+
+    def __next__(self) -> str:
+        line = next(self._lines)
+        self.count += 1
+        self.record.append(line)
+        return line
+
+    def skip_rest_of_record(self) -> None:
+        """After a csv error the reader starts afresh on the next line, which may still be
+        inside the failed record's quoted cell: an odd number of quotes so far means it is."""
+        quotes = sum(line.count('"') for line in self.record)
+        while quotes % 2:
+            try:
+                line = next(self)
+            except StopIteration:
+                return
+            quotes += line.count('"')
+
+
+def _refuse_utf16(path: str, head: bytes) -> None:
+    """A UTF-16 file (Excel's "Unicode text") would read as one undecodable row after another."""
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise BadInputError(f"{path}: the file is UTF-16; save it as UTF-8 (Excel: CSV UTF-8)")
+
+
+def _csv_reason(exc: csv.Error) -> str:
+    if "field larger than field limit" in str(exc):
+        return f"a cell is longer than {CSV_CELL_LIMIT:,} characters"
+    return f"invalid CSV ({exc})"
 
 
 def read_parquet(path: str, progress: Progress | None = None) -> Iterator[Row]:
@@ -244,6 +363,25 @@ def _json_reason(line: bytes, exc: orjson.JSONDecodeError) -> str:
     except UnicodeDecodeError as uexc:
         return f"invalid UTF-8 (byte {uexc.start} of the line)"
     return f"invalid JSON ({exc.msg})"
+
+
+TOO_DEEP = "nested too deeply to read"
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
+
+
+def _end_of_container(text: str, index: int) -> int | None:
+    """Where the array or object starting at `index` ends (strings skipped), without recursion."""
+    depth = 0
+    for match in _JSON_TOKEN.finditer(text, index):
+        token = match.group()
+        if token == "[" or token == "{":
+            depth += 1
+        elif token == "]" or token == "}":
+            depth -= 1
+            if depth == 0:
+                return match.end()
+    return None
 
 
 def _skip_ws(text: str, index: int) -> int:
