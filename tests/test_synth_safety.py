@@ -3,9 +3,18 @@ seed text that tries to close its data tag."""
 
 from __future__ import annotations
 
-import pytest
+import os
+from pathlib import Path
 
+import pytest
+from click.testing import CliRunner
+
+from studio.cli import cli
+from studio.commands.synth import one_run_per_database
+from studio.store import Store
 from studio.synth.templates import load_template
+from tests.chat_server import ChatServer
+from tests.test_synth import SEEDS
 
 # -- the prompt's data tags ------------------------------------------------------------------
 
@@ -40,3 +49,42 @@ def test_other_angle_brackets_in_seed_text_stay_as_they_are() -> None:
     thought = "1 < 2, <b>bold</b>, </client_thoughts> and <client_thought2>"
     user = template.render({"persona": "p", "thought": thought, "patterns": "x", "reframes": "y"})
     assert thought in user[1]["content"]
+
+
+# -- one run per database file ---------------------------------------------------------------
+
+
+def synth_args(db: Path | str, server: ChatServer, *more: str) -> list[str]:
+    return [
+        "synth", "--db", str(db), "--backend", "openai",
+        "--base-url", server.openai_base_url, "--model", "m", *more,
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("spelling", ["symlink", "hard link", "./relative", "../relative"])
+def test_one_run_per_database_file_whatever_its_spelling(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spelling: str
+) -> None:
+    folder = tmp_path / "data"
+    folder.mkdir()
+    db = folder / "sym.db"
+    with Store(db) as store:
+        store.add_rows(SEEDS[:1])
+    monkeypatch.chdir(folder)
+    if spelling == "symlink":
+        other: Path | str = folder / "alias.db"
+        Path(other).symlink_to(db)
+    elif spelling == "hard link":
+        other = tmp_path / "elsewhere.db"  # another folder: only the inode is shared
+        os.link(db, other)
+    elif spelling == "./relative":
+        other = "./sym.db"
+    else:
+        other = "../data/sym.db"
+    with ChatServer() as server:
+        with one_run_per_database(db):  # as a running `studio synth --db sym.db` holds it
+            result = CliRunner().invoke(cli, synth_args(other, server))
+            assert result.exit_code == 2, result.output
+            assert "already running" in result.stderr
+            assert server.stats.requests == 0  # nothing paid twice
+        assert CliRunner().invoke(cli, synth_args(other, server)).exit_code == 0

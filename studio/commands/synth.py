@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import os
+import stat
 import sys
+import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
 
 from studio.commands.common import db_option, handle_errors, open_store
-from studio.errors import BadInputError
+from studio.errors import BadInputError, StudioError
 
 
 @click.command("synth")
@@ -78,23 +80,57 @@ def _synth(db: Path, limit: int | None, settings: Any) -> None:
 @contextmanager
 def one_run_per_database(db: Path) -> Iterator[None]:
     """Two `studio synth` runs on one database would both pick the same unfinished stages and pay
-    twice; an advisory lock beside the database lets one run at a time (the lock is released when
-    the process ends, even by `kill -9`)."""
+    twice; advisory locks let one run at a time (released when the process ends, even by
+    `kill -9`).
+
+    The lock belongs to the file, not to its spelling: one lock sits beside the resolved path
+    (symlinks, `./` and relative spellings all meet there, on a shared folder too), and one is
+    keyed by the file's device and inode (hard links, bind mounts)."""
     import fcntl
 
-    db.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(db.with_name(db.name + ".synth.lock"), os.O_CREAT | os.O_RDWR, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise BadInputError(
-                f"{db}: another `studio synth` is already running on this database; "
-                "wait for it (or stop it) and run again"
-            ) from None
+    target = db.resolve()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    beside = target.with_name(target.name + ".synth.lock")
+    with ExitStack() as held:
+        for lock in (beside, _inode_lock(target)):
+            if lock is None:
+                continue
+            try:
+                fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o600)
+            except OSError as exc:
+                if lock != beside:
+                    continue  # the lock beside the database still holds
+                raise StudioError(f"{lock}: cannot create the run lock ({exc.strerror})") from exc
+            held.callback(os.close, fd)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                named = str(db) if db.absolute() == target else f"{db} (that is {target})"
+                raise BadInputError(
+                    f"{named}: another `studio synth` is already running on this database; "
+                    "wait for it (or stop it) and run again"
+                ) from None
         yield
-    finally:
-        os.close(fd)
+
+
+def _inode_lock(target: Path) -> Path | None:
+    """The lock named after the database file's device and inode, in a private folder of this
+    user's temp dir. None while the database does not exist yet (then no other name can reach
+    it), or when that folder is not safely ours (the path lock still holds)."""
+    try:
+        info = target.stat()
+    except FileNotFoundError:
+        return None
+    folder = Path(tempfile.gettempdir()) / f"cbt-studio-{os.getuid()}"
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        mine = folder.lstat()
+    except OSError:
+        return None
+    # A folder someone else planted (or a symlink) could be used to block or watch our runs.
+    if not stat.S_ISDIR(mine.st_mode) or mine.st_uid != os.getuid():
+        return None
+    return folder / f"synth-{info.st_dev}-{info.st_ino}.lock"
 
 
 async def _run(synthesizer: Any, backend: Any, limit: int | None, progress: _Progress) -> None:
