@@ -3,8 +3,10 @@ seed text that tries to close its data tag."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -12,8 +14,9 @@ from click.testing import CliRunner
 from studio.cli import cli
 from studio.commands.synth import one_run_per_database
 from studio.store import Store
+from studio.synth import engine
 from studio.synth.templates import load_template
-from tests.chat_server import ChatServer
+from tests.chat_server import ChatServer, Reply, cbt_reply, detect_stage
 from tests.test_synth import SEEDS
 
 # -- the prompt's data tags ------------------------------------------------------------------
@@ -88,3 +91,53 @@ def test_one_run_per_database_file_whatever_its_spelling(
             assert "already running" in result.stderr
             assert server.stats.requests == 0  # nothing paid twice
         assert CliRunner().invoke(cli, synth_args(other, server)).exit_code == 0
+
+
+# -- a full disk mid-run ---------------------------------------------------------------------
+
+
+def test_a_full_disk_stops_the_run_in_one_line_and_the_resume_pays_only_for_calls_in_flight(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = tmp_path / "s.db"
+    with Store(db) as store:
+        store.add_rows(SEEDS)
+    real_cache_put = engine.cache_put
+    answers = 0
+
+    def cache_put_then_fill_the_disk(store: Store, *args: Any) -> None:
+        """After four answers are cached the database may not grow any more: the next write that
+        needs a new page fails with SQLite's "database or disk is full", as on a full disk."""
+        nonlocal answers
+        real_cache_put(store, *args)
+        answers += 1
+        if answers == 4:
+            pages = store.conn.execute("PRAGMA page_count").fetchone()[0]
+            store.conn.execute(f"PRAGMA max_page_count = {pages}")
+
+    def long_intake_forms(body: dict[str, Any]) -> Reply:
+        """Intake forms longer than a page, so that saving one always needs new pages."""
+        reply = cbt_reply(body)
+        if detect_stage(body) == "intake_form":
+            reply.content = f"{reply.content}\nNotes: {'so much to say. ' * 2000}"
+        return reply
+
+    monkeypatch.setattr(engine, "cache_put", cache_put_then_fill_the_disk)
+    with ChatServer(long_intake_forms) as server:
+        first = CliRunner().invoke(cli, synth_args(db, server, "--concurrency", "2"))
+        monkeypatch.undo()  # the disk has room again
+        asked_before = [json.dumps(body["messages"]) for body in server.bodies]
+        with Store(db) as store:
+            done_before = store.stats()["stages"]["generated"]
+        second = CliRunner().invoke(cli, synth_args(db, server, "--concurrency", "2"))
+        asked_after = [json.dumps(body["messages"]) for body in server.bodies[len(asked_before) :]]
+    assert first.exit_code == 1
+    assert first.stderr.strip().count("\n") == 0  # one line, no traceback
+    assert "disk is full" in first.stderr and "cannot rollback" not in first.stderr
+    assert 4 <= done_before < 24  # it stopped mid-run
+    assert second.exit_code == 0, second.output
+    with Store(db) as store:
+        assert store.stats()["stages"]["generated"] == 24
+    # Paid twice: at most the calls in flight when the disk filled (two at --concurrency 2).
+    repeated = [messages for messages in asked_after if messages in asked_before]
+    assert len(repeated) <= 2

@@ -49,32 +49,80 @@ def synth_command(db: Path, limit: int | None, config_path: Path | None, **optio
     """Synthesize intake forms, techniques, plans and dialogues for seeds without a record and for
     records with pending, stale or failed stages. Finished stages are saved at once: after an
     interruption, run it again to finish the job (answers already received are not paid twice).
+    Exits 1 when any stage failed (the summary counts the reasons), 130 on Ctrl-C.
     """
-    from studio.synth import SynthSettings
+    try:
+        from studio.synth import SynthSettings
 
-    settings = SynthSettings.load(config_path, **options).validate()
-    with one_run_per_database(db):
-        _synth(db, limit, settings)
+        settings = SynthSettings.load(config_path, **options).validate()
+        with one_run_per_database(db):
+            _synth(db, limit, settings)
+    except KeyboardInterrupt:
+        # Ctrl-C while starting up (imports, the database, the lock): no stage was begun. Exit as
+        # the shell expects of an interrupted command, not click's "Aborted!" with 1.
+        click.echo("interrupted before synthesis began; nothing was changed")
+        sys.exit(130)
 
 
 def _synth(db: Path, limit: int | None, settings: Any) -> None:
+    import sqlite3
+
     from studio.synth import Synthesizer, make_backend
 
     backend = make_backend(settings)
-    with open_store(db) as store:
-        synthesizer = Synthesizer(store, backend, settings)
-        progress = _Progress()
-        synthesizer.on_event = progress.update
-        interrupted = False
-        try:
-            with progress:
-                asyncio.run(_run(synthesizer, backend, limit, progress))
-        except KeyboardInterrupt:
-            interrupted = True
-        summary = synthesizer.summary
+    interrupted = False
+    try:
+        with open_store(db) as store:
+            synthesizer = Synthesizer(store, backend, settings)
+            progress = _Progress()
+            synthesizer.on_event = progress.update
+            try:
+                with progress:
+                    asyncio.run(_run(synthesizer, backend, limit, progress))
+            except KeyboardInterrupt:
+                interrupted = True
+    except sqlite3.Error as exc:
+        # The run stops at the first failed write (all workers are cancelled), so on the next run
+        # only the answers that were in flight are asked for again.
+        raise StudioError(
+            f"{db}: {_storage_problem(exc)}; the stages finished so far are saved, "
+            "run `studio synth` again when it is fixed"
+        ) from exc
+    summary = synthesizer.summary
     _print_summary(summary, settings.model_id, interrupted)
     if interrupted:
         sys.exit(130)
+    failed = summary.stages.get("failed", 0)
+    if failed:
+        raise StudioError(
+            f"{failed} stage{'s' * (failed > 1)} failed ({_reasons(summary.failures)}); "
+            "the stages' errors say more, and `studio synth` tries them again"
+        )
+
+
+def _storage_problem(exc: BaseException) -> str:
+    """The cause worth telling from an exception chain: a full disk hides behind SQLite's
+    "cannot rollback - no transaction is active" (SQLite already rolled back by itself)."""
+    import sqlite3
+
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    for error in chain:
+        if isinstance(error, sqlite3.Error) and (
+            getattr(error, "sqlite_errorname", "") == "SQLITE_FULL" or "disk is full" in str(error)
+        ):
+            return "the disk is full (database or disk is full)"
+    causes = [e for e in chain if "cannot rollback" not in str(e)] or chain
+    return f"the database failed while synthesizing ({causes[-1]})"
+
+
+def _reasons(failures: dict[str, int]) -> str:
+    return ", ".join(
+        f"{n} {reason}" for reason, n in sorted(failures.items(), key=lambda i: (-i[1], i[0]))
+    )
 
 
 @contextmanager
@@ -210,4 +258,5 @@ def _print_summary(summary: Any, model: str, interrupted: bool) -> None:
         f"{summary.calls} calls to {model} ({summary.cache_hits} from cache), "
         f"{summary.tokens_in + summary.tokens_out:,} tokens, {summary.retries} retries "
         f"({summary.rate_limited} rate-limited), {summary.elapsed_s:.1f} s"
+        + (f"; failed: {_reasons(summary.failures)}" if summary.failures else "")
     )
