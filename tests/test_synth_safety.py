@@ -141,3 +141,57 @@ def test_a_full_disk_stops_the_run_in_one_line_and_the_resume_pays_only_for_call
     # Paid twice: at most the calls in flight when the disk filled (two at --concurrency 2).
     repeated = [messages for messages in asked_after if messages in asked_before]
     assert len(repeated) <= 2
+
+
+# -- failed stages are a failed run ----------------------------------------------------------
+
+
+def test_a_run_whose_server_went_away_exits_1_and_counts_why(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    with Store(db) as store:
+        store.add_rows(SEEDS)
+    config = tmp_path / "studio.toml"
+    config.write_text("[synth]\nmax_attempts = 2\n", encoding="utf-8")
+    with ChatServer() as server:
+        args = synth_args(db, server, "--config", str(config))
+    # The server has gone: every call is refused.
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 1, result.output
+    assert "failed: 6 server unreachable" in result.stdout
+    assert result.stderr.startswith("error: 6 stages failed (6 server unreachable)")
+    with Store(db) as store:
+        assert store.stats()["stages"]["failed"] == 6
+
+
+def test_the_summary_counts_failures_by_reason(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    with Store(db) as store:
+        store.add_rows(SEEDS[:3])
+
+    def respond(body: dict[str, Any]) -> Reply:
+        text = json.dumps(body)
+        if detect_stage(body) == "intake_form" and "(0)" in text:
+            return Reply(status=500, error="upstream exploded")
+        if detect_stage(body) == "intake_form" and "(1)" in text:
+            return Reply(raw=b"<html>oops</html>")
+        return cbt_reply(body)
+
+    config = tmp_path / "studio.toml"
+    config.write_text("[synth]\nmax_attempts = 1\n", encoding="utf-8")
+    with ChatServer(respond) as server:
+        result = CliRunner().invoke(cli, synth_args(db, server, "--config", str(config)))
+    assert result.exit_code == 1, result.output
+    assert "1 generated" not in result.stdout and "4 generated" in result.stdout
+    assert "failed: 1 HTTP 500, 1 malformed answer" in result.stdout
+    assert "2 stages failed (1 HTTP 500, 1 malformed answer)" in result.stderr
+
+
+def test_a_run_without_failures_exits_0(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
+    with Store(db) as store:
+        store.add_rows(SEEDS[:1])
+    with ChatServer() as server:
+        result = CliRunner().invoke(cli, synth_args(db, server))
+    assert result.exit_code == 0, result.output
+    assert "done: 1/1 records, 4 generated;" in result.stdout
+    assert "failed:" not in result.stdout and not result.stderr
