@@ -58,9 +58,9 @@ def synth_command(db: Path, limit: int | None, config_path: Path | None, **optio
         with one_run_per_database(db):
             _synth(db, limit, settings)
     except KeyboardInterrupt:
-        # Ctrl-C while starting up (imports, the database, the lock): no stage was begun. Exit as
-        # the shell expects of an interrupted command, not click's "Aborted!" with 1.
-        click.echo("interrupted before synthesis began; nothing was changed")
+        # Ctrl-C outside the run itself (mostly while starting up: imports, the database, the
+        # lock). Exit as the shell expects of an interrupted command, not click's "Aborted!" (1).
+        click.echo("interrupted — finished work is saved; run `studio synth` again to go on")
         sys.exit(130)
 
 
