@@ -15,6 +15,7 @@ from studio.cli import cli
 from studio.commands.synth import one_run_per_database
 from studio.store import Store
 from studio.synth import engine
+from studio.synth.backends import BackendError
 from studio.synth.templates import load_template
 from tests.chat_server import ChatServer, Reply, cbt_reply, detect_stage
 from tests.test_synth import SEEDS
@@ -195,3 +196,28 @@ def test_a_run_without_failures_exits_0(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "done: 1/1 records, 4 generated;" in result.stdout
     assert "failed:" not in result.stdout and not result.stderr
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (BackendError("HTTP 429: slow down", retryable=True, status=429), "rate-limited"),
+        (BackendError("HTTP 503: busy", retryable=True, status=503), "HTTP 503"),
+        (BackendError("HTTP 400: bad request", retryable=False, status=400), "HTTP 400"),
+        (BackendError("the request timed out", retryable=True), "timed out"),
+        (BackendError("cannot reach the server (refused)", retryable=True), "server unreachable"),
+        (BackendError("malformed response (oops)", retryable=True), "malformed answer"),
+        (BackendError("the response has no choices", retryable=True), "malformed answer"),
+    ],
+)
+def test_every_backend_error_has_a_countable_reason(error: BackendError, reason: str) -> None:
+    assert engine.failure_reason(error) == reason
+
+
+def test_a_symlink_loop_is_one_line(tmp_path: Path) -> None:
+    loop = tmp_path / "loop.db"
+    loop.symlink_to(loop)
+    with ChatServer() as server:
+        result = CliRunner().invoke(cli, synth_args(loop, server))
+    assert result.exit_code == 2 and "symlink loop" in result.stderr
+    assert server.stats.requests == 0

@@ -136,7 +136,10 @@ def one_run_per_database(db: Path) -> Iterator[None]:
     keyed by the file's device and inode (hard links, bind mounts)."""
     import fcntl
 
-    target = db.resolve()
+    try:
+        target = db.resolve()
+    except RuntimeError as exc:  # Python 3.11 reports a symlink loop this way
+        raise BadInputError(f"{db}: a symlink loop, not a database") from exc
     target.parent.mkdir(parents=True, exist_ok=True)
     beside = target.with_name(target.name + ".synth.lock")
     with ExitStack() as held:
