@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from studio.cli import cli
 from studio.commands.synth import one_run_per_database
 from studio.store import Store
+from studio.store.synthesis import cache_put
 from studio.synth import engine
 from studio.synth.backends import BackendError
 from studio.synth.templates import load_template
@@ -103,14 +104,13 @@ def test_a_full_disk_stops_the_run_in_one_line_and_the_resume_pays_only_for_call
     db = tmp_path / "s.db"
     with Store(db) as store:
         store.add_rows(SEEDS)
-    real_cache_put = engine.cache_put
     answers = 0
 
     def cache_put_then_fill_the_disk(store: Store, *args: Any) -> None:
         """After four answers are cached the database may not grow any more: the next write that
         needs a new page fails with SQLite's "database or disk is full", as on a full disk."""
         nonlocal answers
-        real_cache_put(store, *args)
+        cache_put(store, *args)
         answers += 1
         if answers == 4:
             pages = store.conn.execute("PRAGMA page_count").fetchone()[0]
