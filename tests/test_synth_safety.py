@@ -135,7 +135,8 @@ def test_a_full_disk_stops_the_run_in_one_line_and_the_resume_pays_only_for_call
     assert first.exit_code == 1
     assert first.stderr.strip().count("\n") == 0  # one line, no traceback
     assert "disk is full" in first.stderr and "cannot rollback" not in first.stderr
-    assert 4 <= done_before < 24  # it stopped mid-run
+    # It stopped mid-run: the first three answers were saved before the database stopped growing.
+    assert 3 <= done_before < 24
     assert second.exit_code == 0, second.output
     with Store(db) as store:
         assert store.stats()["stages"]["generated"] == 24
