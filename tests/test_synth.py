@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -421,23 +422,127 @@ def test_cli_run_end_to_end_and_resume_after_kill_9(tmp_path: Path) -> None:
     assert server.stats.requests - paid <= 24 - done_before + 2
 
 
+class HeldAnswers:
+    """A server's `respond` that answers the first `free` requests and holds every later one
+    until `release` is set: a run that cannot finish on its own, however slow the machine."""
+
+    def __init__(self, free: int) -> None:
+        self.free = free
+        self.release = threading.Event()
+        self._lock = threading.Lock()
+
+    def __call__(self, body: dict[str, Any]) -> Reply:
+        with self._lock:
+            self.free -= 1
+            hold = self.free < 0
+        if hold:
+            self.release.wait(timeout=120)
+        return cbt_reply(body)
+
+
+#: How a subprocess that was interrupted reports it: exit 130, or death by SIGINT (CPython ends
+#: that way when the KeyboardInterrupt passed through `exec` of a string, as pydantic's imports
+#: do, even though the command caught it). A shell shows both as `$?` = 130.
+INTERRUPTED = (130, -signal.SIGINT)
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 120) -> None:
+    """Poll `condition` until it holds; the timeout only stops a hung test."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(0.05)
+
+
+def generated_stages(db: Path) -> int:
+    with Store(db) as store:
+        return int(store.stats()["stages"].get("generated", 0))
+
+
+def synth_process(db: Path, server: ChatServer) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "studio", "synth", "--db", str(db), "--backend", "openai",
+         "--base-url", server.openai_base_url, "--model", "m", "--concurrency", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
 def test_sigint_stops_cleanly_and_keeps_finished_work(tmp_path: Path) -> None:
     db = tmp_path / "s.db"
     with Store(db) as store:
         store.add_rows(SEEDS)
-    with ChatServer(latency=0.3) as server:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "studio", "synth", "--db", str(db), "--backend", "openai",
-             "--base-url", server.openai_base_url, "--model", "m", "--concurrency", "2"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        time.sleep(2.0)
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
-    assert proc.returncode == 130, err
+    held = HeldAnswers(free=3)
+    with ChatServer(held) as server:
+        proc = synth_process(db, server)
+        try:
+            wait_for(lambda: generated_stages(db) > 0 or proc.poll() is not None, "a stage")
+            wait_for(lambda: server.stats.in_flight > 0 or proc.poll() is not None, "a call")
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=60)
+        finally:
+            held.release.set()
+            proc.kill()
+    assert proc.returncode in INTERRUPTED, err
     assert "interrupted" in out and "Traceback" not in err
+    assert generated_stages(db) > 0
+
+
+def run_lock_is_held(db: Path) -> bool:
+    import fcntl
+
+    lock = db.with_name(db.name + ".synth.lock")
+    if not lock.exists():
+        return False
+    with lock.open("a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        return False
+
+
+def test_sigint_while_starting_up_exits_130(tmp_path: Path) -> None:
+    db = tmp_path / "s.db"
     with Store(db) as store:
-        assert store.stats()["stages"]["generated"] > 0
+        store.add_rows(SEEDS)
+    held = HeldAnswers(free=0)  # nothing can finish: the signal lands before the first answer
+    with ChatServer(held) as server:
+        proc = synth_process(db, server)
+        try:
+            # The run lock is taken early in start-up; the signal follows at once, mostly while
+            # the SDK is still being imported or the database opened.
+            wait_for(lambda: run_lock_is_held(db) or proc.poll() is not None, "the run lock")
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=60)
+        finally:
+            held.release.set()
+            proc.kill()
+    assert proc.returncode in INTERRUPTED, err
+    assert "interrupted" in out and "Aborted" not in err and "Traceback" not in err
+    assert generated_stages(db) == 0
+
+
+def test_ctrl_c_before_the_run_begins_is_130_not_aborted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import studio.synth
+
+    def interrupted(settings: SynthSettings) -> Any:
+        raise KeyboardInterrupt
+
+    db = tmp_path / "s.db"
+    with Store(db) as store:
+        store.add_rows(SEEDS[:1])
+    monkeypatch.setattr(studio.synth, "make_backend", interrupted)
+    with ChatServer() as server:
+        result = CliRunner().invoke(
+            cli,
+            ["synth", "--db", str(db), "--backend", "openai",
+             "--base-url", server.openai_base_url, "--model", "m"],
+        )  # fmt: skip
+    assert result.exit_code == 130, result.output
+    assert "interrupted" in result.stdout and "Aborted" not in result.output
 
 
 def test_intake_summary_and_turn_cleaning() -> None:

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import os
+import stat
 import sys
+import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
 
 from studio.commands.common import db_option, handle_errors, open_store
-from studio.errors import BadInputError
+from studio.errors import BadInputError, StudioError
 
 
 @click.command("synth")
@@ -47,54 +49,139 @@ def synth_command(db: Path, limit: int | None, config_path: Path | None, **optio
     """Synthesize intake forms, techniques, plans and dialogues for seeds without a record and for
     records with pending, stale or failed stages. Finished stages are saved at once: after an
     interruption, run it again to finish the job (answers already received are not paid twice).
+    Exits 1 when any stage failed (the summary counts the reasons), 130 on Ctrl-C.
     """
-    from studio.synth import SynthSettings
+    try:
+        from studio.synth import SynthSettings
 
-    settings = SynthSettings.load(config_path, **options).validate()
-    with one_run_per_database(db):
-        _synth(db, limit, settings)
+        settings = SynthSettings.load(config_path, **options).validate()
+        with one_run_per_database(db):
+            _synth(db, limit, settings)
+    except KeyboardInterrupt:
+        # Ctrl-C outside the run itself (mostly while starting up: imports, the database, the
+        # lock). Exit as the shell expects of an interrupted command, not click's "Aborted!" (1).
+        click.echo("interrupted — finished work is saved; run `studio synth` again to go on")
+        sys.exit(130)
 
 
 def _synth(db: Path, limit: int | None, settings: Any) -> None:
+    import sqlite3
+
     from studio.synth import Synthesizer, make_backend
 
     backend = make_backend(settings)
-    with open_store(db) as store:
-        synthesizer = Synthesizer(store, backend, settings)
-        progress = _Progress()
-        synthesizer.on_event = progress.update
-        interrupted = False
-        try:
-            with progress:
-                asyncio.run(_run(synthesizer, backend, limit, progress))
-        except KeyboardInterrupt:
-            interrupted = True
-        summary = synthesizer.summary
+    interrupted = False
+    try:
+        with open_store(db) as store:
+            synthesizer = Synthesizer(store, backend, settings)
+            progress = _Progress()
+            synthesizer.on_event = progress.update
+            try:
+                with progress:
+                    asyncio.run(_run(synthesizer, backend, limit, progress))
+            except KeyboardInterrupt:
+                interrupted = True
+    except sqlite3.Error as exc:
+        # The run stops at the first failed write (all workers are cancelled), so on the next run
+        # only the answers that were in flight are asked for again.
+        raise StudioError(
+            f"{db}: {_storage_problem(exc)}; the stages finished so far are saved, "
+            "run `studio synth` again when it is fixed"
+        ) from exc
+    summary = synthesizer.summary
     _print_summary(summary, settings.model_id, interrupted)
     if interrupted:
         sys.exit(130)
+    failed = summary.stages.get("failed", 0)
+    if failed:
+        raise StudioError(
+            f"{failed} stage{'s' * (failed > 1)} failed ({_reasons(summary.failures)}); "
+            "the stages' errors say more, and `studio synth` tries them again"
+        )
+
+
+def _storage_problem(exc: BaseException) -> str:
+    """The cause worth telling from an exception chain: a full disk hides behind SQLite's
+    "cannot rollback - no transaction is active" (SQLite already rolled back by itself)."""
+    import sqlite3
+
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    for error in chain:
+        if isinstance(error, sqlite3.Error) and (
+            getattr(error, "sqlite_errorname", "") == "SQLITE_FULL" or "disk is full" in str(error)
+        ):
+            return "the disk is full (database or disk is full)"
+    causes = [e for e in chain if "cannot rollback" not in str(e)] or chain
+    return f"the database failed while synthesizing ({causes[-1]})"
+
+
+def _reasons(failures: dict[str, int]) -> str:
+    return ", ".join(
+        f"{n} {reason}" for reason, n in sorted(failures.items(), key=lambda i: (-i[1], i[0]))
+    )
 
 
 @contextmanager
 def one_run_per_database(db: Path) -> Iterator[None]:
     """Two `studio synth` runs on one database would both pick the same unfinished stages and pay
-    twice; an advisory lock beside the database lets one run at a time (the lock is released when
-    the process ends, even by `kill -9`)."""
+    twice; advisory locks let one run at a time (released when the process ends, even by
+    `kill -9`).
+
+    The lock belongs to the file, not to its spelling: one lock sits beside the resolved path
+    (symlinks, `./` and relative spellings all meet there, on a shared folder too), and one is
+    keyed by the file's device and inode (hard links, bind mounts)."""
     import fcntl
 
-    db.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(db.with_name(db.name + ".synth.lock"), os.O_CREAT | os.O_RDWR, 0o600)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise BadInputError(
-                f"{db}: another `studio synth` is already running on this database; "
-                "wait for it (or stop it) and run again"
-            ) from None
+        target = db.resolve()
+    except RuntimeError as exc:  # Python 3.11 reports a symlink loop this way
+        raise BadInputError(f"{db}: a symlink loop, not a database") from exc
+    target.parent.mkdir(parents=True, exist_ok=True)
+    beside = target.with_name(target.name + ".synth.lock")
+    with ExitStack() as held:
+        for lock in (beside, _inode_lock(target)):
+            if lock is None:
+                continue
+            try:
+                fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o600)
+            except OSError as exc:
+                if lock != beside:
+                    continue  # the lock beside the database still holds
+                raise StudioError(f"{lock}: cannot create the run lock ({exc.strerror})") from exc
+            held.callback(os.close, fd)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                named = str(db) if db.absolute() == target else f"{db} (that is {target})"
+                raise BadInputError(
+                    f"{named}: another `studio synth` is already running on this database; "
+                    "wait for it (or stop it) and run again"
+                ) from None
         yield
-    finally:
-        os.close(fd)
+
+
+def _inode_lock(target: Path) -> Path | None:
+    """The lock named after the database file's device and inode, in a private folder of this
+    user's temp dir. None while the database does not exist yet (then no other name can reach
+    it), or when that folder is not safely ours (the path lock still holds)."""
+    try:
+        info = target.stat()
+    except FileNotFoundError:
+        return None
+    folder = Path(tempfile.gettempdir()) / f"cbt-studio-{os.getuid()}"
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        mine = folder.lstat()
+    except OSError:
+        return None
+    # A folder someone else planted (or a symlink) could be used to block or watch our runs.
+    if not stat.S_ISDIR(mine.st_mode) or mine.st_uid != os.getuid():
+        return None
+    return folder / f"synth-{info.st_dev}-{info.st_ino}.lock"
 
 
 async def _run(synthesizer: Any, backend: Any, limit: int | None, progress: _Progress) -> None:
@@ -174,4 +261,5 @@ def _print_summary(summary: Any, model: str, interrupted: bool) -> None:
         f"{summary.calls} calls to {model} ({summary.cache_hits} from cache), "
         f"{summary.tokens_in + summary.tokens_out:,} tokens, {summary.retries} retries "
         f"({summary.rate_limited} rate-limited), {summary.elapsed_s:.1f} s"
+        + (f"; failed: {_reasons(summary.failures)}" if summary.failures else "")
     )

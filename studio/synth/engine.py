@@ -52,6 +52,11 @@ BACKOFF_CAP_S = 30.0
 class CallFailed(Exception):
     """A call failed after its last attempt (or with an error not worth retrying)."""
 
+    def __init__(self, message: str, reason: str = "other") -> None:
+        super().__init__(message)
+        self.reason = reason
+        """A short, countable cause for the run's summary (the stage keeps the full message)."""
+
 
 @dataclass(frozen=True, slots=True)
 class SynthEvent:
@@ -71,6 +76,8 @@ class SynthSummary:
     records_finished: int = 0
     stages: dict[str, int] = field(default_factory=dict)
     """Committed stages per resulting status (generated / invalid / failed)."""
+    failures: dict[str, int] = field(default_factory=dict)
+    """Failed stages per reason (`server unreachable`, `timed out`, `HTTP 500`, …)."""
     calls: int = 0
     cache_hits: int = 0
     retries: int = 0
@@ -82,6 +89,10 @@ class SynthSummary:
 
     def count(self, status: StageStatus) -> None:
         self.stages[status.value] = self.stages.get(status.value, 0) + 1
+
+    def count_failure(self, reason: str) -> None:
+        self.count(StageStatus.FAILED)
+        self.failures[reason] = self.failures.get(reason, 0) + 1
 
 
 Listener = Callable[[SynthEvent], None]
@@ -189,7 +200,7 @@ class Synthesizer:
             result = await self.generate_stage(record, stage)
         except CallFailed as exc:
             mark_failed(self.store, record.id, stage, str(exc), expected=expected)
-            self.summary.count(StageStatus.FAILED)
+            self.summary.count_failure(exc.reason)
             self.on_event(
                 SynthEvent("stage_done", record.id, stage, StageStatus.FAILED, detail=str(exc))
             )
@@ -329,7 +340,8 @@ class Synthesizer:
                 )
                 if not exc.retryable or attempt >= self.settings.max_attempts:
                     raise CallFailed(
-                        f"{exc} (after {attempt} attempt{'s' * (attempt > 1)})"
+                        f"{exc} (after {attempt} attempt{'s' * (attempt > 1)})",
+                        failure_reason(exc),
                     ) from exc
                 self.summary.retries += 1
                 self.on_event(SynthEvent("retry", detail=str(exc)))
@@ -359,6 +371,23 @@ class Synthesizer:
         usage.latency_ms += latency
         self.on_event(SynthEvent("call", tokens=spent))
         return response.text
+
+
+def failure_reason(exc: BackendError) -> str:
+    """Group a backend's error for the summary: what to fix differs per group (start the server,
+    wait out a quota, raise the timeout, look at the server's logs)."""
+    if exc.status == 429:
+        return "rate-limited"
+    if exc.status is not None:
+        return f"HTTP {exc.status}"
+    message = str(exc)
+    if message.startswith("cannot reach"):
+        return "server unreachable"
+    if "timed out" in message:
+        return "timed out"
+    if message.startswith("malformed") or "no choices" in message:
+        return "malformed answer"
+    return "other"
 
 
 def backoff_delay(attempt: int, retry_after: float | None) -> float:

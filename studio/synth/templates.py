@@ -4,7 +4,9 @@ A template is front matter (`stage`, `version`, `description`) and two blocks, `
 and `=== user ===`, with `{{name}}` placeholders. Rendering is one regex pass that inserts values
 verbatim: no `str.format`, so braces, quotes and `{{…}}` inside seed text stay as they are. Data
 goes inside XML-like tags in the templates; a value that contains one of the template's own tags
-has it defanged (`<` → `‹`), so seed text cannot close its tag and pose as instructions.
+has it defanged (`<` → `‹`), so seed text cannot close its tag and pose as instructions. Models
+read `</CLIENT_THOUGHT>`, `</ client_thought >` and `<client_thought id="x">` as the same tag, so
+the match ignores case, whitespace and attributes.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from studio.resources import prompts_dir
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")
 _TAG = re.compile(r"</?([a-z_]+)>")
+#: Anything in a value that a model could take for one of the template's tags.
+_TAG_LIKE = re.compile(r"<(\s*/?\s*)([a-z_]+)(?![\w-])([^<>]*)(>?)", re.IGNORECASE)
 _BLOCK = re.compile(r"^=== (system|user) ===[ \t]*$", re.MULTILINE)
 
 Messages = list[dict[str, str]]
@@ -65,7 +69,13 @@ class Template:
 def _defang(value: str, tags: frozenset[str]) -> str:
     if "<" not in value:
         return value
-    return _TAG.sub(lambda m: "‹" + m[0][1:-1] + "›" if m[1] in tags else m[0], value)
+
+    def defang(m: re.Match[str]) -> str:
+        if m[2].lower() not in tags:
+            return m[0]
+        return "‹" + m[1] + m[2] + m[3] + ("›" if m[4] else "")
+
+    return _TAG_LIKE.sub(defang, value)
 
 
 def parse_template(text: str, path: Path) -> Template:
