@@ -328,7 +328,7 @@ def cbt_text(body: dict[str, Any], *, turns: int = 16) -> str:
         return "\n".join(lines)
     if stage == "counselor_agent":
         history = _last_data(user, "dialogue_history")
-        if "close the session" in user.split("</dialogue_history>")[-1]:
+        if "last turn of the session" in user.split("</dialogue_history>")[-1]:
             return "Thank you for today; let's keep a thought record this week."
         return (
             f"Counselor turn {history.count('Counselor:') + 1}: what goes through your mind then?"

@@ -131,13 +131,20 @@ def judge_turn(role: Role, answer: str) -> TurnVerdict:
     `"Client:"` alone), or speaking for the other role."""
     other = Role.CLIENT if role is Role.COUNSELOR else Role.COUNSELOR
     spoken = parse_dialogue(answer.strip())
-    inner = re.search(rf"(?<=[.!?…\"”])\s+\**{other.label}\**\s*:", answer, re.IGNORECASE)
-    if any(turn.role is other for turn in spoken.turns) or inner:
+    if any(turn.role is other for turn in spoken.turns) or _inner_label(answer, other):
         return TurnVerdict("", error=f"the answer speaks for the {other.label}")
+    if len(spoken.turns) > 1 or _inner_label(answer, role):
+        return TurnVerdict("", error=f"the answer holds more than one {role.label} turn")
     text, ended = clean_turn(answer)
     if not text:
         return TurnVerdict("", error=f"an empty {role.label} turn ({answer.strip()[:30]!r})")
     return TurnVerdict(text, ended)
+
+
+def _inner_label(answer: str, role: Role) -> bool:
+    """A role label after a finished sentence, inside the answer (a second turn on one line)."""
+    label = r"counsell?or|therapist" if role is Role.COUNSELOR else "client"
+    return bool(re.search(rf"(?<=[.!?…\"”])\s+\**(?:{label})\**\s*:", answer, re.IGNORECASE))
 
 
 def nudge(role: Role, error: str) -> str:
