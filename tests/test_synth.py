@@ -84,7 +84,7 @@ async def test_script_mode_fills_every_stage(store: Store, backend: str) -> None
         assert record.technique in TECHNIQUES
         assert record.attitude in {"positive", "neutral", "negative"}
         intake = record.stages[Stage.INTAKE_FORM]
-        assert intake.template_version == "intake_form@1"
+        assert intake.template_version == "intake_form@2"
         assert intake.model == "test-model" and len(intake.prompt_hash) == 32
         assert intake.tokens_in > 0 and intake.tokens_out > 0
         check_dialogue(parse_dialogue(record.text(Stage.DIALOGUE)), min_turns=10)
