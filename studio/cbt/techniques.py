@@ -108,11 +108,11 @@ def judge_technique(answer: str) -> tuple[str | None, str]:
         if isinstance(obj, dict):
             value = obj.get("technique")
             if not isinstance(value, str):
-                return None, "the answer names none of the 12 CBT techniques"
+                return None, "names none of the 12 CBT techniques"
             text = value.strip()
     lines = [line for line in text.splitlines() if line.strip()]
     if not lines:
-        return None, "the answer names none of the 12 CBT techniques"
+        return None, "names none of the 12 CBT techniques"
     # The name is usually the first line; "Technique: X" or "**X**" are common wrappers.
     first = _LABEL.sub("", lines[0].strip().strip("*_`#>\"' ").strip())
     first = first.strip("*_`\"' .")
@@ -122,7 +122,7 @@ def judge_technique(answer: str) -> tuple[str | None, str]:
     # Otherwise the answer must name exactly one technique (negated mentions aside).
     named = named_techniques(text)
     if not named:
-        return None, "the answer names none of the 12 CBT techniques"
+        return None, "names none of the 12 CBT techniques"
     if len(named) > 1:
         return None, f"several techniques: {', '.join(named)}"
     return named[0], ""
