@@ -52,18 +52,73 @@ _REFUSAL = re.compile(
     r"below\s+is\b)",
     re.IGNORECASE,
 )
-# Words that cannot end a finished sentence: a text that stops on one was cut off.
-_DANGLING = re.compile(
-    r"(?:[,;:\-–—(]|\b(?:the|a|an|and|or|but|to|of|in|on|at|for|with|from|by|as|that|which|"
-    r"who|how|what|your|my|his|her|their|our|its|is|are|was|were|be|will|would|can|could|"
-    r"should|if|because|so|than|then|this|these|those|about|into|we|you|i|they|he|she))\s*$",
-    re.IGNORECASE,
+# Words and marks that cannot end a finished sentence: a text that stops on one was cut off.
+_DANGLING_MARKS = frozenset(",;:-–—(")
+_DANGLING_WORDS = frozenset(
+    [
+        "the",
+        "a",
+        "an",
+        "and",
+        "or",
+        "but",
+        "to",
+        "of",
+        "in",
+        "on",
+        "at",
+        "for",
+        "with",
+        "from",
+        "by",
+        "as",
+        "that",
+        "which",
+        "who",
+        "how",
+        "what",
+        "your",
+        "my",
+        "his",
+        "her",
+        "their",
+        "our",
+        "its",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+        "will",
+        "would",
+        "can",
+        "could",
+        "should",
+        "if",
+        "because",
+        "so",
+        "than",
+        "then",
+        "this",
+        "these",
+        "those",
+        "about",
+        "into",
+        "we",
+        "you",
+        "i",
+        "they",
+        "he",
+        "she",
+    ]
 )
 _SENTENCE_END = re.compile(r"""[.!?…)"'”’\]*]\s*$""")
 _PLAN_STEP = re.compile(r"^\s*(?:step\s*)?(\d{1,2})\s*[.):]\s*\S", re.IGNORECASE | re.MULTILINE)
 # Narration or markdown a model adds after the session: a rule line and everything after it, a
 # note in asterisks or brackets, a "Note:" line.
-_RULE_LINE = re.compile(r"^\s*(?:[-*_=]\s*){3,}$")
+_RULE_LINE = re.compile(r"^\s*(?:[-*_]\s*){3,}$")
+_RULE_LINE_ANYWHERE = re.compile(r"^[ \t]*(?:[-*_][ \t]*){3,}$", re.MULTILINE)
+_TURN_LINE = re.compile(r"^[ \t]*[*_]{0,2}(?:counsell?or|therapist|client)\b", re.IGNORECASE)
 _NARRATION = re.compile(
     r"^\s*(?:[*_(\[]+\s*)?(?:note|notes|end\s+of\s+(?:the\s+)?(?:session|dialogue|transcript)|"
     r"\[?/?end\]?|this\s+(?:dialogue|session|transcript)\b|the\s+session\s+ends)\b.*$"
@@ -73,7 +128,13 @@ _NARRATION = re.compile(
 _MARKDOWN_LEFTOVER = re.compile(r"\*\*|__|^#+\s*", re.MULTILINE)
 # A role label in the middle of a line, after a finished sentence: a second turn on the line.
 _INNER_LABEL = re.compile(
-    r"(?<=[.!?…\"”])\s+(?:\*\*)?(Counsell?or|Therapist|Client)(?:\*\*)?\s*(?:\([^)]*\))?\s*:\s+"
+    r"(?<=[.!?…\"”])[ \t]+(?:\*\*)?(Counsell?or|Therapist|Client)(?:\*\*)?[ \t]*(?:\([^)\n]*\))?"
+    r"[ \t]*:[ \t]+"
+)
+# `_INNER_LABEL` without the look-behind, to find one fast (most dialogues have none).
+_INNER_LABEL_HINT = re.compile(
+    r"[.!?…\"”][ \t]+(?:\*\*)?(?:Counsell?or|Therapist|Client)(?:\*\*)?[ \t]*(?:\([^)\n]*\))?"
+    r"[ \t]*:[ \t]+"
 )
 # How a counselor closes a session: a thank-you, a goodbye, the next session, homework, a summary.
 _CLOSING = re.compile(
@@ -145,11 +206,17 @@ def _refusal(text: str) -> str:
     return ""
 
 
+_SECTION_PATTERNS = [(name, re.compile(words)) for name, words in INTAKE_SECTIONS]
+
+
 def _intake_error(text: str) -> str:
+    # Headings are matched at the start of a line (after a number, `#` or `*`); looking at each
+    # line's start is ~10x faster than six multi-line scans over 31k imported forms.
+    starts = [line.lstrip(" \t0123456789.#*").lower() for line in text.splitlines()]
     missing = [
         name
-        for name, words in INTAKE_SECTIONS
-        if not re.search(rf"^[\s\d.#*]*(?:{words})", text, re.IGNORECASE | re.MULTILINE)
+        for name, pattern in _SECTION_PATTERNS
+        if not any(pattern.match(start) for start in starts if start)
     ]
     if missing:
         return f"missing sections: {', '.join(missing)}"
@@ -165,7 +232,8 @@ def _plan_error(text: str) -> str:
 
 def _cut_off(text: str) -> str:
     last = text.rstrip().splitlines()[-1].strip()
-    if _DANGLING.search(last):
+    words = last.rsplit(None, 1)
+    if last[-1] in _DANGLING_MARKS or (words and words[-1].lower() in _DANGLING_WORDS):
         return f"the text stops mid-sentence: {_quote(last, tail=True)}"
     return ""
 
@@ -180,39 +248,61 @@ def _quote(text: str, *, tail: bool = False, width: int = 50) -> str:
 
 
 def clean_dialogue(text: str) -> tuple[Dialogue, list[str]]:
-    """Parse a dialogue and strip what a session transcript never holds; say what was stripped."""
+    """Parse a dialogue and strip what a session transcript never holds; say what was stripped.
+
+    Each repair is looked for in the whole text first and done only where found: a CACTUS import
+    judges 31k dialogues, nearly all of them clean.
+    """
     cleaned: list[str] = []
-    lines = text.splitlines()
-    first_turn = next((i for i, line in enumerate(lines) if parse_dialogue(line).turns), len(lines))
-    rule = next(
-        (i for i, line in enumerate(lines) if i > first_turn and _RULE_LINE.match(line)), None
+    last_line = text.rstrip().rsplit("\n", 1)[-1]
+    ruled = ("---" in text or "***" in text or "___" in text) and bool(
+        _RULE_LINE_ANYWHERE.search(text)
     )
-    if rule is not None:
-        lines = lines[:rule]
-        cleaned.append("text after a '---' line")
+    inner = bool(_INNER_LABEL_HINT.search(text))
+    if not ruled and not inner and not _NARRATION.match(last_line):
+        # The common case (nearly every imported dialogue): nothing to cut or split.
+        return _without_markdown(parse_dialogue(text), text, cleaned)
+    lines = text.splitlines()
+    if ruled:
+        first_turn = next((i for i, line in enumerate(lines) if _TURN_LINE.match(line)), len(lines))
+        rule = next(
+            (i for i, line in enumerate(lines) if i > first_turn and _RULE_LINE.match(line)),
+            None,
+        )
+        if rule is not None:
+            lines = lines[:rule]
+            cleaned.append("text after a '---' line")
     while lines and (not lines[-1].strip() or _NARRATION.match(lines[-1])):
         if lines[-1].strip():
             cleaned.append(f"narration after the session ({_quote(lines[-1].strip())})")
         lines.pop()
-    split_lines = []
-    for line in lines:
-        parts = _INNER_LABEL.split(line)
-        if len(parts) > 1:
-            cleaned.append("a second role label inside a turn (split into turns)")
-            rebuilt = [parts[0]] + [f"{parts[i]}: {parts[i + 1]}" for i in range(1, len(parts), 2)]
-            split_lines.extend(rebuilt)
-        else:
-            split_lines.append(line)
-    dialogue = parse_dialogue("\n".join(split_lines))
+    body = "\n".join(lines)
+    if inner:
+        split_lines = []
+        for line in lines:
+            parts = _INNER_LABEL.split(line)
+            split_lines.append(parts[0])
+            split_lines += [f"{parts[i]}: {parts[i + 1]}" for i in range(1, len(parts), 2)]
+        cleaned.append("a second role label inside a turn (split into turns)")
+        body = "\n".join(split_lines)
+    return _without_markdown(parse_dialogue(body), body, cleaned)
+
+
+def _without_markdown(
+    dialogue: Dialogue, body: str, cleaned: list[str]
+) -> tuple[Dialogue, list[str]]:
     if dialogue.preamble:
         cleaned.append(f"narration before the session ({_quote(dialogue.preamble[0])})")
-    turns = []
-    for turn in dialogue.turns:
-        body = _MARKDOWN_LEFTOVER.sub("", turn.text).strip()
-        if body != turn.text:
+    turns = dialogue.turns
+    if "**" in body or "__" in body or "#" in body:
+        stripped = tuple(
+            Turn(turn.role, _MARKDOWN_LEFTOVER.sub("", turn.text).strip(), turn.note)
+            for turn in turns
+        )
+        if stripped != turns:
             cleaned.append("markdown leftovers ('**')")
-        turns.append(Turn(turn.role, body, turn.note))
-    return Dialogue(tuple(turns)), list(dict.fromkeys(cleaned))
+        turns = stripped
+    return Dialogue(turns), cleaned
 
 
 def check_session(dialogue: Dialogue, *, min_turns: int, max_turns: int | None = None) -> None:

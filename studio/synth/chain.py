@@ -136,6 +136,9 @@ def judge_turn(role: Role, answer: str) -> TurnVerdict:
     if len(spoken.turns) > 1 or _inner_label(answer, role):
         return TurnVerdict("", error=f"the answer holds more than one {role.label} turn")
     text, ended = clean_turn(answer)
+    if spoken.turns and spoken.preamble or _inner_label(text, role) or _inner_label(text, other):
+        # "Sure.\nClient: Fine." would read as two turns once its lines are joined.
+        return TurnVerdict("", error="the answer mixes narration with a role label")
     if not text:
         return TurnVerdict("", error=f"an empty {role.label} turn ({answer.strip()[:30]!r})")
     return TurnVerdict(text, ended)
@@ -144,7 +147,7 @@ def judge_turn(role: Role, answer: str) -> TurnVerdict:
 def _inner_label(answer: str, role: Role) -> bool:
     """A role label after a finished sentence, inside the answer (a second turn on one line)."""
     label = r"counsell?or|therapist" if role is Role.COUNSELOR else "client"
-    return bool(re.search(rf"(?<=[.!?…\"”])\s+\**(?:{label})\**\s*:", answer, re.IGNORECASE))
+    return bool(re.search(rf"(?<=[.!?…\"”])[ \t]+\**(?:{label})\**[ \t]*:", answer, re.IGNORECASE))
 
 
 def nudge(role: Role, error: str) -> str:
