@@ -136,7 +136,7 @@ def judge_turn(role: Role, answer: str) -> TurnVerdict:
     if len(spoken.turns) > 1 or _inner_label(answer, role):
         return TurnVerdict("", error=f"the answer holds more than one {role.label} turn")
     text, ended = clean_turn(answer)
-    if spoken.turns and spoken.preamble or _inner_label(text, role) or _inner_label(text, other):
+    if (spoken.turns and spoken.preamble) or _inner_label(text, role) or _inner_label(text, other):
         # "Sure.\nClient: Fine." would read as two turns once its lines are joined.
         return TurnVerdict("", error="the answer mixes narration with a role label")
     if not text:
