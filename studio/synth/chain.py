@@ -185,7 +185,3 @@ def opening_exchange(inputs: StageInputs) -> list[Turn]:
 
 def history_text(turns: list[Turn]) -> str:
     return format_dialogue(turns) if turns else "(The session has not started yet.)"
-
-
-def next_role(turns: list[Turn]) -> Role:
-    return Role.COUNSELOR if not turns or turns[-1].role is Role.CLIENT else Role.CLIENT
