@@ -364,3 +364,16 @@ def test_changing_the_technique_makes_plan_and_dialogue_stale_or_keeps_them(
     assert len(events) == 1 and events[0][0] == ME
     after = json.loads(events[0][1])
     assert set(after.get("stale", after.get("kept", []))) == {"cbt_plan", "dialogue"}
+
+
+async def test_a_cached_answer_that_fails_its_check_is_asked_again(store: Store) -> None:
+    store.add_rows([SEED])
+    with ChatServer() as server:
+        await synthesize(store, settings_for(server))
+        paid = server.stats.requests
+        # An old cache holding unusable answers (as the code before this rule wrote them).
+        store.conn.execute("UPDATE llm_cache SET response = ''")
+        store.conn.execute("UPDATE stages SET status = 'pending', original_text = NULL")
+        summary = await synthesize(store, settings_for(server))
+        assert server.stats.requests == 2 * paid
+    assert summary.cache_hits == 0 and summary.stages == {"generated": 4}
