@@ -37,6 +37,8 @@ class Reply:
     raw: bytes | None = None
     """Send these bytes as the body instead of a chat completion (garbage answers)."""
     error: str = ""
+    finish_reason: str = "stop"
+    """`length` plays an answer cut at the token limit."""
 
 
 Respond = Callable[[dict[str, Any]], Reply]
@@ -238,7 +240,7 @@ class ChatServer:
                             {
                                 "index": 0,
                                 "message": {"role": "assistant", "content": content},
-                                "finish_reason": "stop",
+                                "finish_reason": reply.finish_reason,
                             }
                         ],
                         "usage": {
@@ -326,10 +328,15 @@ def cbt_text(body: dict[str, Any], *, turns: int = 16) -> str:
         return "\n".join(lines)
     if stage == "counselor_agent":
         history = _last_data(user, "dialogue_history")
-        counselor_turns = history.count("Counselor:")
-        if counselor_turns >= turns // 2:
-            return "Thank you for today; let's keep a thought record this week. [END]"
-        return f"Counselor turn {counselor_turns + 1}: what goes through your mind then?"
+        if "last turn of the session" in user.split("</dialogue_history>")[-1]:
+            return "Thank you for today; let's keep a thought record this week."
+        return (
+            f"Counselor turn {history.count('Counselor:') + 1}: what goes through your mind then?"
+        )
     if stage == "client_agent":
+        # The client ends the session (CACTUS's [/END]) once the history is long enough.
+        history = _last_data(user, "dialogue_history")
+        if history.count("Client:") >= 9:
+            return "I think I can look at it differently now. [/END]"
         return "I suppose it is not always as bad as I think."
     return "I am not sure what you asked."

@@ -25,11 +25,26 @@ DIALOGUE = "\n".join(
 )
 
 
+#: Sections 2-6 of an intake form (the stage rule asks for all six).
+INTAKE_REST = (
+    "2. Presenting Problem\nI have feared failing my exams since the first term.\n"
+    "3. Reason for Seeking Counseling\nThe worry keeps me up at night.\n"
+    "4. Past History (including medical history)\nNone.\n"
+    "5. Academic/Occupational Functioning Level\nA second-year student.\n"
+    "6. Social Support System\nTwo close friends."
+)
+
+
+#: A whole intake form and plan, as the stage rule asks for them (tests that need valid stages).
+INTAKE_FORM = "1. Basic Information\nName: Sam\nAge: 20\n" + INTAKE_REST
+PLAN = "1. Explore the fear.\n2. Weigh the evidence.\n3. Agree a small experiment."
+
+
 def cactus_row(n: int = 0, **overrides: Any) -> dict[str, Any]:
     row = {
         "thought": f"I will fail my exam no matter what I do ({n}).",
         "patterns": "fortune telling, catastrophizing",
-        "intake_form": f"1. Basic Information\nName: Sam {n}\nAge: 20",
+        "intake_form": f"1. Basic Information\nName: Sam {n}\nAge: 20\n{INTAKE_REST}",
         "cbt_technique": "Decatastrophizing",
         "cbt_plan": "1. Identify the fear.\n2. Estimate likelihoods.\n3. Plan coping steps.",
         "attitude": "neutral",

@@ -9,16 +9,16 @@ import pytest
 from studio.model import CactusRow, RecordStatus, Seed, Stage, StageStatus, record_status
 from studio.store import Store
 from studio.store.migrations import available_migrations, schema_version
-from tests.conftest import DIALOGUE
+from tests.conftest import DIALOGUE, INTAKE_FORM, PLAN
 
 
 def _row(n: int = 0) -> CactusRow:
     return CactusRow(
         Seed("persona", f"thought {n}", ("Labeling",), ("reframe",)),
         {
-            Stage.INTAKE_FORM: "intake",
+            Stage.INTAKE_FORM: INTAKE_FORM,
             Stage.CBT_TECHNIQUE: "Reality Testing",
-            Stage.CBT_PLAN: "1. step",
+            Stage.CBT_PLAN: PLAN,
             Stage.DIALOGUE: DIALOGUE,
         },
         "positive",
@@ -77,7 +77,7 @@ def test_edit_keeps_the_original_text_and_logs_before_after(store: Store) -> Non
     record_id = store.add_rows([_row()]).record_ids[0]
     store.edit_stage(record_id, Stage.CBT_PLAN, "1. a better step", reviewer="dr_lee")
     stage = store.stage(record_id, Stage.CBT_PLAN)
-    assert stage.original_text == "1. step"
+    assert stage.original_text == PLAN
     assert stage.text == "1. a better step"
     assert stage.status is StageStatus.EDITED
     event = store.conn.execute(

@@ -85,7 +85,7 @@ async def test_script_mode_fills_every_stage(store: Store, backend: str) -> None
         assert record.technique in TECHNIQUES
         assert record.attitude in {"positive", "neutral", "negative"}
         intake = record.stages[Stage.INTAKE_FORM]
-        assert intake.template_version == "intake_form@1"
+        assert intake.template_version == "intake_form@2"
         assert intake.model == "test-model" and len(intake.prompt_hash) == 32
         assert intake.tokens_in > 0 and intake.tokens_out > 0
         check_dialogue(parse_dialogue(record.text(Stage.DIALOGUE)), min_turns=10)
@@ -222,9 +222,9 @@ async def test_two_agent_mode_takes_turns_until_the_counselor_closes(store: Stor
     check_dialogue(dialogue, min_turns=10)
     assert dialogue.turns[0].role is Role.COUNSELOR and dialogue.turns[-1].role is Role.COUNSELOR
     assert "[END]" not in record.text(Stage.DIALOGUE)
-    assert record.stages[Stage.DIALOGUE].template_version == "counselor_agent@1+client_agent@1"
+    assert record.stages[Stage.DIALOGUE].template_version == "counselor_agent@2+client_agent@2"
     agents = [detect_stage(b) for b in server.bodies if detect_stage(b).endswith("_agent")]
-    assert len(agents) == len(dialogue.turns)
+    assert len(agents) == len(dialogue.turns) - 2  # after the fixed opening exchange
     client_prompt = next(b for b in server.bodies if detect_stage(b) == "client_agent")
     assert "<client_attitude>" in client_prompt["messages"][0]["content"]
 
@@ -234,14 +234,17 @@ async def test_two_agent_mode_stops_at_the_turn_limit(store: Store) -> None:
 
     def never_ends(body: dict[str, Any]) -> Reply:
         if detect_stage(body) == "counselor_agent":
-            return Reply(content="Counselor: Tell me more.")
+            return Reply(content="Counselor: Tell me more, and thank you.")
+        if detect_stage(body) == "client_agent":
+            return Reply(content="Client: I keep going. [/END]")  # too early to end: ignored
         return cbt_reply(body)
 
     with ChatServer(never_ends) as server:
         await synthesize(store, settings_for(server, mode="two-agent", min_turns=4, max_turns=7))
     dialogue = parse_dialogue(store.record(1).text(Stage.DIALOGUE))
     assert len(dialogue.turns) == 7
-    assert dialogue.turns[0].text == "Tell me more."  # the model's own "Counselor:" prefix removed
+    # the model's own "Counselor:" prefix removed
+    assert dialogue.turns[2].text == "Tell me more, and thank you."
 
 
 async def test_concurrency_is_bounded(store: Store) -> None:

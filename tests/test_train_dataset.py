@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from studio.ingest.formats import parse_cactus
-from studio.model import Stage
+from studio.model import RecordStatus, Stage
 from studio.store import RecordView, Store
 from studio.train.dataset import (
     PLAIN_CHAT_TEMPLATE,
@@ -119,14 +119,14 @@ def test_edited_text_wins_and_plan_context_carries_intake_technique_plan(store: 
 def test_only_accepted_records_count(store: Store) -> None:
     add_accepted(store, [cactus_row(1)])
     store.add_rows([parse_cactus(cactus_row(2))])  # awaiting review
+    # A dialogue that breaks the stage rule imports `invalid`: never accepted, never trained on.
     (short,) = add_accepted(store, [cactus_row(3, dialogue="Counselor: Hi.\nClient: Hello.")])
+    assert store.record(short).status is not RecordStatus.ACCEPTED
     dataset = build_sft_dataset(accepted(store), validation_fraction=0)
-    assert dataset.n_records == 2
-    assert dataset.records_without_examples == (short,)
+    assert dataset.n_records == 1
     assert {e.record_id for e in dataset.examples} == {1}
     summary = dataset.summary()
-    assert summary["records"] == 2 and summary["examples"] == 3
-    assert summary["records_without_examples"] == 1
+    assert summary["records"] == 1 and summary["examples"] == 3
 
 
 def test_split_is_by_record_deterministic_and_stable(tmp_path: Path) -> None:

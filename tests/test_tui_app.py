@@ -145,6 +145,8 @@ async def test_the_technique_is_edited_by_choosing_one_of_the_twelve(db: Path) -
         on_screen(app, TechniqueScreen)
         current = TECHNIQUES.index("Changing Rules to Wishes")
         await pilot.press("down", "enter")
+        on_screen(app, ConfirmScreen)  # stale or keep the plan and dialogue (test_tui_edit_checks)
+        await pilot.press("n")
         await settle(pilot)
     chosen = TECHNIQUES[current + 1]
     stage = stage_row(db, FIRST_TO_REVIEW, Stage.CBT_TECHNIQUE)
@@ -256,7 +258,9 @@ async def test_an_edit_survives_a_crash_as_a_draft_and_is_offered_back(
         area = app.screen.query_one(TextArea)
         area.move_cursor(area.document.end)
         await pilot.press("enter")
-        await type_text(pilot, "Counselor: One more thing.")
+        await type_text(pilot, "Client: Thanks.")
+        await pilot.press("enter")  # a valid session still ends on a closing Counselor turn
+        await type_text(pilot, "Counselor: One more thing: see you next week.")
         for _ in range(50):  # the autosave timer writes the draft
             await pilot.pause(0.05)
             if query(db, "SELECT COUNT(*) FROM drafts") == [(1,)]:
@@ -277,12 +281,14 @@ async def test_an_edit_survives_a_crash_as_a_draft_and_is_offered_back(
         assert isinstance(editor, EditorScreen)
         assert editor.restored
         assert editor.stage is Stage.DIALOGUE
-        assert editor.query_one(TextArea).text.endswith("\nCounselor: One more thing.")
+        assert editor.query_one(TextArea).text.endswith(
+            "\nCounselor: One more thing: see you next week."
+        )
         await pilot.press("ctrl+s")
         await settle(pilot)
     dialogue = stage_row(crashed, 3, Stage.DIALOGUE)
     assert dialogue.status is StageStatus.EDITED
-    assert (dialogue.edited_text or "").endswith("\nCounselor: One more thing.")
+    assert (dialogue.edited_text or "").endswith("\nCounselor: One more thing: see you next week.")
     assert query(crashed, "SELECT COUNT(*) FROM drafts") == [(0,)]
 
 
@@ -541,6 +547,6 @@ async def test_a_stage_that_needs_attention_says_why(tmp_path: Path) -> None:
         reason = str(panel.query_one("#reason").render())
         assert reason == "Invalid: names none of the 12 CBT techniques"
         assert panel.has_class("-invalid")
-        assert not screen.check_action("accept", ())  # pick a technique (e) or regenerate (r)
+        assert screen.check_action("accept", ())  # `a` says why it is not accepted
         assert screen.check_action("accept_all", ())  # the three other stages
         assert screen.check_action("edit", ())

@@ -27,7 +27,7 @@ from studio.store.review import (
     status_counts,
     undo_last,
 )
-from tests.conftest import DIALOGUE
+from tests.conftest import DIALOGUE, INTAKE_FORM, PLAN
 
 ME = "dr_lee"
 
@@ -36,9 +36,9 @@ def _row(n: int, technique: str = "Reality Testing", thought: str = "") -> Cactu
     return CactusRow(
         Seed(f"persona {n}", thought or f"thought number {n}", ("Labeling",), ("reframe",)),
         {
-            Stage.INTAKE_FORM: f"intake {n}",
+            Stage.INTAKE_FORM: f"{INTAKE_FORM} ({n})",
             Stage.CBT_TECHNIQUE: technique,
-            Stage.CBT_PLAN: "1. step",
+            Stage.CBT_PLAN: PLAN,
             Stage.DIALOGUE: DIALOGUE,
         },
         "neutral",
@@ -173,12 +173,12 @@ def test_undo_refuses_when_the_stage_changed_since(filled: Store) -> None:
 
 
 def test_drafts_upsert_list_and_delete(filled: Store) -> None:
-    save_draft(filled, 1, Stage.CBT_PLAN, "first", reviewer=ME, base_text="1. step")
+    save_draft(filled, 1, Stage.CBT_PLAN, "first", reviewer=ME, base_text=PLAN)
     save_draft(filled, 1, Stage.CBT_PLAN, "second", reviewer=ME, base_text="ignored")
     save_draft(filled, 2, Stage.DIALOGUE, "theirs", reviewer="other")
     mine = drafts(filled, ME)
     assert [(d.record_id, d.stage, d.text, d.base_text) for d in mine] == [
-        (1, Stage.CBT_PLAN, "second", "1. step")
+        (1, Stage.CBT_PLAN, "second", PLAN)
     ]
     save_edit(filled, 1, Stage.CBT_PLAN, "second", reviewer=ME)
     assert drafts(filled, ME) == []
@@ -188,7 +188,7 @@ def test_drafts_upsert_list_and_delete(filled: Store) -> None:
 
 def test_review_stats_count_decisions_per_reviewer(filled: Store) -> None:
     accept_remaining(filled, 1, reviewer=ME)
-    save_edit(filled, 2, Stage.CBT_PLAN, "1. better", reviewer="other")
+    save_edit(filled, 2, Stage.CBT_PLAN, f"{PLAN}\n4. Better.", reviewer="other")
     undo_last(filled, reviewer=ME)
     stats = review_stats(filled)
     assert stats.records["in_review"] == 11

@@ -28,6 +28,13 @@ from studio.errors import BadInputError, StudioError
 )
 @click.option("--base-url", help="Server URL; for openai-compatible servers the …/v1 URL.")
 @click.option("--mode", type=click.Choice(["script", "two-agent"]), help="Dialogue mode [script].")
+@click.option(
+    "--client-backend",
+    type=click.Choice(["groq", "openai", "local"]),
+    help="Two-agent mode: the client agent's backend [the counselor's].",
+)
+@click.option("--client-model", help="Two-agent mode: the client agent's model [the counselor's].")
+@click.option("--client-base-url", help="Two-agent mode: the client backend's server URL.")
 @click.option("--rpm", type=click.IntRange(min=1), help="Known requests-per-minute limit.")
 @click.option("--tpm", type=click.IntRange(min=1), help="Known tokens-per-minute limit.")
 @click.option("--plan", help="A named rate-limit plan, e.g. groq-free (30 RPM, 8K TPM).")

@@ -15,9 +15,12 @@ from typing import Any
 
 import orjson
 
+from studio.cbt.checks import Judgement, judge_answer
 from studio.cbt.techniques import normalize_technique
+from studio.errors import BadInputError
 from studio.model import STAGES, RecordStatus, Stage, StageStatus
 from studio.store.store import EditConflict, RecordView, StageView, Store, imported_stage_status
+from studio.store.synthesis import mark_downstream_stale
 
 #: Event actions a reviewer can undo (regeneration and imports are not decisions).
 UNDOABLE_ACTIONS: tuple[str, ...] = ("accept", "reject", "edit", "reject_record")
@@ -30,6 +33,10 @@ _QUEUE_SELECT = (
     "SELECT r.id, r.status, r.technique, s.thought, r.attitude, r.last_reviewer, r.updated_at"
     " FROM records r JOIN seeds s ON s.id = r.seed_id"
 )
+
+
+class InvalidStage(BadInputError):
+    """A reviewer tried to accept a stage whose text breaks its stage's rule."""
 
 
 class UndoConflict(Exception):
@@ -276,7 +283,16 @@ def load_item(store: Store, record_id: int, *, reviewer: str) -> ReviewItem:
 
 
 def accept_stage(store: Store, record_id: int, stage: Stage, *, reviewer: str) -> ReviewItem:
-    store.decide_stage(record_id, stage, StageStatus.ACCEPTED, reviewer=reviewer)
+    """Accept one stage; an `invalid` stage is refused (`InvalidStage` says why): it is edited
+    into shape or regenerated first, so it never reaches an accepted record or the training set."""
+    with store.transaction():
+        view = store.stage(record_id, stage)
+        if view.status is StageStatus.INVALID:
+            raise InvalidStage(
+                f"the {stage.label} of record {record_id} is invalid and cannot be accepted"
+                f" ({view.error or 'it breaks its stage rule'}); edit or regenerate it first"
+            )
+        store.decide_stage(record_id, stage, StageStatus.ACCEPTED, reviewer=reviewer)
     return load_item(store, record_id, reviewer=reviewer)
 
 
@@ -319,15 +335,26 @@ def save_edit(
     note: str = "",
     base_text: str | None = None,
 ) -> ReviewItem:
-    """Save a reviewer's text as `edited` and drop the draft it came from, in one transaction.
+    """Save a reviewer's text and drop the draft it came from, in one transaction.
 
-    With `base_text` (what the reviewer started from): if the stage changed meanwhile, nothing is
-    overwritten, the reviewer's text is kept as a draft, and `EditConflict` says why.
+    The text is held to the same rule as an LLM answer (`judge_edit`): it is saved as `edited`
+    when it passes, else as `invalid` with the reason (the review app asks before saving such a
+    text). With `base_text` (what the reviewer started from): if the stage changed meanwhile,
+    nothing is overwritten, the reviewer's text is kept as a draft, and `EditConflict` says why.
     """
+    judged = judge_edit(stage, text)
+    status = StageStatus.EDITED if judged.ok else StageStatus.INVALID
     try:
         with store.transaction():
             store.edit_stage(
-                record_id, stage, text, reviewer=reviewer, note=note, expected_text=base_text
+                record_id,
+                stage,
+                text,
+                reviewer=reviewer,
+                note=note,
+                expected_text=base_text,
+                status=status,
+                error=judged.error,
             )
             delete_draft(store, record_id, stage, reviewer=reviewer)
     except EditConflict as exc:
@@ -335,6 +362,45 @@ def save_edit(
         raise EditConflict(
             f"{exc}; your text was not saved over it and is kept as a draft"
         ) from exc
+    return load_item(store, record_id, reviewer=reviewer)
+
+
+def judge_edit(stage: Stage, text: str) -> Judgement:
+    """The verdict of the one stage rule on a reviewer's text (the editor shows it as you type)."""
+    return judge_answer(stage, text)
+
+
+def change_technique(
+    store: Store,
+    record_id: int,
+    technique: str,
+    *,
+    reviewer: str,
+    stale_downstream: bool,
+    base_text: str | None = None,
+) -> ReviewItem:
+    """Save a new technique; the plan and dialogue written for the old one either become `stale`
+    (to be regenerated) or are kept as they are. Either answer is an audited event."""
+    with store.transaction():
+        item = save_edit(
+            store, record_id, Stage.CBT_TECHNIQUE, technique, reviewer=reviewer, base_text=base_text
+        )
+        if stale_downstream:
+            mark_downstream_stale(store, record_id, Stage.CBT_TECHNIQUE, reviewer=reviewer)
+        else:
+            kept = [
+                s.value
+                for s in Stage.CBT_TECHNIQUE.downstream()
+                if item.record.stages[s].status
+                not in (StageStatus.PENDING, StageStatus.STALE, StageStatus.FAILED)
+            ]
+            store.log_event(
+                "keep_downstream",
+                reviewer=reviewer,
+                record_id=record_id,
+                stage=Stage.CBT_TECHNIQUE,
+                after={"kept": kept, "technique": item.record.text(Stage.CBT_TECHNIQUE)},
+            )
     return load_item(store, record_id, reviewer=reviewer)
 
 
@@ -436,15 +502,19 @@ def _revert(store: Store, event: _Event, reviewer: str) -> None:
             )
         status = StageStatus(event.before["status"])
         edited = event.before.get("edited_text")
-        error = current.error
+        text = edited if edited is not None else (current.original_text or "")
+        # The reason belongs to the status restored: an undone invalid edit leaves no reason
+        # behind, and a restored invalid stage gets the rule's reason for its text again.
+        error = current.error if status is not StageStatus.INVALID else ""
+        if status in (StageStatus.ACCEPTED, StageStatus.EDITED, StageStatus.GENERATED):
+            error = ""
         if event.stage is Stage.CBT_TECHNIQUE:
-            text = edited if edited is not None else (current.original_text or "")
             conn.execute(
                 "UPDATE records SET technique = ? WHERE id = ?",
                 (normalize_technique(text) or "", event.record_id),
             )
-            if status is StageStatus.INVALID and not error:
-                error = imported_stage_status(event.stage, text)[1]
+        if status is StageStatus.INVALID and not error:
+            error = imported_stage_status(event.stage, text)[1] or current.error
         conn.execute(
             "UPDATE stages SET status = ?, edited_text = ?, note = ?, error = ?, updated_at = ?"
             " WHERE record_id = ? AND name = ?",

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from studio.cbt.checks import judge_answer
 from studio.cbt.techniques import normalize_technique
 from studio.model import (
     STAGES,
@@ -246,9 +247,8 @@ class Store:
 
         A CACTUS row becomes a seed plus a record whose present stages are `generated` (or
         `accepted` when `accepted_by` names a reviewer; one event per record), empty ones
-        `pending`, and an unknown technique `invalid` with the reason. Dialogues are parsed where
-        they are read (the review app, the training dataset), not here: a CACTUS-sized import
-        stays within seconds.
+        `pending`, and a text that breaks its stage's rule (`imported_stage_status`) `invalid`
+        with the reason.
         """
         now = self.now()
         seeds_added = records_added = duplicates = 0
@@ -501,19 +501,23 @@ class Store:
         reviewer: str,
         note: str = "",
         expected_text: str | None = None,
+        status: StageStatus = StageStatus.EDITED,
+        error: str = "",
     ) -> RecordStatus:
-        """Save a reviewer's text as `edited`; the original text is never touched.
+        """Save a reviewer's text as `edited` (or `invalid` with `error`, when the text breaks
+        its stage's rule); the original text is never touched.
 
         With `expected_text` (the text the reviewer started from), a stage that changed meanwhile
         (regenerated, or edited by someone else) is not overwritten: `EditConflict`.
         """
+        if status not in (StageStatus.EDITED, StageStatus.INVALID):
+            raise ValueError(f"an edit saves edited or invalid, not {status}")
         with self.transaction() as conn:
             before = self.stage(record_id, stage)
             if expected_text is not None and before.text != expected_text:
                 raise EditConflict(
                     f"the {stage.label} of record {record_id} changed since you started editing"
                 )
-            error = ""
             if stage is Stage.CBT_TECHNIQUE:
                 normalized = normalize_technique(text)
                 if normalized is None:
@@ -523,7 +527,7 @@ class Store:
             conn.execute(
                 "UPDATE stages SET status = ?, edited_text = ?, note = ?, error = ?, updated_at = ?"
                 " WHERE record_id = ? AND name = ?",
-                (StageStatus.EDITED.value, text, note, error, self.now(), record_id, stage.value),
+                (status.value, text, note, error, self.now(), record_id, stage.value),
             )
             self.log_event(
                 "edit",
@@ -531,7 +535,7 @@ class Store:
                 record_id=record_id,
                 stage=stage,
                 before=_snapshot(before),
-                after={"status": StageStatus.EDITED.value, "edited_text": text, "note": note},
+                after={"status": status.value, "edited_text": text, "note": note, "error": error},
             )
             return self._refresh_status(record_id, reviewer)
 
@@ -662,17 +666,16 @@ def _snapshot(view: StageView) -> dict[str, Any]:
 def imported_stage_status(stage: Stage, text: str) -> tuple[StageStatus, str, str]:
     """Status, error and (for the technique) the normalized name of an imported stage text.
 
-    Present stages arrive `generated` (awaiting review). Only the technique is checked here,
-    because the queue filters on it; dialogues are checked where they are read (review, training).
+    Present stages arrive `generated` (awaiting review) when they pass the one rule of
+    `studio.cbt.checks.judge_answer`, else `invalid` with its reason (several techniques, a
+    dialogue that stops mid-sentence, …). The stored text stays the imported text.
     """
     if not text.strip():
         return StageStatus.PENDING, "", ""
-    if stage is Stage.CBT_TECHNIQUE:
-        normalized = normalize_technique(text)
-        if normalized is None:
-            return StageStatus.INVALID, "names none of the 12 CBT techniques", ""
-        return StageStatus.GENERATED, "", normalized
-    return StageStatus.GENERATED, "", ""
+    judged = judge_answer(stage, text)
+    if not judged.ok:
+        return StageStatus.INVALID, judged.error, ""
+    return StageStatus.GENERATED, "", judged.text if stage is Stage.CBT_TECHNIQUE else ""
 
 
 @dataclass(frozen=True, slots=True)

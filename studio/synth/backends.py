@@ -39,6 +39,8 @@ class ChatResponse:
     tokens_in: int = 0
     tokens_out: int = 0
     headers: Mapping[str, str] = field(default_factory=dict)
+    finish_reason: str = ""
+    """Why generation stopped, as the server says (`stop`, `length`: cut at max_tokens)."""
 
 
 class BackendError(Exception):
@@ -154,6 +156,7 @@ class SdkBackend:
             tokens_in=int(getattr(usage, "prompt_tokens", 0) or 0),
             tokens_out=int(getattr(usage, "completion_tokens", 0) or 0),
             headers=headers,
+            finish_reason=str(getattr(choices[0], "finish_reason", "") or ""),
         )
 
     def _status_error(self, exc: Any, params: Mapping[str, Any]) -> Exception:
@@ -289,10 +292,14 @@ class LocalBackend:
                 pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id,
             )
         new = out[0, ids.shape[1] :]
+        ended = tokenizer.eos_token_id is not None and bool((new == tokenizer.eos_token_id).any())
         return ChatResponse(
             text=tokenizer.decode(new, skip_special_tokens=True),
             tokens_in=int(ids.shape[1]),
             tokens_out=int(new.shape[0]),
+            finish_reason="length"
+            if not ended and int(new.shape[0]) >= request.max_tokens
+            else "stop",
         )
 
     async def complete(self, request: ChatRequest) -> ChatResponse:

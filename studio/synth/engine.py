@@ -40,10 +40,11 @@ from studio.synth.backends import (
     BackendError,
     ChatRequest,
     StructuredOutputUnsupported,
+    make_backend,
 )
 from studio.synth.ratelimit import RateLimiter
 from studio.synth.settings import SynthSettings
-from studio.synth.templates import Messages, load_template, prompt_hash
+from studio.synth.templates import Messages, Template, load_template, prompt_hash
 
 BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 30.0
@@ -104,6 +105,16 @@ class _Usage:
     tokens_out: int = 0
     latency_ms: int = 0
     hashes: list[str] = field(default_factory=list)
+    finish_reason: str = ""
+    """The last answer's finish reason (`length`: cut at the token limit)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Agent:
+    """Where one agent's calls go in two-agent mode, when not to the counselor's backend."""
+
+    backend: Backend
+    settings: SynthSettings
 
 
 class Synthesizer:
@@ -127,6 +138,7 @@ class Synthesizer:
         self.summary = SynthSummary()
         self.fresh = fresh
         """Skip cached answers (regenerating asks the model again); answers are still cached."""
+        self._client: _Agent | None = None
 
     # -- a whole run ----------------------------------------------------------------------
 
@@ -164,6 +176,7 @@ class Synthesizer:
         finally:
             self.summary.elapsed_s = time.monotonic() - started
             self.summary.rate_limited = self.limiter.stats.rate_limited
+            await self.aclose()
         return self.summary
 
     async def synthesize_record(self, record_id: int) -> None:
@@ -245,18 +258,35 @@ class Synthesizer:
         messages = chain.stage_messages(template, inputs)
         schema = chain.technique_schema() if stage is Stage.CBT_TECHNIQUE else None
         usage = _Usage()
-        answer = await self.call(messages, kind=stage.value, schema=schema, usage=usage)
+        answer = await self.call(
+            messages,
+            kind=stage.value,
+            schema=schema,
+            usage=usage,
+            passes=lambda text: self._judge(stage, text, "").ok,
+        )
         return self._result(stage, answer, usage, prompt_hash(messages), template.label)
+
+    def _judge(self, stage: Stage, answer: str, finish_reason: str) -> chain.Judgement:
+        """The one rule (`chain.judge_answer`) with this run's turn limits."""
+        return chain.judge_answer(
+            stage,
+            answer,
+            min_turns=self.settings.min_turns,
+            max_turns=self.settings.max_turns,
+            finish_reason=finish_reason,
+        )
 
     def _result(
         self, stage: Stage, answer: str, usage: _Usage, hashed: str, template_version: str
     ) -> StageResult:
         """Judge an answer (the one rule in `chain.judge_answer`) and record what it cost."""
-        judged = chain.judge_answer(stage, answer, min_turns=self.settings.min_turns)
+        judged = self._judge(stage, answer, usage.finish_reason)
         return StageResult(
             text=judged.text,
             status=judged.status,
-            error=judged.error,
+            # A valid text that was cleaned keeps the note of what was removed (also in the event).
+            error=judged.error or judged.note,
             model=self.backend.model,
             prompt_hash=hashed,
             template_version=template_version,
@@ -269,24 +299,28 @@ class Synthesizer:
         return record.mode if record.mode in ("script", "two-agent") else self.settings.mode
 
     async def _two_agent_dialogue(self, inputs: chain.StageInputs) -> StageResult:
-        """Counselor and client take turns until the counselor closes the session or the limit."""
+        """The CACTUS protocol: a fixed opening exchange, then counselor and client take turns
+        until the client ends the session with `[/END]` (not before `agent_min_turns`) or the
+        turn limit; the counselor then closes the session in one last turn."""
         folder = self.settings.prompts_dir
         counselor = load_template(chain.COUNSELOR_TEMPLATE, folder)
         client = load_template(chain.CLIENT_TEMPLATE, folder)
         usage = _Usage()
-        turns: list[Turn] = []
-        while len(turns) < self.settings.max_turns:
-            role = chain.next_role(turns)
-            template = counselor if role is Role.COUNSELOR else client
-            messages = chain.stage_messages(
-                template, inputs, dialogue_history=chain.history_text(turns)
-            )
-            answer = await self.call(messages, kind=f"turn:{role.value}", schema=None, usage=usage)
-            text, ended = chain.clean_turn(answer)
-            if text:
-                turns.append(Turn(role, text))
-            if ended and role is Role.COUNSELOR:
+        turns = chain.opening_exchange(inputs)
+        may_end = min(self.settings.agent_min_turns, self.settings.max_turns)
+        # Room for a counselor turn, a client turn and the closing turn.
+        while len(turns) + 3 <= self.settings.max_turns:
+            said = await self._agent_turn(counselor, Role.COUNSELOR, inputs, turns, usage)
+            turns.append(Turn(Role.COUNSELOR, said.text))
+            said = await self._agent_turn(client, Role.CLIENT, inputs, turns, usage)
+            turns.append(Turn(Role.CLIENT, said.text))
+            if said.ended and len(turns) + 1 >= may_end:
                 break
+        said = await self._agent_turn(
+            counselor, Role.COUNSELOR, inputs, turns, usage, note=chain.CLOSING_NOTE
+        )
+        turns.append(Turn(Role.COUNSELOR, said.text))
+        usage.finish_reason = ""  # each turn was checked on its own; the whole is judged below
         # Judged like a script-mode dialogue: the same checks, the same normalized text.
         return self._result(
             Stage.DIALOGUE,
@@ -296,20 +330,95 @@ class Synthesizer:
             f"{counselor.label}+{client.label}",
         )
 
+    async def _agent_turn(
+        self,
+        template: Template,
+        role: Role,
+        inputs: chain.StageInputs,
+        turns: list[Turn],
+        usage: _Usage,
+        *,
+        note: str = "",
+    ) -> chain.TurnVerdict:
+        """One agent turn; an unusable answer (empty, a bare marker or label, a turn for the other
+        role, cut at the token limit) is asked again with a nudge, then the stage fails."""
+        agent = self._client_agent() if role is Role.CLIENT else None
+        error = ""
+        for _ in range(chain.AGENT_TURN_ATTEMPTS):
+            turn_note = " ".join(filter(None, [note, chain.nudge(role, error) if error else ""]))
+            messages = chain.stage_messages(
+                template,
+                inputs,
+                dialogue_history=chain.history_text(turns),
+                agent_min_turns=str(min(self.settings.agent_min_turns, self.settings.max_turns)),
+                turn_note=turn_note,
+            )
+
+            def usable(answer: str) -> bool:
+                return not chain.judge_turn(role, answer).error
+
+            answer = await self.call(
+                messages,
+                kind=f"turn:{role.value}",
+                schema=None,
+                usage=usage,
+                passes=usable,
+                agent=agent,
+            )
+            verdict = chain.judge_turn(role, answer)
+            if usage.finish_reason == "length":
+                verdict = chain.TurnVerdict("", error=chain.CUT_AT_TOKEN_LIMIT)
+            if not verdict.error:
+                return verdict
+            error = verdict.error
+            self.on_event(SynthEvent("retry", detail=f"{role.label} agent: {error}"))
+        raise CallFailed(
+            f"the {role.label.lower()} agent gave no usable turn after"
+            f" {chain.AGENT_TURN_ATTEMPTS} tries: {error}"
+        )
+
+    def _client_agent(self) -> _Agent | None:
+        """The client agent's own backend, where `client_backend` / `client_model` set one."""
+        client = self.settings.client_settings()
+        if client is self.settings:
+            return None
+        if self._client is None:
+            self._client = _Agent(make_backend(client), client)
+        return self._client
+
+    async def aclose(self) -> None:
+        """Close what this synthesizer opened itself (the client agent's backend)."""
+        if self._client is not None:
+            await self._client.backend.aclose()
+            self._client = None
+
     # -- one call: cache, limiter, backend, retries ----------------------------------------
 
     async def call(
-        self, messages: Messages, *, kind: str, schema: dict[str, object] | None, usage: _Usage
+        self,
+        messages: Messages,
+        *,
+        kind: str,
+        schema: dict[str, object] | None,
+        usage: _Usage,
+        passes: Callable[[str], bool] | None = None,
+        agent: _Agent | None = None,
     ) -> str:
-        if not self.backend.supports_json_schema:
+        """One answer. Only an answer that `passes` its check and was not cut at the token limit
+        is cached: a prompt whose answer failed is asked again, never answered from the cache.
+        `agent` sends the call to another backend (two-agent mode's client)."""
+        backend = agent.backend if agent else self.backend
+        settings = agent.settings if agent else self.settings
+        if not backend.supports_json_schema:
             schema = None
-        key = cache_key(self.settings.cache_parameters(), messages, schema)
+        key = cache_key(settings.cache_parameters(), messages, schema)
         usage.hashes.append(key)
         cached = None if self.fresh else cache_get(self.store, key)
-        if cached is not None:
+        if cached is not None and (passes is None or passes(cached.text)):
             self.summary.cache_hits += 1
             usage.tokens_in += cached.tokens_in
             usage.tokens_out += cached.tokens_out
+            usage.finish_reason = ""
             return cached.text
         request = ChatRequest(
             messages=messages,
@@ -325,7 +434,7 @@ class Synthesizer:
             permit = await self.limiter.acquire(estimate, kind)
             started = time.monotonic()
             try:
-                response = await self.backend.complete(request)
+                response = await backend.complete(request)
             except StructuredOutputUnsupported:
                 self.limiter.release(permit, tokens=0)
                 request = replace(request, json_schema=None)
@@ -356,13 +465,15 @@ class Synthesizer:
             self.limiter.learn(prompt_chars, kind, response.tokens_in, response.tokens_out)
             break
         latency = int((time.monotonic() - started) * 1000)
-        cache_put(
-            self.store,
-            key,
-            self.backend.name,
-            self.backend.model,
-            CachedAnswer(response.text, response.tokens_in, response.tokens_out),
-        )
+        usage.finish_reason = response.finish_reason
+        if response.finish_reason != "length" and (passes is None or passes(response.text)):
+            cache_put(
+                self.store,
+                key,
+                backend.name,
+                backend.model,
+                CachedAnswer(response.text, response.tokens_in, response.tokens_out),
+            )
         self.summary.calls += 1
         self.summary.tokens_in += response.tokens_in
         self.summary.tokens_out += response.tokens_out
@@ -419,6 +530,8 @@ async def regenerate_stage(
         )
     except StageChanged as exc:
         raise CallFailed(str(exc)) from exc
+    finally:
+        await synthesizer.aclose()
     if view is None:
         raise CallFailed(store.stage(record_id, stage).error)
     return view

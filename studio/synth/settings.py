@@ -10,6 +10,10 @@ folder, else `config.toml` in the user config folder). API keys come from the en
     reasoning_effort = "medium"      # low | medium | high, where the model supports it
     plan = "groq-free"               # a named rate-limit plan (below or built in)
     concurrency = 16
+    mode = "two-agent"
+    client_backend = "openai"        # two-agent mode: the client agent elsewhere (optional)
+    client_model = "llama3.1"
+    client_base_url = "http://localhost:11434/v1"
 
     [plans.my-team]
     rpm = 1000
@@ -57,6 +61,16 @@ class SynthSettings:
     """A dialogue with fewer turns is `invalid`."""
     max_turns: int = 30
     """Script mode asks for at most this many turns; two-agent mode stops here."""
+    agent_min_turns: int = 20
+    """Two-agent mode: the client agent may end the session (`[/END]`) only after this many
+    turns (capped by `max_turns`), as the CACTUS client prompt asks."""
+    client_backend: str | None = None
+    """Two-agent mode: the client agent's backend; None: the same as the counselor's."""
+    client_model: str | None = None
+    """Two-agent mode: the client agent's model; None: the counselor's (or, with another
+    `client_backend`, that backend's default)."""
+    client_base_url: str | None = None
+    """Two-agent mode: the client backend's URL, when `client_backend` differs."""
     concurrency: int = 32
     """Records in flight at once (and the ceiling for requests in flight)."""
     rpm: int | None = None
@@ -87,6 +101,33 @@ class SynthSettings:
             "reasoning_effort": self.reasoning_effort or "",
         }
 
+    def client_settings(self) -> SynthSettings:
+        """The settings of the client agent's calls (two-agent mode): these, with the client's
+        backend and model where they are set."""
+        if not self.client_backend and not self.client_model:
+            return self
+        backend = self.client_backend or self.backend
+        if backend == self.backend:
+            return replace(
+                self,
+                model=self.client_model or self.model,
+                base_url=self.client_base_url or self.base_url,
+                client_backend=None,
+                client_model=None,
+            )
+        key_var = {"groq": "GROQ_API_KEY", "openai": "OPENAI_API_KEY"}.get(backend)
+        return replace(
+            self,
+            backend=backend,
+            model=self.client_model or "",
+            base_url=self.client_base_url,
+            api_key=os.environ.get(key_var) if key_var else None,
+            adapter=None,
+            client_backend=None,
+            client_model=None,
+            client_base_url=None,
+        )
+
     def validate(self) -> SynthSettings:
         if self.backend not in BACKENDS:
             raise BadInputError(
@@ -98,7 +139,7 @@ class SynthSettings:
             raise BadInputError(f"the {self.backend} backend needs --model (or synth.model)")
         if self.reasoning_effort not in (None, "low", "medium", "high"):
             raise BadInputError("reasoning_effort must be low, medium or high")
-        for name in ("concurrency", "max_attempts", "min_turns", "max_turns"):
+        for name in ("concurrency", "max_attempts", "min_turns", "max_turns", "agent_min_turns"):
             if getattr(self, name) < 1:
                 raise BadInputError(f"{name} must be at least 1")
         if self.min_turns > self.max_turns:
@@ -108,6 +149,16 @@ class SynthSettings:
                 "no Groq API key: set GROQ_API_KEY (or use --backend openai with --base-url "
                 "for a local OpenAI-compatible server)"
             )
+        if self.client_backend is not None and self.client_backend not in BACKENDS:
+            raise BadInputError(
+                f"unknown client backend {self.client_backend!r}; expected one of"
+                f" {', '.join(BACKENDS)}"
+            )
+        if self.mode == "two-agent" and self.client_settings() is not self:
+            try:
+                self.client_settings().validate()
+            except BadInputError as exc:
+                raise BadInputError(f"client agent: {exc}") from exc
         return self
 
     @classmethod

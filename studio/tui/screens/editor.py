@@ -16,7 +16,7 @@ from textual.widgets import Label, TextArea
 from textual.worker import Worker
 
 from studio.model import Stage
-from studio.store.review import delete_draft, save_draft
+from studio.store.review import delete_draft, judge_edit, save_draft
 from studio.tui.messages import DraftSaved
 from studio.tui.screens.base import report_worker_failure
 from studio.tui.screens.dialogs import ConfirmScreen
@@ -69,14 +69,28 @@ class EditorScreen(ModalScreen[str | None]):
             area = TextArea(self.initial_text, soft_wrap=True, id="editor")
             area.cursor_blink = self.settings.cursor_blink
             yield area
+            yield Label(id="editor-verdict", classes="editor-verdict")
             yield Label(HINT, id="editor-hint", classes="editor-hint")
 
     def on_mount(self) -> None:
         self.query_one(TextArea).focus()
         self.set_interval(self.settings.draft_interval, self.autosave)
+        self.show_verdict()
 
     def on_text_area_changed(self, event: TextArea.Changed) -> None:
         self.text = event.text_area.text
+        self.show_verdict()
+
+    def verdict_error(self) -> str:
+        """Why the text breaks its stage's rule ("" when it passes): the rule an LLM answer and
+        an import are held to (a few regexes: fast enough for every keystroke)."""
+        return judge_edit(self.stage, self.text).error
+
+    def show_verdict(self) -> None:
+        error = self.verdict_error()
+        label = self.query_one("#editor-verdict", Label)
+        label.set_class(bool(error), "-invalid")
+        label.update(f"✗ Invalid: {error}" if error else f"✓ A valid {self.stage.label.lower()}")
 
     def autosave(self) -> None:
         """Write the text as a draft if it changed since the last save."""
@@ -123,6 +137,22 @@ class EditorScreen(ModalScreen[str | None]):
             self.notify("No changes to save.", severity="information")
             self._discard()
             return
+        error = self.verdict_error()
+        if not error:
+            self._save(text)
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._save(text)
+
+        # Saved anyway, the stage is `invalid` with this reason: never accepted, never trained on.
+        question = (
+            f"This text breaks the {self.stage.label.lower()} rule: {error}. Save it as invalid?"
+        )
+        self.app.push_screen(ConfirmScreen(question), answered)
+
+    def _save(self, text: str) -> None:
         self._finished = True
         self.dismiss(text)
 

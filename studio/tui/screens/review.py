@@ -24,6 +24,7 @@ from studio.store.review import (
     Undone,
     accept_remaining,
     accept_stage,
+    change_technique,
     load_item,
     neighbor,
     reject_record,
@@ -41,7 +42,13 @@ from studio.tui.messages import (
     UndoFinished,
 )
 from studio.tui.screens.base import StudioScreen
-from studio.tui.screens.dialogs import DiffScreen, ReasonScreen, TechniqueChoice, TechniqueScreen
+from studio.tui.screens.dialogs import (
+    ConfirmScreen,
+    DiffScreen,
+    ReasonScreen,
+    TechniqueChoice,
+    TechniqueScreen,
+)
 from studio.tui.screens.editor import EditorScreen
 from studio.tui.widgets.footer import StudioFooter
 from studio.tui.widgets.seed_panel import SeedPanel
@@ -296,6 +303,17 @@ class ReviewScreen(StudioScreen):
 
     def action_accept(self) -> None:
         stage = self.stage
+        view = self.item.record.stages[stage] if self.item else None
+        if view is not None and view.status is StageStatus.INVALID:
+            # `a` says why instead of doing nothing; `A` skips invalid stages.
+            reason = view.error or "it breaks its stage rule"
+            self.notify(
+                f"Can't accept the {stage.label}: it is invalid ({reason})."
+                " Edit (e) or regenerate (r) it first.",
+                title="Invalid",
+                severity="warning",
+            )
+            return
         self.decide(
             partial(accept_stage, record_id=self.record_id, stage=stage, reviewer=self.reviewer),
             f"✓ Accepted {stage.label}",
@@ -366,8 +384,38 @@ class ReviewScreen(StudioScreen):
         if stage is Stage.CBT_TECHNIQUE:
 
             def chosen(choice: TechniqueChoice | None) -> None:
-                if choice is not None and choice.technique and choice.technique != view.text:
+                if choice is None or not choice.technique or choice.technique == view.text:
+                    return
+                later = [
+                    s
+                    for s in stage.downstream()
+                    if item.record.stages[s].status
+                    not in (StageStatus.PENDING, StageStatus.STALE, StageStatus.FAILED)
+                ]
+                if not later:
                     save(choice.technique)
+                    return
+                technique = choice.technique
+
+                def answered(stale: bool | None) -> None:
+                    # Either answer is an audited event (`stale` or `keep_downstream`).
+                    job = partial(
+                        change_technique,
+                        record_id=record_id,
+                        technique=technique,
+                        reviewer=self.reviewer,
+                        stale_downstream=bool(stale),
+                        base_text=view.text,
+                    )
+                    kept = "marked stale" if stale else "kept as they are"
+                    self.decide(job, f"✎ Technique is now {technique}; plan and dialogue {kept}")
+
+                names = " and ".join(s.label.lower() for s in later)
+                question = (
+                    f"The {names} were written for {view.text or 'another technique'}. Mark them"
+                    f" stale, to be regenerated for {technique}? (n keeps them as they are)"
+                )
+                self.app.push_screen(ConfirmScreen(question), answered)
 
             current = item.record.technique or None
             self.app.push_screen(TechniqueScreen("Choose the technique", current), chosen)
@@ -446,7 +494,9 @@ class ReviewScreen(StudioScreen):
         rejected = record.status is RecordStatus.REJECTED
         busy = (record.id, self.stage) in self.studio.regenerating
         if action == "accept":
-            return view.status in ACCEPTABLE and not rejected and not busy
+            # Shown for an invalid stage too, so that `a` can say why it is not accepted.
+            acceptable = view.status in ACCEPTABLE or view.status is StageStatus.INVALID
+            return acceptable and not rejected and not busy
         if action == "accept_all":
             generated = any(v.status is StageStatus.GENERATED for v in record.stages.values())
             return generated and not rejected
