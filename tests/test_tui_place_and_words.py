@@ -8,11 +8,15 @@ from typing import Any
 
 import pytest
 from textual.pilot import Pilot
-from textual.widgets import Input
+from textual.widgets import Input, Label
+from textual.widgets._toast import Toast
 
+from studio.tui.messages import TrainingEnded
+from studio.tui.screens.dialogs import ConfirmScreen
 from studio.tui.screens.queue import QueueScreen
 from studio.tui.screens.review import ReviewScreen
 from studio.tui.screens.stats import StatsScreen
+from studio.tui.training import TrainingRun
 from tests.test_tui_support import SIZE, demo_db, open_record, settle, studio_app
 
 
@@ -83,3 +87,35 @@ async def test_a_status_message_expires(db: Path) -> None:
         await pilot.press("a")
         await wait_until(pilot, lambda: last_action(app) == "✓ Accepted Intake form", "said")
         await wait_until(pilot, lambda: last_action(app) == "", "the message faded")
+
+
+async def test_the_quit_question_wraps_inside_its_dialog(db: Path) -> None:
+    app = studio_app(db)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        app.training = TrainingRun(token=1)  # a run is starting
+        await pilot.press("ctrl+q")
+        question = app.screen
+        assert isinstance(question, ConfirmScreen)
+        await pilot.pause()
+        title = question.query_one(".dialog-title", Label)
+        box = question.query_one(".dialog")
+        assert box.content_region.contains_region(title.region), (title.region, box.region)
+        assert title.size.height >= 3  # the whole question, over several lines
+        await pilot.press("n")
+    assert not app._exit
+
+
+async def test_the_train_extra_toast_shows_the_pip_command(db: Path) -> None:
+    said = (
+        "The runner refused to start: training needs torch: install the train extra with "
+        '`pip install -e ".[train]"`'
+    )
+    app = studio_app(db)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await settle(pilot)
+        app.training = TrainingRun(token=1)
+        app.post_message(TrainingEnded(1, 2, said))
+        await wait_until(pilot, lambda: bool(app.screen.query(Toast)), "a toast")
+        toast = app.screen.query_one(Toast)
+        assert 'pip install -e ".[train]"' in str(toast.render())

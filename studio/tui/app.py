@@ -354,7 +354,8 @@ class StudioApp(App[None]):
             return
         training.finish(message.exit_code, message.problem)
         text, severity = training.outcome()
-        self.notify(text, title="Training", severity=severity, timeout=10)
+        # Not markup: the runner's words carry brackets (`pip install -e ".[train]"`).
+        self.notify(text, title="Training", severity=severity, timeout=10, markup=False)
         self._training_changed([], ended=True)
 
     def _training_lost(self, problem: str) -> None:
