@@ -17,7 +17,7 @@ from studio.tui.screens.queue import QueueScreen
 from studio.tui.screens.review import ReviewScreen
 from studio.tui.screens.stats import StatsScreen
 from studio.tui.training import TrainingRun
-from tests.test_tui_support import SIZE, demo_db, open_record, settle, studio_app
+from tests.test_tui_support import SIZE, demo_db, open_record, settle, studio_app, type_text
 
 
 @pytest.fixture
@@ -119,3 +119,44 @@ async def test_the_train_extra_toast_shows_the_pip_command(db: Path) -> None:
         await wait_until(pilot, lambda: bool(app.screen.query(Toast)), "a toast")
         toast = app.screen.query_one(Toast)
         assert 'pip install -e ".[train]"' in str(toast.render())
+
+
+def screen_text(app: Any) -> list[str]:
+    """The terminal's lines as a person sees them."""
+    return [strip.text for strip in app.screen._compositor.render_strips()]
+
+
+async def test_at_80_by_24_the_most_used_keys_and_the_progress_stay_in_view(db: Path) -> None:
+    app = studio_app(db)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await open_record(pilot)
+        await pilot.press("j", "j", "e")
+        await type_text(pilot, "A longer plan. ")
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        await pilot.press("j")  # the dialogue, still to review: every decision applies
+        await pilot.pause()
+        lines = screen_text(app)
+        record_bar, footer = lines[1], lines[-1]
+        assert "✎ Saved your edit" in record_bar
+        assert "1/4 decided" in record_bar
+        for key in ("a Accept", "x Reject", "e Edit", "u Undo", "n Next", "? Help"):
+            assert key in footer, footer
+        await pilot.press("q")
+        await settle(pilot)
+        await pilot.pause()
+        footer = screen_text(app)[-1]
+        for key in ("⏎ Open", "/ Search", "? Help"):
+            assert key in footer, footer
+
+
+async def test_help_lists_f1_and_the_command_palette(db: Path) -> None:
+    app = studio_app(db)
+    async with app.run_test(size=(120, 140)) as pilot:
+        await settle(pilot)
+        await pilot.press("f1")
+        await pilot.pause()
+        text = "\n".join(screen_text(app))
+        everywhere = text[text.index("Everywhere") :]
+        assert "F1 / ?" in everywhere and "Help" in everywhere
+        assert "ctrl+p" in everywhere and "Command palette" in everywhere

@@ -59,6 +59,8 @@ def count_queue(store: Store, flt: QueueFilter) -> QueueCounted:
 
 class QueueScreen(StudioScreen):
     CSS_PATH = "queue.tcss"
+    #: The keys the footer keeps when the terminal is too narrow for all (80 columns).
+    FOOTER_PRIORITY = ("queue.open", "queue.search", "queue.status", "app.help")
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "open", "Open", id="queue.open", tooltip="Review the selected record"),
         Binding("slash", "search", "Search", id="queue.search", key_display="/"),

@@ -69,6 +69,15 @@ RECORD_ACTIONS = frozenset(
 
 class ReviewScreen(StudioScreen):
     CSS_PATH = "review.tcss"
+    #: The keys the footer keeps when the terminal is too narrow for all (80 columns).
+    FOOTER_PRIORITY = (
+        "review.accept",
+        "review.reject",
+        "review.edit",
+        "review.undo",
+        "review.next",
+        "app.help",
+    )
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("a", "accept", "Accept", id="review.accept", tooltip="Accept the focused stage"),
         Binding(
@@ -218,10 +227,11 @@ class ReviewScreen(StudioScreen):
         )
         parts: list[Content | str] = [
             Content.styled(f"Record {record.id}", "bold"),
+            # Before the long parts, so that a narrow terminal still shows it.
+            f"{decided}/{len(STAGES)} decided",
             status_content(record.status),
             record.technique or "no technique",
             f"attitude {record.attitude or '—'}",
-            f"{decided}/{len(STAGES)} decided",
         ]
         if record.status is RecordStatus.REJECTED:
             reason = f": {record.note}" if record.note else ""
