@@ -19,8 +19,8 @@ if TYPE_CHECKING:
 
 def report_worker_failure(node: DOMNode, event: Worker.StateChanged) -> None:
     """The one place a failed worker becomes a message to the reviewer."""
-    if event.state is not WorkerState.ERROR:
-        return
+    if event.state is not WorkerState.ERROR or getattr(node.app, "failure", None) is not None:
+        return  # nothing failed, or the app is exiting with the reason (an unusable database)
     error = event.worker.error
     # Never markup: an error's text is not ours (a path, a model's words, `[train]`).
     notify = partial(node.app.notify, markup=False)

@@ -65,6 +65,10 @@ REJECTABLE = frozenset(
 RECORD_ACTIONS = frozenset(
     {"accept", "accept_all", "reject", "reject_record", "edit", "regenerate", "diff"}
 )
+#: Actions that write: off (hidden) on a read-only database, rather than failing one by one.
+WRITE_ACTIONS = frozenset(
+    {"accept", "accept_all", "reject", "reject_record", "edit", "regenerate", "undo"}
+)
 
 
 class ReviewScreen(StudioScreen):
@@ -386,7 +390,7 @@ class ReviewScreen(StudioScreen):
 
     def action_edit(self) -> None:
         item = self.item
-        if item is None:
+        if item is None or self.studio.read_only:
             return
         stage, record_id = self.stage, self.record_id
         view = item.record.stages[stage]
@@ -475,6 +479,8 @@ class ReviewScreen(StudioScreen):
     # -- which keys apply -------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in WRITE_ACTIONS and self.studio.read_only:
+            return False
         if action not in RECORD_ACTIONS:
             return True
         item = self.item
