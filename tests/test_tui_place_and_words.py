@@ -7,17 +7,32 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from textual import events
 from textual.pilot import Pilot
-from textual.widgets import Input, Label
+from textual.widgets import Input, Label, TextArea
 from textual.widgets._toast import Toast
 
+from studio.model import CactusRow, Seed, Stage
+from studio.store import Store
+from studio.tui.formatting import PREVIEW_CHARS
 from studio.tui.messages import TrainingEnded
 from studio.tui.screens.dialogs import ConfirmScreen
+from studio.tui.screens.editor import EditorScreen
 from studio.tui.screens.queue import QueueScreen
 from studio.tui.screens.review import ReviewScreen
 from studio.tui.screens.stats import StatsScreen
 from studio.tui.training import TrainingRun
-from tests.test_tui_support import SIZE, demo_db, open_record, settle, studio_app, type_text
+from studio.tui.widgets.dialogue_view import DialogueView
+from studio.tui.widgets.stage_panel import StagePanel
+from tests.test_tui_support import (
+    SIZE,
+    demo_db,
+    open_record,
+    settle,
+    stage_row,
+    studio_app,
+    type_text,
+)
 
 
 @pytest.fixture
@@ -160,3 +175,66 @@ async def test_help_lists_f1_and_the_command_palette(db: Path) -> None:
         everywhere = text[text.index("Everywhere") :]
         assert "F1 / ?" in everywhere and "Help" in everywhere
         assert "ctrl+p" in everywhere and "Command palette" in everywhere
+
+
+MEGABYTE_PLAN = "Note each thought and test it against the evidence. " * 20_000  # ~1 MB, one line
+
+
+def megabyte_db(path: Path) -> Path:
+    turn = "Counselor: What would you tell a friend? " * 3 + "\nClient: That it is fine.\n"
+    stages = {
+        Stage.INTAKE_FORM: "intake",
+        Stage.CBT_TECHNIQUE: "Reality Testing",
+        Stage.CBT_PLAN: MEGABYTE_PLAN,
+        Stage.DIALOGUE: turn * 6_000,  # ~1 MB of turns
+    }
+    with Store(path) as store:
+        store.add_rows(
+            [CactusRow(Seed("a persona", "a thought", ("Labeling",)), stages, "neutral")]
+        )
+    return path
+
+
+async def test_a_megabyte_stage_text_is_laid_out_in_part_and_edited_whole(tmp_path: Path) -> None:
+    db = megabyte_db(tmp_path / "big.db")
+    app = studio_app(db)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_record(pilot, 1)
+        screen = review_screen(app)
+        plan = screen.query_one("#stage-cbt_plan", StagePanel)
+        shown = str(plan.query_one("#body").render())
+        assert MEGABYTE_PLAN.startswith(shown) and len(shown) <= PREVIEW_CHARS
+        more = str(plan.query_one("#more").render())
+        assert (
+            more
+            == f"… {len(MEGABYTE_PLAN.strip()) - len(shown):,} more characters not shown here: e opens the whole text"
+        )
+        dialogue = screen.query_one("#stage-dialogue", StagePanel)
+        turns = dialogue.query_one(DialogueView)
+        assert 0 < len(turns.dialogue.turns) < 1_000  # of 12,000
+        assert dialogue.query_one("#more").display
+        for width, height in ((40, 12), (60, 20), (120, 36)):
+            await pilot.resize_terminal(width, height)
+            await pilot.pause()
+        assert len(turns._lines) <= 1  # wrapped for the current width only
+        assert plan.size.height < 2_000  # rows laid out: bounded, not one per wrapped line of 1 MB
+        await pilot.press("j", "j", "e")  # the editor holds the whole text, unwrapped
+        editor = app.screen
+        assert isinstance(editor, EditorScreen)
+        area = editor.query_one(TextArea)
+        assert area.text == MEGABYTE_PLAN and not area.soft_wrap
+
+
+async def test_a_megabyte_paste_stops_the_editor_wrapping(db: Path) -> None:
+    app = studio_app(db)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_record(pilot)
+        await pilot.press("e")
+        area = app.screen.query_one(TextArea)
+        assert area.soft_wrap
+        area.post_message(events.Paste(MEGABYTE_PLAN))
+        await wait_until(pilot, lambda: MEGABYTE_PLAN in area.text, "the paste landed")
+        assert not area.soft_wrap
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+    assert MEGABYTE_PLAN in stage_row(db, 3, Stage.INTAKE_FORM).text
