@@ -67,7 +67,7 @@ async def measure(path: Path, case: str) -> dict[str, float]:
     times: dict[str, float] = {}
 
     async def timed(
-        name: str, pilot: Pilot[object], *keys: str, size: tuple[int, int] | None = None
+        name: str, pilot: Pilot[None], *keys: str, size: tuple[int, int] | None = None
     ) -> None:
         started = time.perf_counter()
         if size is not None:
