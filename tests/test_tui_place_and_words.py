@@ -143,8 +143,9 @@ def screen_text(app: Any) -> list[str]:
 
 async def test_at_80_by_24_the_most_used_keys_and_the_progress_stay_in_view(db: Path) -> None:
     app = studio_app(db)
-    async with app.run_test(size=(80, 24)) as pilot:
+    async with app.run_test(size=SIZE) as pilot:
         await open_record(pilot)
+        await pilot.resize_terminal(80, 24)  # the footer fits itself to the new width
         await pilot.press("j", "j", "e")
         await type_text(pilot, "A longer plan. ")
         await pilot.press("ctrl+s")
