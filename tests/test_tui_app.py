@@ -490,38 +490,50 @@ async def test_help_and_stats_screens(db: Path) -> None:
 
 async def test_regenerate_against_a_loopback_chat_completions_server(db: Path) -> None:
     from studio.synth import SynthSettings, make_backend
-    from tests.chat_server import ChatServer
+    from tests.chat_server import ChatServer, Reply, cbt_reply
 
-    with ChatServer(latency=0.2) as server:
+    # The server holds its answer until the test has looked at the screen mid-regeneration:
+    # what is checked never depends on how fast a busy machine runs.
+    answer = threading.Event()
+
+    def respond(body: dict[str, Any]) -> Reply:
+        answer.wait(60)
+        return cbt_reply(body)
+
+    with ChatServer(respond) as server:
         settings = SynthSettings(
             backend="openai",
             model="test-model",
             base_url=server.openai_base_url,
             api_key="test-key",
             max_attempts=2,
-            timeout_s=10.0,
+            timeout_s=60.0,
         ).validate()
         app = studio_app(db, backend=make_backend(settings), synth_settings=settings)
-        async with app.run_test(size=SIZE) as pilot:
-            await open_record(pilot)
-            screen = review_screen(app)
-            await pilot.press("r")
-            # The screen stays usable while the backend answers.
-            assert (3, Stage.INTAKE_FORM) in app.regenerating
-            assert not screen.check_action("accept", ())
-            await pilot.press("j")
-            assert focused(screen) is Stage.CBT_TECHNIQUE
-            for _ in range(100):
-                await settle(pilot)
-                if not app.regenerating:
-                    break
-            await settle(pilot)
-            item = screen.item
-            assert item is not None
-            intake = item.record.stages[Stage.INTAKE_FORM]
-            assert intake.status is StageStatus.GENERATED and "Alex Morgan" in intake.text
-            panel = screen.query_one("#stage-cbt_plan", StagePanel)
-            assert panel.has_class("-stale")
+        try:
+            async with app.run_test(size=SIZE) as pilot:
+                await open_record(pilot)
+                screen = review_screen(app)
+                await pilot.press("r")
+                # The screen stays usable while the backend answers.
+                assert (3, Stage.INTAKE_FORM) in app.regenerating
+                assert not screen.check_action("accept", ())
+                assert "regenerating…" in str(
+                    screen.query_one("#stage-intake_form", StagePanel).border_subtitle
+                )
+                await pilot.press("j")
+                assert focused(screen) is Stage.CBT_TECHNIQUE
+                answer.set()
+                await settle(pilot)  # waits for the regeneration worker, however long it takes
+                assert not app.regenerating
+                item = screen.item
+                assert item is not None
+                intake = item.record.stages[Stage.INTAKE_FORM]
+                assert intake.status is StageStatus.GENERATED and "Alex Morgan" in intake.text
+                panel = screen.query_one("#stage-cbt_plan", StagePanel)
+                assert panel.has_class("-stale")
+        finally:
+            answer.set()  # a failed assertion must not leave the server's thread waiting
         assert server.stats.ok >= 1
     assert stage_row(db, 3, Stage.INTAKE_FORM).model == "test-model"
     assert {stage_row(db, 3, s).status for s in Stage if s is not Stage.INTAKE_FORM} == {

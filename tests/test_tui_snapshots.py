@@ -51,3 +51,29 @@ def test_stats(db: Path, snap_compare: Any) -> None:
         await settle(pilot)
 
     assert snap_compare(studio_app(db), terminal_size=(120, 44), run_before=run_before)
+
+
+def test_review_at_80_by_24(db: Path, snap_compare: Any) -> None:
+    """The smallest usual terminal: the most used keys and "n/4 decided" stay in view."""
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await open_record(pilot)
+        await pilot.press("a")
+        await settle(pilot)
+
+    assert snap_compare(studio_app(db), terminal_size=(80, 24), run_before=run_before)
+
+
+def test_quit_question_during_a_run(db: Path, snap_compare: Any) -> None:
+    """The whole question, wrapped inside its box."""
+    from studio.tui.training import TrainingRun
+
+    app = studio_app(db)
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        await settle(pilot)
+        app.training = TrainingRun(token=1)
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=(80, 24), run_before=run_before)

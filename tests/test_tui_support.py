@@ -39,6 +39,7 @@ def studio_app(path: Path, **settings: Any) -> StudioApp:
         "cursor_blink": False,
         "refresh_interval": None,
         "draft_interval": 60.0,
+        "status_timeout": None,
     }
     backend = settings.pop("backend", None)
     synth_settings = settings.pop("synth_settings", None)

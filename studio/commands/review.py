@@ -53,6 +53,8 @@ def open_review(db: Path, reviewer: str | None = None, config_path: Path | None 
         settings=ReviewSettings(reviewer=name, keymap=keymap),
     )
     app.run()
+    if app.failure is not None:  # an unusable database: its reason, now the terminal is back
+        raise app.failure
 
 
 @click.command("review")

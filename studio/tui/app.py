@@ -8,9 +8,11 @@ import asyncio
 import dataclasses
 import gc
 import itertools
+import sqlite3
 import subprocess
 import sys
 import time
+from concurrent.futures import Future
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -20,6 +22,7 @@ from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.worker import Worker, WorkerState, get_current_worker
 
+from studio.errors import StudioError
 from studio.model import Stage
 from studio.store.review import Draft, QueueFilter, delete_draft, drafts
 from studio.store.store import Clock
@@ -45,7 +48,7 @@ from studio.tui.screens.review import ReviewScreen
 from studio.tui.screens.stats import StatsScreen
 from studio.tui.screens.training import TrainingScreen
 from studio.tui.settings import ReviewSettings
-from studio.tui.store_lane import StoreLane
+from studio.tui.store_lane import StoreLane, StoreOpener, store_is_read_only
 from studio.tui.training import (
     FOLLOW_INTERVAL_S,
     RecipeForm,
@@ -57,6 +60,8 @@ from studio.tui.training import (
     new_run_folder,
 )
 
+#: The worker group of the first read: if it fails, the database is unusable and the app exits.
+DATABASE_GROUP = "database"
 #: Worker groups of the training run: a failure there ends the run's follow (and is reported).
 TRAINING_GROUPS = frozenset({"training-launch", "training-follow"})
 #: How often a thread holding the GIL hands it over (Python's default is 5 ms).
@@ -92,6 +97,7 @@ class StudioApp(App[None]):
         settings: ReviewSettings,
         regenerator: Regenerator,
         runs_dir: Path = Path("runs"),
+        open_store: StoreOpener | None = None,
     ) -> None:
         super().__init__()
         self.store_path = store_path
@@ -104,7 +110,11 @@ class StudioApp(App[None]):
         """The recipe form as last left, so that reopening the pane keeps what was typed."""
         self._training_tokens = itertools.count(1)
         self._quit_question: ConfirmScreen | None = None
-        self.lane = StoreLane(store_path, clock=regenerator.clock)
+        self.lane = StoreLane(store_path, clock=regenerator.clock, open_store=open_store)
+        self.read_only = False
+        """The store was opened read-only: every record can be read, nothing decided."""
+        self.failure: StudioError | None = None
+        """Why the app exited early (an unusable database); the CLI prints it, exit 1."""
         self.regenerator = regenerator
         self.regenerating: set[tuple[int, Stage]] = set()
         """Stages with a regeneration in flight (their keys are hidden meanwhile)."""
@@ -116,9 +126,10 @@ class StudioApp(App[None]):
     def on_mount(self) -> None:
         self.theme = self.settings.theme
         self.sub_title = f"reviewer: {self.settings.reviewer} · {self.store_path.name}"
+        # The first job on the lane opens the database: submitted before the queue's reads, so
+        # that an unusable file ends the app with its reason rather than a spinner.
+        self.check_database(self.lane.submit(store_is_read_only))
         self.push_screen(QueueScreen())
-        self.find_drafts()
-        self.find_running_training()
         # A full garbage collection walks every object of textual, rich and the store (tens of
         # milliseconds on a 2-core box: a visible stall on `n`). What is alive once the first
         # screen is up (modules, widgets) stays for the session, so collections may skip it.
@@ -136,9 +147,40 @@ class StudioApp(App[None]):
         self.lane.close()
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.state is WorkerState.ERROR and event.worker.group == DATABASE_GROUP:
+            error = event.worker.error
+            assert error is not None
+            self._fail(database_failure(self.store_path, error))
+            return
         if event.state is WorkerState.ERROR and event.worker.group in TRAINING_GROUPS:
             self._training_lost(f"{event.worker.description} failed: {event.worker.error}")
         report_worker_failure(self, event)
+
+    def _fail(self, failure: StudioError) -> None:
+        """End the app; the CLI prints `failure` once the terminal is back (exit 1)."""
+        if self.failure is None:
+            self.failure = failure
+            self.exit(return_code=failure.exit_code)
+
+    # -- the database -----------------------------------------------------------------------
+
+    @work(group=DATABASE_GROUP, exit_on_error=False, description="Open the database")
+    async def check_database(self, opened: Future[bool]) -> None:
+        self.read_only = await asyncio.wrap_future(opened)
+        if self.read_only:
+            self.sub_title += " · read-only"
+            self.notify(
+                f"{self.store_path.name} is read-only: every record can be read; decisions, "
+                "edits and undo are off.",
+                title="Read-only",
+                severity="warning",
+                timeout=10,
+                markup=False,
+            )
+            self.screen.refresh_bindings()
+        else:
+            self.find_drafts()  # restoring a draft writes: not on a read-only database
+        self.find_running_training()
 
     def now(self) -> datetime:
         """The app's clock (fixed in tests)."""
@@ -354,7 +396,8 @@ class StudioApp(App[None]):
             return
         training.finish(message.exit_code, message.problem)
         text, severity = training.outcome()
-        self.notify(text, title="Training", severity=severity, timeout=10)
+        # Not markup: the runner's words carry brackets (`pip install -e ".[train]"`).
+        self.notify(text, title="Training", severity=severity, timeout=10, markup=False)
         self._training_changed([], ended=True)
 
     def _training_lost(self, problem: str) -> None:
@@ -379,6 +422,17 @@ class StudioApp(App[None]):
                 screen.training_changed(new)
 
 
+def database_failure(path: Path, error: BaseException) -> StudioError:
+    """One sentence for a database the app cannot use."""
+    if isinstance(error, StudioError):
+        return error
+    if isinstance(error, sqlite3.DatabaseError):
+        return StudioError(f"{path}: not a usable CBT Studio database ({error})")
+    if isinstance(error, OSError):
+        return StudioError(f"{path}: cannot open the database ({error})")
+    return StudioError(f"{path}: cannot open the database ({type(error).__name__}: {error})")
+
+
 def make_app(
     store_path: str | Path,
     *,
@@ -389,13 +443,16 @@ def make_app(
     clock: Clock | None = None,
     settings: ReviewSettings | None = None,
     runs_dir: str | Path = "runs",
+    open_store: StoreOpener | None = None,
 ) -> StudioApp:
     """Build the review app over a database.
 
     `backend` is the synthesis backend for `r` (regenerate); `backend_factory` builds one on the
     first `r` instead (the LLM SDKs then load only when needed); with neither, `r` says that no
     backend is configured. `clock` stamps every decision (tests pass a fixed one). `runs_dir`
-    holds the run folders of runs started from the Training pane.
+    holds the run folders of runs started from the Training pane. `open_store` opens the
+    database (default: `Store(store_path)`); a store whose `read_only` attribute is true puts the
+    app in read-only mode (said in the header, decisions off).
     """
     settings = settings or ReviewSettings(reviewer=reviewer)
     if settings.reviewer != reviewer:
@@ -412,4 +469,5 @@ def make_app(
         settings=settings,
         regenerator=regenerator,
         runs_dir=Path(runs_dir),
+        open_store=open_store,
     )

@@ -53,3 +53,23 @@ def short_time(iso: str) -> str:
 def one_line(text: str, width: int) -> str:
     flat = " ".join(text.split())
     return flat if len(flat) <= width else flat[: max(width - 1, 0)] + "…"
+
+
+#: The most characters of one text a panel lays out. A stage is a few kilobytes (the longest
+#: CACTUS dialogue ~12 KB); a pasted or imported megabyte made Textual wrap all of it on every
+#: resize (45 s, 735 MB at 40x12). The editor (e) still opens the whole text.
+PREVIEW_CHARS = 30_000
+
+
+def preview(text: str, limit: int = PREVIEW_CHARS) -> tuple[str, int]:
+    """The start of `text` that a panel shows (cut at a line break or a space near the limit),
+    and how many characters are left out."""
+    if len(text) <= limit:
+        return text, 0
+    cut = max(text.rfind("\n", limit - 2_000, limit), text.rfind(" ", limit - 200, limit))
+    cut = cut if cut > 0 else limit
+    return text[:cut], len(text) - cut
+
+
+def left_out(count: int) -> str:
+    return f"… {count:,} more characters not shown here: e opens the whole text"

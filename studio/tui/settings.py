@@ -19,6 +19,9 @@ class ReviewSettings:
     `studio synth`); None never polls."""
     theme: str = "textual-dark"
     """The Textual theme; fixed so that screenshots are reproducible."""
+    status_timeout: float | None = 8.0
+    """Seconds a review's status message ("✓ Accepted …") stays up; None keeps it until the next
+    one or another record (tests, for stable screenshots)."""
     cursor_blink: bool = True
     """Blinking text cursors; tests turn it off for stable screenshots."""
     keymap: Mapping[str, str] = field(default_factory=dict)

@@ -4,6 +4,10 @@ The UI thread never waits on SQLite (a `studio synth` run may hold the write loc
 an action submits a job and a worker awaits its future. Submitting from the action itself, not
 from inside the worker, fixes the order at key-press time, so `a` then `u` always undoes that
 accept, and nothing shares a connection across threads.
+
+The lane opens the store with `open_store` (the CLI passes one that opens a write-protected
+database read-only). The app learns whether it got a read-only store from the store's own
+`read_only` attribute (False when the store has none): see `store_is_read_only`.
 """
 
 from __future__ import annotations
@@ -19,12 +23,28 @@ from studio.store import Store
 from studio.store.store import Clock, utc_now
 
 T = TypeVar("T")
+#: Opens the app's store; called once, on the lane's thread.
+StoreOpener = Callable[[], Store]
+
+
+def store_is_read_only(store: Store) -> bool:
+    """True when the store was opened read-only (its `read_only` attribute; absent means False)."""
+    return bool(getattr(store, "read_only", False))
 
 
 class StoreLane:
-    def __init__(self, path: str | Path, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        clock: Clock | None = None,
+        open_store: StoreOpener | None = None,
+    ) -> None:
         self.path = Path(path)
         self.clock = clock or utc_now
+        self._open_store = open_store or (lambda: Store(self.path, clock=self.clock))
+        self._open_error: BaseException | None = None
+        """Why the store could not be opened: every later job fails with it, without retrying."""
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="studio-store")
         self._store: Store | None = None
         self._closed = False
@@ -42,8 +62,14 @@ class StoreLane:
         return await asyncio.wrap_future(self.submit(job))
 
     def _run(self, job: Callable[[Store], T]) -> T:
+        if self._open_error is not None:
+            raise self._open_error
         if self._store is None:
-            self._store = Store(self.path, clock=self.clock)
+            try:
+                self._store = self._open_store()
+            except BaseException as exc:
+                self._open_error = exc
+                raise
         return job(self._store)
 
     def close(self) -> None:

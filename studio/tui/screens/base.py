@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING, cast
 
 from textual.dom import DOMNode
@@ -18,18 +19,20 @@ if TYPE_CHECKING:
 
 def report_worker_failure(node: DOMNode, event: Worker.StateChanged) -> None:
     """The one place a failed worker becomes a message to the reviewer."""
-    if event.state is not WorkerState.ERROR:
-        return
+    if event.state is not WorkerState.ERROR or getattr(node.app, "failure", None) is not None:
+        return  # nothing failed, or the app is exiting with the reason (an unusable database)
     error = event.worker.error
+    # Never markup: an error's text is not ours (a path, a model's words, `[train]`).
+    notify = partial(node.app.notify, markup=False)
     if isinstance(error, UndoConflict):
-        node.app.notify(f"Can't undo: {error}", title="Undo", severity="warning")
+        notify(f"Can't undo: {error}", title="Undo", severity="warning")
     elif isinstance(error, EditConflict):
-        node.app.notify(f"Not saved: {error}.", title="Edit", severity="warning", timeout=10)
+        notify(f"Not saved: {error}.", title="Edit", severity="warning", timeout=10)
     elif isinstance(error, NoBackend):
-        node.app.notify(str(error), title="Regenerate", severity="warning")
+        notify(str(error), title="Regenerate", severity="warning")
     else:
         what = event.worker.description or event.worker.name or "A background job"
-        node.app.notify(f"{what} failed: {error}", title="Error", severity="error", timeout=10)
+        notify(f"{what} failed: {error}", title="Error", severity="error", timeout=10)
 
 
 class StudioScreen(Screen[None]):

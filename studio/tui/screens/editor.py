@@ -24,6 +24,20 @@ from studio.tui.settings import ReviewSettings
 from studio.tui.store_lane import StoreLane
 
 HINT = "ctrl+s saves as edited · escape discards · autosaved as a draft"
+#: Past this many characters the editor stops soft-wrapping: TextArea re-wraps the whole text
+#: on every resize and paste (a 1 MB pasted line: seconds each). Unwrapped, it lays out only
+#: the lines on screen.
+WRAP_LIMIT = 100_000
+
+
+class StageTextArea(TextArea):
+    """A TextArea that stops soft-wrapping before a huge paste lands, not after: wrapping a
+    pasted 1 MB line took 4 s; unwrapped, the paste takes a fraction of that."""
+
+    async def _on_paste(self, event: events.Paste) -> None:
+        if self.soft_wrap and len(event.text) + len(self.text) > WRAP_LIMIT:
+            self.soft_wrap = False
+        await super()._on_paste(event)
 
 
 class EditorScreen(ModalScreen[str | None]):
@@ -66,7 +80,8 @@ class EditorScreen(ModalScreen[str | None]):
             title += " · restored from an unsaved draft"
         with Vertical(classes="editor"):
             yield Label(title, classes="editor-title")
-            area = TextArea(self.initial_text, soft_wrap=True, id="editor")
+            wrap = len(self.initial_text) <= WRAP_LIMIT
+            area = StageTextArea(self.initial_text, soft_wrap=wrap, id="editor")
             area.cursor_blink = self.settings.cursor_blink
             yield area
             yield Label(id="editor-verdict", classes="editor-verdict")
@@ -78,7 +93,10 @@ class EditorScreen(ModalScreen[str | None]):
         self.show_verdict()
 
     def on_text_area_changed(self, event: TextArea.Changed) -> None:
-        self.text = event.text_area.text
+        area = event.text_area
+        self.text = area.text
+        if area.soft_wrap and len(self.text) > WRAP_LIMIT:
+            area.soft_wrap = False  # a huge paste: stop wrapping before the next resize
         self.show_verdict()
 
     def verdict_error(self) -> str:

@@ -24,10 +24,9 @@ INTRO = (
 
 
 def _key_display(binding: Binding, keymap: Mapping[str, str]) -> str:
+    # Every key of the binding, not its short `key_display` (the footer's "?" hides F1).
     keys = keymap.get(binding.id or "", binding.key)
-    if binding.id not in keymap and binding.key_display:
-        return binding.key_display
-    names = {"question_mark": "?", "slash": "/", "escape": "esc"}
+    names = {"question_mark": "?", "slash": "/", "escape": "esc", "f1": "F1"}
     return " / ".join(names.get(k.strip(), k.strip()) for k in keys.split(","))
 
 
@@ -69,11 +68,20 @@ class HelpScreen(StudioScreen):
                 ("Editing a text", EditorScreen.BINDINGS),
                 ("Statistics", StatsScreen.BINDINGS),
                 ("Training", TrainingScreen.BINDINGS),
-                ("Everywhere", type(self.app).BINDINGS),
+                ("Everywhere", [*type(self.app).BINDINGS, self._palette_binding()]),
             )
             for title, bindings in sections:
                 yield Static(keys_table(title, bindings, keymap), classes="keys")
         yield StudioFooter()
+
+    def _palette_binding(self) -> Binding:
+        """Textual's own key for the command palette, listed with ours."""
+        return Binding(
+            self.app.COMMAND_PALETTE_BINDING,
+            "command_palette",
+            "Command palette",
+            tooltip="Every action of the screen by name, and the queue filters",
+        )
 
     def action_back(self) -> None:
         self.dismiss(None)

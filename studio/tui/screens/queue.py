@@ -59,6 +59,8 @@ def count_queue(store: Store, flt: QueueFilter) -> QueueCounted:
 
 class QueueScreen(StudioScreen):
     CSS_PATH = "queue.tcss"
+    #: The keys the footer keeps when the terminal is too narrow for all (80 columns).
+    FOOTER_PRIORITY = ("queue.open", "queue.search", "queue.status", "app.help")
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "open", "Open", id="queue.open", tooltip="Review the selected record"),
         Binding("slash", "search", "Search", id="queue.search", key_display="/"),
@@ -84,7 +86,9 @@ class QueueScreen(StudioScreen):
         self.loaded_ids: list[int] = []
         self.complete = False
         """True once the last page of the filter is on screen."""
-        self.loading = False
+        self.reading_page = False
+        """True while a page is being read. Not `loading`: that is Textual's own `Widget.loading`,
+        which covers the screen with a spinner and takes the focus from the search box."""
         self.matching: int | None = None
         """How many records the filter matches (counted apart from the pages)."""
         self._search_timer: Timer | None = None
@@ -121,7 +125,7 @@ class QueueScreen(StudioScreen):
 
     def reload(self) -> None:
         """Start the current filter from its first page."""
-        self.loading = True
+        self.reading_page = True
         self.complete = False
         self.matching = None
         self.load_page(self.queue_filter, after=0, reset=True)
@@ -155,7 +159,7 @@ class QueueScreen(StudioScreen):
         for row in message.rows:
             table.add_row(*self._cells(row), key=str(row.id))
             self.loaded_ids.append(row.id)
-        self.loading = False
+        self.reading_page = False
         self.complete = message.complete
         self._show_showing()
 
@@ -218,8 +222,8 @@ class QueueScreen(StudioScreen):
         """Read the next page before the cursor reaches the end of what is loaded."""
         size = self.studio.settings.page_size
         near_end = event.cursor_row >= len(self.loaded_ids) - max(size // 2, 1)
-        if near_end and not self.complete and not self.loading and self.loaded_ids:
-            self.loading = True
+        if near_end and not self.complete and not self.reading_page and self.loaded_ids:
+            self.reading_page = True
             self.load_page(self.queue_filter, after=self.loaded_ids[-1], reset=False)
 
     def on_screen_resume(self) -> None:

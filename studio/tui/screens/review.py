@@ -15,6 +15,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.content import Content
 from textual.events import DescendantFocus
 from textual.reactive import reactive
+from textual.timer import Timer
 from textual.widgets import Header, Static
 
 from studio.model import APPROVED, STAGES, RecordStatus, Stage, StageStatus
@@ -71,10 +72,23 @@ REJECTABLE = frozenset(
 RECORD_ACTIONS = frozenset(
     {"accept", "accept_all", "reject", "reject_record", "edit", "regenerate", "diff"}
 )
+#: Actions that write: off (hidden) on a read-only database, rather than failing one by one.
+WRITE_ACTIONS = frozenset(
+    {"accept", "accept_all", "reject", "reject_record", "edit", "regenerate", "undo"}
+)
 
 
 class ReviewScreen(StudioScreen):
     CSS_PATH = "review.tcss"
+    #: The keys the footer keeps when the terminal is too narrow for all (80 columns).
+    FOOTER_PRIORITY = (
+        "review.accept",
+        "review.reject",
+        "review.edit",
+        "review.undo",
+        "review.next",
+        "app.help",
+    )
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("a", "accept", "Accept", id="review.accept", tooltip="Accept the focused stage"),
         Binding(
@@ -141,6 +155,9 @@ class ReviewScreen(StudioScreen):
         self._lane_position = record_id
         """The record that n / p move from. Read and written only by jobs on the store lane, so
         pressing n three times quickly moves three records, even before the first is shown."""
+        self._said_for: int | None = None
+        """The record the status message at the right of the record bar is about."""
+        self._said_timer: Timer | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -180,11 +197,16 @@ class ReviewScreen(StudioScreen):
         self.post_message(RecordLoaded(await asyncio.wrap_future(pending), focus))
 
     def on_record_loaded(self, message: RecordLoaded) -> None:
+        self._show_record(message.item, message.focus)
+
+    def _show_record(self, item: ReviewItem, focus: Stage | None) -> None:
         first = self.item is None
-        self.item = message.item
-        self.record_id = message.item.record.id
+        self.item = item
+        self.record_id = item.record.id
         self.studio.last_record_id = self.record_id
-        self.focus_stage(message.focus or self._first_to_review(message.item))
+        if self._said_for != self.record_id:
+            self._unsay()  # another record's news is not this one's
+        self.focus_stage(focus or self._first_to_review(item))
         if not first:
             self.query_one("#stages", VerticalScroll).scroll_home(animate=False)
             self.query_one("#seed", VerticalScroll).scroll_home(animate=False)
@@ -216,10 +238,11 @@ class ReviewScreen(StudioScreen):
         )
         parts: list[Content | str] = [
             Content.styled(f"Record {record.id}", "bold"),
+            # Before the long parts, so that a narrow terminal still shows it.
+            f"{decided}/{len(STAGES)} decided",
             status_content(record.status),
             record.technique or "no technique",
             f"attitude {record.attitude or '—'}",
-            f"{decided}/{len(STAGES)} decided",
         ]
         if record.status is RecordStatus.REJECTED:
             reason = f": {record.note}" if record.note else ""
@@ -232,9 +255,29 @@ class ReviewScreen(StudioScreen):
                 return stage
         return Stage.INTAKE_FORM
 
-    def say(self, text: str) -> None:
-        """The outcome of the last key press, at the right of the record bar."""
-        self.query_one("#last-action", Static).update(text)
+    def say(self, text: str, record_id: int | None = None) -> None:
+        """The outcome of the last key press, at the right of the record bar.
+
+        It belongs to `record_id` (the record on screen unless given): news about a record the
+        reviewer has already left is not shown, moving to another record clears it, and it
+        fades after `settings.status_timeout` seconds.
+        """
+        about = self.record_id if record_id is None else record_id
+        if about != self.record_id:
+            return
+        self._said_for = about
+        self.query_one("#last-action", Static).update(Content(text))
+        if self._said_timer is not None:
+            self._said_timer.stop()
+        timeout = self.studio.settings.status_timeout
+        self._said_timer = self.set_timer(timeout, self._unsay) if timeout else None
+
+    def _unsay(self) -> None:
+        self._said_for = None
+        if self._said_timer is not None:
+            self._said_timer.stop()
+            self._said_timer = None
+        self.query_one("#last-action", Static).update("")
 
     # -- moving -----------------------------------------------------------------------------
 
@@ -299,7 +342,7 @@ class ReviewScreen(StudioScreen):
     def on_decision_saved(self, message: DecisionSaved) -> None:
         if message.item.record.id == self.record_id:
             self.item = message.item
-        self.say(message.summary)
+        self.say(message.summary, message.item.record.id)
 
     def action_accept(self) -> None:
         stage = self.stage
@@ -365,7 +408,7 @@ class ReviewScreen(StudioScreen):
 
     def action_edit(self) -> None:
         item = self.item
-        if item is None:
+        if item is None or self.studio.read_only:
             return
         stage, record_id = self.stage, self.record_id
         view = item.record.stages[stage]
@@ -478,12 +521,14 @@ class ReviewScreen(StudioScreen):
         if message.undone is None or message.item is None:
             self.say("Nothing left to undo.")
             return
-        self.post_message(RecordLoaded(message.item, message.undone.stage))
+        self._show_record(message.item, message.undone.stage)
         self.say(f"↶ {message.undone.describe()}")
 
     # -- which keys apply -------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in WRITE_ACTIONS and self.studio.read_only:
+            return False
         if action not in RECORD_ACTIONS:
             return True
         item = self.item

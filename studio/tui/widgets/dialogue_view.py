@@ -39,7 +39,8 @@ class DialogueView(Widget):
         super().__init__(id=id, classes=classes)
         self.dialogue = Dialogue(())
         self._lines: dict[int, list[Strip]] = {}
-        """Wrapped lines per width (a resize or a new dialogue starts over)."""
+        """Wrapped lines for the current width only (a resize or a new dialogue starts over, so
+        resizing through many widths never keeps a copy per width)."""
 
     def show(self, dialogue: Dialogue) -> None:
         self.dialogue = dialogue
@@ -62,6 +63,7 @@ class DialogueView(Widget):
 
     def lines(self, width: int) -> list[Strip]:
         if width not in self._lines:
+            self._lines.clear()
             self._lines[width] = self._wrap(max(width, 1))
         return self._lines[width]
 

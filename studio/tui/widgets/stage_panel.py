@@ -11,7 +11,7 @@ from studio.cbt.dialogue import Dialogue, DialogueError, check_dialogue, parse_d
 from studio.model import Stage, StageStatus
 from studio.store import StageView
 from studio.store.review import Draft
-from studio.tui.formatting import STATUS_COLOR, status_label
+from studio.tui.formatting import PREVIEW_CHARS, STATUS_COLOR, left_out, preview, status_label
 from studio.tui.widgets.dialogue_view import DialogueView
 
 #: Why a stage needs attention when the store recorded no reason of its own.
@@ -21,6 +21,21 @@ DEFAULT_REASONS = {
     StageStatus.FAILED: "the backend gave no usable answer",
     StageStatus.INVALID: "the answer failed validation",
 }
+
+
+def preview_dialogue(dialogue: Dialogue, length: int) -> tuple[Dialogue, int]:
+    """The first turns of a long dialogue, up to about PREVIEW_CHARS of text, and how many
+    characters of its `length` are left out."""
+    used = sum(len(line) + 1 for line in dialogue.preamble)
+    turns = []
+    for turn in dialogue.turns:
+        if used >= PREVIEW_CHARS:
+            break
+        turns.append(turn)
+        used += len(turn.text) + len(turn.note) + 12
+    if len(turns) == len(dialogue.turns):
+        return dialogue, 0
+    return Dialogue(tuple(turns), dialogue.preamble), max(length - used, 0)
 
 
 class StagePanel(Vertical, can_focus=True):
@@ -38,6 +53,7 @@ class StagePanel(Vertical, can_focus=True):
         if self.stage is Stage.DIALOGUE:
             yield DialogueView(id="turns")
         yield Static(id="body", classes="body")
+        yield Static(id="more", classes="more")
 
     def show(self, view: StageView, *, draft: Draft | None, regenerating: bool) -> None:
         shown = (view, draft, regenerating)
@@ -61,12 +77,19 @@ class StagePanel(Vertical, can_focus=True):
             subtitle = Content.assemble(subtitle, " · ", " · ".join(extras))
         self.border_subtitle = subtitle
         text = view.text.strip()
+        # The whole dialogue is checked; only its first PREVIEW_CHARS are laid out.
         dialogue = parse_dialogue(text) if self.stage is Stage.DIALOGUE and text else None
         reason = self._reason(view, dialogue)
         reason_widget = self.query_one("#reason", Static)
         reason_widget.display = bool(reason)
         reason_widget.update(Content(reason))
-        self._show_body(view, text, dialogue)
+        shown_text, hidden = preview(text)
+        if dialogue is not None and hidden:
+            dialogue, hidden = preview_dialogue(dialogue, len(text))
+        more = self.query_one("#more", Static)
+        more.display = hidden > 0
+        more.update(left_out(hidden) if hidden else "")
+        self._show_body(view, shown_text, dialogue)
 
     def _reason(self, view: StageView, dialogue: Dialogue | None) -> str:
         if view.status in DEFAULT_REASONS:
