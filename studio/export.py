@@ -288,23 +288,26 @@ def export_hf_dataset(
 
 
 def save_dataset_dict(out: Path, splits: dict[str, list[dict[str, Any]]], *, replace: bool) -> None:
-    """`datasets.DatasetDict.save_to_disk` into a temporary folder beside `out`, then renamed."""
+    """`datasets.DatasetDict.save_to_disk` into a temporary folder beside `out`, then renamed.
+
+    An empty split is kept, empty, with the other splits' columns: `Dataset.from_list([],
+    features=…)` raises "Keys mismatch" and an empty split saved in zero shards cannot be loaded
+    back (datasets 5), so it is built column by column and saved as one shard."""
     from datasets import Dataset, DatasetDict
 
     rows = [row for split in splits.values() for row in split]
-    features = Dataset.from_list(rows).features if rows else None
+    features = Dataset.from_list(rows).features if rows else _sft_features()
 
     def split_dataset(split: list[dict[str, Any]]) -> Dataset:
-        if split or features is None:
+        if split:
             return Dataset.from_list(split, features=features)
-        # `Dataset.from_list([], features=…)` raises "Keys mismatch" (datasets 5): build the
-        # empty split column by column so it keeps the other split's columns and types.
         return Dataset.from_dict({name: [] for name in features}, features=features)
 
     dataset = DatasetDict({name: split_dataset(split) for name, split in splits.items()})
+    shards = {name: (1 if not split else None) for name, split in splits.items()}
     tmp = _temporary_name(out)
     try:
-        dataset.save_to_disk(str(tmp))
+        dataset.save_to_disk(str(tmp), num_shards=shards)
         _make_private(tmp)
         if replace and out.exists():
             old = _temporary_name(out.with_name(out.name + ".old"))
@@ -324,6 +327,22 @@ def save_dataset_dict(out: Path, splits: dict[str, list[dict[str, Any]]], *, rep
         ) from exc
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _sft_features() -> Any:
+    """The columns of `SftExample.export_row`, for a dataset without a single row to infer from."""
+    from datasets import Features, List, Value
+
+    message = List({"role": Value("string"), "content": Value("string")})
+    return Features(
+        {
+            "prompt": message,
+            "completion": message,
+            "record_id": Value("int64"),
+            "turn": Value("int64"),
+            "split": Value("string"),
+        }
+    )
 
 
 def _make_private(folder: Path) -> None:

@@ -125,7 +125,7 @@ def explain_database_error(exc: sqlite3.Error) -> str:
             "readable with `sqlite3 FILE .recover | sqlite3 recovered.db`"
         )
     if name.startswith("SQLITE_NOTADB") or "not a database" in text:
-        return f"not a CBT Studio database ({text}); check the path"
+        return f"not a usable CBT Studio database ({text}); check the path"
     if name.startswith("SQLITE_READONLY") or "readonly database" in text:
         return (
             f"the database cannot be changed here ({text}); make the file and its folder "
