@@ -97,9 +97,7 @@ def test_a_full_disk_says_so_not_cannot_rollback(
 ) -> None:
     """SQLite rolls back by itself on SQLITE_FULL; our ROLLBACK then failed with "cannot rollback -
     no transaction is active", hiding the cause."""
-    import studio.store.store as store_module
-
-    real_connect = store_module.connect
+    from studio.store.connect import connect as real_connect
 
     def small_disk(path: str | Path, *, read_only: bool = False) -> sqlite3.Connection:
         conn = real_connect(path, read_only=read_only)
@@ -108,7 +106,7 @@ def test_a_full_disk_says_so_not_cannot_rollback(
         return conn
 
     Store(folder / "a.db").close()
-    monkeypatch.setattr(store_module, "connect", small_disk)
+    monkeypatch.setattr("studio.store.store.connect", small_disk)
     rows = [cactus_row(n, dialogue="Counselor: hi\nClient: hello\n" * 400) for n in range(40)]
     write_jsonl(folder / "big.jsonl", rows)
     result = invoke(["import", "big.jsonl"])
