@@ -153,3 +153,13 @@ def test_import_of_a_missing_file_creates_no_database(folder: Path) -> None:
     result = invoke("import", "missing.json")
     assert result.exit_code == 2
     assert list(folder.iterdir()) == []
+
+
+def test_the_group_reviewer_reaches_import(folder: Path) -> None:
+    rows = write_jsonl(folder / "rows.jsonl", [cactus_row(1)])
+    result = invoke(
+        "--reviewer", "dr-lee", "--db", "m.db", "import", str(rows), "--status", "accepted"
+    )
+    assert result.exit_code == 0, result.output
+    with Store(folder / "m.db") as store:
+        assert store.record(1).last_reviewer == "dr-lee"

@@ -211,3 +211,41 @@ def test_read_only_refuses_a_database_that_needs_a_migration(tmp_path: Path) -> 
     with pytest.raises(sqlite3.OperationalError):
         Store(tmp_path / "missing.db", read_only=True)
     assert not (tmp_path / "missing.db").exists()  # read-only never creates a file
+
+
+def test_a_database_on_a_read_only_filesystem_is_read(folder: Path) -> None:
+    """A real read-only mount (a bind mount remounted `ro` in a private user namespace)."""
+    import shutil
+    import sys
+
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare(1) for a private read-only mount")
+    mounted = folder / "ro"
+    mounted.mkdir()
+    filled(mounted / "a.db", 5)
+    script = (
+        f"mount --bind {mounted} {mounted} && mount -o remount,bind,ro {mounted} && "
+        f"{sys.executable} -m studio stats --db {mounted}/a.db && "
+        f"{sys.executable} -m studio export {folder}/out.jsonl --db {mounted}/a.db && "
+        f"{{ {sys.executable} -m studio import {folder}/rows.jsonl --db {mounted}/a.db; "
+        "echo import-exit=$?; }"
+    )
+    probe = subprocess.run(["unshare", "-rm", "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"no private mount namespace here: {probe.stderr.decode().strip()}")
+    done = subprocess.run(["unshare", "-rm", "sh", "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "5 seeds (read-only: it is on a read-only filesystem)" in " ".join(done.stdout.split())
+    assert "exported 0 accepted records" in done.stdout
+    assert "import-exit=1" in done.stdout
+    assert done.stderr.strip().splitlines() == [
+        f"error: {mounted}/a.db: cannot be changed here: it is on a read-only filesystem; make it "
+        "writable, or copy it somewhere writable (stats, export and review can still read it)"
+    ]
+
+
+def test_a_bad_path_is_one_line_and_exit_2(folder: Path) -> None:
+    (folder / "notes.txt").write_text("a file, not a folder")
+    result = invoke(["import", "rows.jsonl"], db="notes.txt/a.db")
+    assert result.exit_code == 2
+    assert "notes.txt/a.db: cannot create or open the database" in one_line(result)

@@ -163,12 +163,15 @@ def handle_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def database_error(db: Path | None, exc: sqlite3.Error) -> DatabaseError:
-    """A SQLite error as a `DatabaseError` naming the file, with what to do."""
+def database_error(db: Path | None, exc: sqlite3.Error) -> StudioError:
+    """A SQLite error as one line naming the file, with what to do: exit 2 when the path itself
+    is wrong (SQLite cannot open it), else 1."""
     from studio.store.connect import explain_database_error
 
-    where = f"{db}: " if db else ""
-    return DatabaseError(where + explain_database_error(exc))
+    message = (f"{db}: " if db else "") + explain_database_error(exc)
+    if (getattr(exc, "sqlite_errorname", "") or "").startswith("SQLITE_CANTOPEN"):
+        return BadInputError(message)
+    return DatabaseError(message)
 
 
 @contextmanager
@@ -196,8 +199,10 @@ def open_store(
     except StudioError as exc:
         message = str(exc)
         raise type(exc)(message if message.startswith(f"{db}:") else f"{db}: {message}") from exc
-    except OSError as exc:
-        raise DatabaseError(f"{db}: cannot open the database ({exc})") from exc
+    except OSError as exc:  # the file or its folder cannot be created: a bad path (exit 2)
+        raise BadInputError(
+            f"{db}: cannot create or open the database ({exc.strerror or exc})"
+        ) from exc
     except sqlite3.Error as exc:
         raise database_error(db, exc) from exc
     try:

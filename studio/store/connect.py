@@ -34,17 +34,17 @@ def write_problem(path: Path) -> str:
     """Why the database at `path` cannot be changed here ("" when it can): a write-protected file,
     a folder that is not writable, or a read-only filesystem. A missing file in a missing folder
     is writable as far as this goes (it will be created)."""
-    probe = path if path.exists() else next(p for p in path.absolute().parents if p.exists())
     try:
+        probe = path if path.exists() else next(p for p in path.absolute().parents if p.exists())
         if os.statvfs(probe).f_flag & os.ST_RDONLY:
             return "it is on a read-only filesystem"
+        if path.exists() and not os.access(path, os.W_OK):
+            return "the file is write-protected"
+        folder = path.absolute().parent
+        if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
+            return "its folder is not writable"
     except OSError:
-        pass
-    if path.exists() and not os.access(path, os.W_OK):
-        return "the file is write-protected"
-    folder = path.absolute().parent
-    if folder.exists() and not os.access(folder, os.W_OK | os.X_OK):
-        return "its folder is not writable"
+        pass  # cannot even look: opening it will say what is wrong
     return ""
 
 
