@@ -50,7 +50,7 @@ def cli(ctx: click.Context, db: Path | None, reviewer: str | None) -> None:
     here reach every command.
     """
     if ctx.invoked_subcommand is None:
-        _no_command(ctx, resolve_db(db), reviewer)
+        _no_command(ctx, db=resolve_db(db), reviewer=reviewer)
 
 
 @handle_errors
