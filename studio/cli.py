@@ -13,7 +13,16 @@ from typing import Any
 import click
 
 from studio import __version__
-from studio.commands.common import db_option, handle_errors, open_store
+from studio.commands.common import (
+    db_option,
+    group_db,
+    group_options,
+    group_reviewer,
+    handle_errors,
+    new_db_option,
+    open_store,
+    resolve_db,
+)
 from studio.commands.review import is_interactive, open_review, review_command
 from studio.commands.synth import synth_command
 from studio.commands.train import train_command
@@ -31,24 +40,30 @@ MAX_PROBLEMS_SHOWN = 50
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
 )
 @click.version_option(__version__, prog_name="CBT Studio")
-@db_option
+@group_options
 @click.pass_context
-def cli(ctx: click.Context, db: Path) -> None:
+def cli(ctx: click.Context, db: Path | None, reviewer: str | None) -> None:
     """CBT Studio: synthesize, review and train on CBT counseling dialogues.
 
     Run `studio demo` to try it on a small demo database, offline. Without a command, opens the
-    review app (at a terminal; elsewhere it prints `studio stats`).
+    review app (at a terminal; elsewhere it prints `studio stats`). `--db` and `--reviewer` given
+    here reach every command.
     """
     if ctx.invoked_subcommand is None:
-        if is_interactive():
-            open_review(db)
-        else:
-            ctx.invoke(stats, db=db, as_json=False)
+        _no_command(ctx, db=resolve_db(db), reviewer=reviewer)
+
+
+@handle_errors
+def _no_command(ctx: click.Context, db: Path, reviewer: str | None) -> None:
+    if is_interactive():
+        open_review(db, reviewer)
+    else:
+        ctx.invoke(stats, db=db, as_json=False)
 
 
 @cli.command("import")
 @click.argument("paths", nargs=-1, required=True)
-@db_option
+@new_db_option
 @click.option(
     "--format",
     "fmt",
@@ -84,7 +99,7 @@ def import_cmd(
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
     from studio.ingest import StrictImportError, import_sources
-    from studio.ingest.readers import Source
+    from studio.ingest.readers import Source, resolve_source
 
     if reviewer and status != "accepted":
         raise BadInputError(
@@ -92,7 +107,9 @@ def import_cmd(
         )
     accepted_by = None
     if status == "accepted":
-        accepted_by = reviewer or _default_reviewer()
+        accepted_by = reviewer or group_reviewer() or _default_reviewer()
+    for spec in paths:
+        resolve_source(spec)  # a missing or unreadable input: exit 2 before the database exists
     err = Console(stderr=True)
     bar = Progress(
         TextColumn("[bold]{task.description}"),
@@ -146,14 +163,20 @@ def _print_problems(problems: list[Any]) -> None:
 @click.option(
     "--include-notes", is_flag=True, help="Add the reviewers' notes (left out by default)."
 )
+@click.option("--force", is_flag=True, help="Replace OUT if it exists (an earlier export).")
 @handle_errors
-def export(out: Path, db: Path, fmt: str, include_notes: bool) -> None:
-    """Export accepted records (edited text wins over the LLM original) to OUT."""
+def export(out: Path, db: Path, fmt: str, include_notes: bool, force: bool) -> None:
+    """Export accepted records (edited text wins over the LLM original) to OUT.
+
+    OUT is written under a temporary name and renamed into place; an existing OUT is replaced
+    only with --force, and never when it is the database or one of its files.
+    """
     from studio.export import export_records
 
-    with open_store(db, must_exist=True) as store:
-        count = export_records(store, out, fmt=fmt, include_notes=include_notes)
-    click.echo(f"exported {count} accepted records to {out}")
+    with open_store(db, must_exist=True, read_only_ok=True) as store:
+        result = export_records(store, out, fmt=fmt, include_notes=include_notes, force=force)
+    notes = "".join(f"; {note}" for note in result.notes)
+    click.echo(f"exported {result.records} accepted records to {out}{notes}")
 
 
 @cli.command()
@@ -164,9 +187,10 @@ def stats(db: Path, as_json: bool) -> None:
     """Counts of seeds, records, stages and training runs per status."""
     import json
 
-    with open_store(db, must_exist=True) as store:
+    with open_store(db, must_exist=True, read_only_ok=True) as store:
         data = store.stats()
         techniques = {} if as_json else store.technique_counts()
+        read_only = store.read_only_reason
     if as_json:
         click.echo(json.dumps(data))
         return
@@ -174,7 +198,8 @@ def stats(db: Path, as_json: bool) -> None:
     from rich.table import Table
 
     console = Console()
-    console.print(f"[bold]{db}[/]: {data['seeds']} seeds")
+    where = f" (read-only: {read_only})" if read_only else ""
+    console.print(f"[bold]{db}[/]: {data['seeds']} seeds{where}", highlight=False)
     for title, counts in (
         ("Records", data["records"]),
         ("Stages", data["stages"]),
@@ -193,23 +218,25 @@ def stats(db: Path, as_json: bool) -> None:
 @click.option(
     "--db",
     type=click.Path(dir_okay=False, path_type=Path),
-    default=DEMO_DB,
-    show_default=True,
-    help="Where to create the demo database (STUDIO_DB is ignored, to keep real data apart).",
+    default=None,
+    help=f"Where to create the demo database [default: the group's --db, else {DEMO_DB}; "
+    "STUDIO_DB is ignored, to keep real data apart].",
 )
 @click.option("--no-open", is_flag=True, help="Only build it and print its counts.")
 @handle_errors
-def demo(db: Path, no_open: bool) -> None:
-    """Create (once) a demo database with hand-written records, then open the studio on it."""
+def demo(db: Path | None, no_open: bool) -> None:
+    """Create (once) a demo database with hand-written records, then open the studio on it.
+    A database that already has seeds is used as it is, never filled with demo content."""
     from studio.demo import build_demo
 
+    db = db or group_db() or Path(DEMO_DB)
     with open_store(db) as store:
         created = build_demo(store)
     click.echo(f"{'created' if created else 'using'} demo database {db}")
     if no_open or not is_interactive():
         cli.main(["stats", "--db", str(db)], standalone_mode=False)
         return
-    open_review(db)
+    open_review(db, group_reviewer())
 
 
 def _default_reviewer() -> str:

@@ -13,3 +13,13 @@ class BadInputError(StudioError):
     """The user's input or configuration is wrong; the message says what and where (exit 2)."""
 
     exit_code = 2
+
+
+class DatabaseError(StudioError):
+    """The database cannot be used as it is (too new, damaged, read-only, disk full); the message
+    says what is wrong and what to do (exit 1)."""
+
+
+class ReadOnlyDatabaseError(DatabaseError):
+    """A write was asked of a store opened read-only (`Store.read_only`); refused before SQLite is
+    asked, so nothing is half-written."""

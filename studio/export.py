@@ -1,15 +1,24 @@
 """`studio export`: accepted records out, the reviewer's edits winning over the LLM originals.
 
 `cactus-jsonl` writes exactly the seven CACTUS columns, so import → accept → export round-trips.
-Files are written to a temporary name and renamed, with owner-only permissions (clinical data).
+
+An export never destroys anything: the database and its side files (`-wal`, `-shm`, `-journal`,
+the synth lock) are refused as OUT however they are spelled (resolved paths and inodes), an
+existing file or folder is replaced only with `force`, and every format is written to a temporary
+name in OUT's folder and renamed into place, so a crash leaves the old export or none, never half
+of one. Files are owner-only (clinical data). The JSONL formats stream: memory stays flat.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Iterator
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import orjson
 
@@ -18,6 +27,16 @@ from studio.model import CACTUS_COLUMNS, STAGES, Stage
 from studio.store import RecordView, Store
 
 EXPORT_FORMATS = ("cactus-jsonl", "sft-jsonl", "hf")
+# Files SQLite and the studio keep beside a database: overwriting any of them loses data.
+DATABASE_SIDE_FILES = ("-wal", "-shm", "-journal", ".synth.lock")
+
+
+@dataclass(frozen=True, slots=True)
+class ExportResult:
+    records: int
+    """Accepted records exported."""
+    notes: tuple[str, ...] = ()
+    """What a person should know about the result (an empty split, left out)."""
 
 
 def cactus_row(record: RecordView, *, include_notes: bool = False) -> dict[str, Any]:
@@ -42,28 +61,219 @@ def cactus_row(record: RecordView, *, include_notes: bool = False) -> dict[str, 
     return row
 
 
-def export_records(store: Store, out: str | Path, *, fmt: str, include_notes: bool = False) -> int:
-    """Write accepted records to `out`; returns how many were written."""
+def export_records(
+    store: Store,
+    out: str | Path,
+    *,
+    fmt: str,
+    include_notes: bool = False,
+    force: bool = False,
+) -> ExportResult:
+    """Write accepted records to `out` (refusing to touch the database or, without `force`, any
+    existing file or folder)."""
     if fmt not in EXPORT_FORMATS:
         raise BadInputError(
             f"unknown export format {fmt!r}; expected one of {', '.join(EXPORT_FORMATS)}"
         )
-    if fmt in ("sft-jsonl", "hf"):
-        if include_notes:
-            raise BadInputError("--include-notes goes with --format cactus-jsonl only")
-        return export_sft_dataset(store, out, fmt=fmt)
-    if Path(out).is_dir():
-        raise BadInputError(f"{out}: is a folder; cactus-jsonl writes one file (give a file name)")
-    rows = (cactus_row(r, include_notes=include_notes) for r in store.accepted_records())
-    return write_jsonl(out, rows)
+    if include_notes and fmt != "cactus-jsonl":
+        raise BadInputError("--include-notes goes with --format cactus-jsonl only")
+    out = Path(out)
+    check_export_target(out, store.path, fmt=fmt, force=force)
+    if fmt == "hf":
+        return export_hf_dataset(store, out, force=force)
+    if fmt == "sft-jsonl":
+        return export_sft_jsonl(store, out, force=force)
+    with atomic_file(out, replace=force) as fh:
+        count = write_rows(
+            fh, (cactus_row(r, include_notes=include_notes) for r in store.accepted_records())
+        )
+    return ExportResult(count)
 
 
-def export_sft_dataset(store: Store, out: str | Path, *, fmt: str, context: str = "history") -> int:
-    """The training dataset (`studio.train.dataset`) as JSONL or a `save_to_disk` folder.
+# -- where an export may go -------------------------------------------------------------------
 
-    `sft-jsonl`: one prompt/completion row per line with `record_id`, `turn` and `split`.
-    `hf`: a `DatasetDict` with `train` and `validation` splits. Returns the number of records.
-    """
+
+def check_export_target(out: Path, db: Path, *, fmt: str, force: bool) -> None:
+    """Refuse (exit 2) an OUT that is the database or one of its side files, or that exists
+    (without `force`), or that is the wrong kind of thing to replace."""
+    if str(db) != ":memory:":
+        _refuse_database_paths(out, db)
+    if not os.path.lexists(out):
+        return
+    folder = fmt == "hf"
+    if not folder and out.is_dir():
+        raise BadInputError(f"{out}: is a folder; {fmt} writes one file (give a file name)")
+    if not force:
+        raise BadInputError(
+            f"{out}: already exists; choose a new name, or add --force to replace it"
+        )
+    if folder and not (out.is_dir() and _replaceable_dataset_folder(out)):
+        raise BadInputError(
+            f"{out}: exists and is not an earlier dataset export, so --force will not replace it; "
+            "choose a new folder"
+        )
+
+
+def _refuse_database_paths(out: Path, db: Path) -> None:
+    spellings = {db, db.resolve()}
+    protected = [
+        (p.with_name(p.name + side), side) for p in spellings for side in DATABASE_SIDE_FILES
+    ]
+    protected += [(p, "") for p in spellings]
+    target = out.resolve()
+    for path, side in protected:
+        what = f"the database's {side} file" if side else "the database itself"
+        same = path.resolve() == target
+        if not same and path.exists() and out.exists():
+            with contextlib.suppress(OSError):
+                same = path.samefile(out)  # hard links, bind mounts
+        if same:
+            raise BadInputError(f"{out}: is {what} ({db}); export to another file")
+        if target in path.resolve().parents:
+            # A folder that holds the database can never be replaced by an export.
+            raise BadInputError(f"{out}: holds the database ({db}); export to another folder")
+
+
+def _replaceable_dataset_folder(path: Path) -> bool:
+    return not any(path.iterdir()) or (path / "dataset_dict.json").is_file()
+
+
+# -- writing ------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def atomic_file(out: Path, *, replace: bool) -> Iterator[IO[bytes]]:
+    """A file handle on a temporary name beside `out` (owner-only); on success it is synced and
+    renamed to `out`, on any failure removed. Without `replace` an `out` that appeared meanwhile
+    is never overwritten (linked into place, which fails if the name exists)."""
+    tmp = _temporary_name(out)
+    try:
+        fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except OSError as exc:
+        raise StudioError(f"{out}: cannot write the export ({exc.strerror})") from exc
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        _move_into_place(tmp, out, replace=replace)
+    except OSError as exc:
+        raise StudioError(
+            f"{out}: cannot write the export ({exc.strerror or exc}); nothing was replaced"
+        ) from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _temporary_name(out: Path) -> Path:
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part")
+    except OSError as exc:
+        raise StudioError(f"{out}: cannot write the export ({exc.strerror or exc})") from exc
+    os.close(fd)
+    Path(name).unlink()
+    return Path(name)
+
+
+def _move_into_place(tmp: Path, out: Path, *, replace: bool) -> None:
+    if replace:
+        tmp.replace(out)
+    else:
+        try:
+            os.link(tmp, out)
+        except FileExistsError:
+            raise BadInputError(
+                f"{out}: appeared while exporting; nothing was replaced (add --force to replace it)"
+            ) from None
+        except OSError:
+            # A filesystem without hard links: the check before the export has to do.
+            if os.path.lexists(out):
+                raise
+            tmp.replace(out)
+    _sync_folder(out.parent)
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make the rename itself durable (a crash after it keeps the new name)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def write_rows(fh: IO[bytes], rows: Iterable[dict[str, Any]]) -> int:
+    count = 0
+    for row in rows:
+        fh.write(orjson.dumps(row))
+        fh.write(b"\n")
+        count += 1
+    return count
+
+
+def write_jsonl(out: str | Path, rows: Iterable[dict[str, Any]], *, replace: bool = True) -> int:
+    """Rows as JSONL at `out`, written atomically; returns how many."""
+    with atomic_file(Path(out), replace=replace) as fh:
+        return write_rows(fh, rows)
+
+
+# -- the training dataset -----------------------------------------------------------------------
+
+
+def export_sft_jsonl(
+    store: Store, out: Path, *, force: bool, context: str = "history"
+) -> ExportResult:
+    """The training dataset (`studio.train.dataset`), one prompt/completion row per line with
+    `record_id`, `turn` and `split`: the train rows, then the validation rows, split exactly as
+    `studio train` splits them.
+
+    Streamed in two passes over one read snapshot: the first learns which seeds are held out
+    (the split needs them all), the second writes; validation rows wait in a second temporary
+    file. Memory holds one batch of records, never the dataset."""
+    from studio.train.dataset import record_examples
+
+    with store.read_snapshot():
+        held_out, n_records = _held_out_seeds(store, context)
+        with atomic_file(out, replace=force) as fh, tempfile.TemporaryFile(dir=out.parent) as val:
+            n_validation = 0
+            for record in store.accepted_records():
+                examples = record_examples(record, context)
+                if record.seed.content_hash in held_out:
+                    n_validation += write_rows(val, (e.export_row("validation") for e in examples))
+                else:
+                    write_rows(fh, (e.export_row("train") for e in examples))
+            val.seek(0)
+            shutil.copyfileobj(val, fh)
+    return ExportResult(n_records, _split_notes(n_validation, n_records))
+
+
+def _held_out_seeds(store: Store, context: str) -> tuple[frozenset[str], int]:
+    from studio.train.dataset import record_examples, validation_keys
+
+    keys: list[str] = []
+    n_records = 0
+    for record in store.accepted_records():
+        n_records += 1
+        if record_examples(record, context):
+            keys.append(record.seed.content_hash)
+    return validation_keys(keys, 0.1, 42), n_records
+
+
+def _split_notes(n_validation: int, n_records: int) -> tuple[str, ...]:
+    if n_validation or not n_records:
+        return ()
+    return (
+        f"the validation split is empty: {n_records} accepted records are too few to hold one out",
+    )
+
+
+def export_hf_dataset(
+    store: Store, out: Path, *, force: bool, context: str = "history"
+) -> ExportResult:
+    """The training dataset as a `DatasetDict` folder (`train` and `validation`), written beside
+    `out` and renamed into place. An empty split is saved empty, with the same columns."""
     from studio.train.dataset import build_sft_dataset
 
     dataset = build_sft_dataset(store.accepted_records(), context=context)
@@ -71,44 +281,68 @@ def export_sft_dataset(store: Store, out: str | Path, *, fmt: str, context: str 
         "train": [e.export_row("train") for e in dataset.train],
         "validation": [e.export_row("validation") for e in dataset.validation],
     }
-    if fmt == "sft-jsonl":
-        write_jsonl(out, iter(splits["train"] + splits["validation"]))
-    else:
-        save_dataset_dict(Path(out), splits)
-    return dataset.n_records
+    save_dataset_dict(out, splits, replace=force)
+    return ExportResult(
+        dataset.n_records, _split_notes(len(splits["validation"]), dataset.n_records)
+    )
 
 
-def save_dataset_dict(out: Path, splits: dict[str, list[dict[str, Any]]]) -> None:
-    """`datasets.DatasetDict.save_to_disk`, written beside `out` and then moved into place."""
-    import shutil
+def save_dataset_dict(out: Path, splits: dict[str, list[dict[str, Any]]], *, replace: bool) -> None:
+    """`datasets.DatasetDict.save_to_disk` into a temporary folder beside `out`, then renamed.
 
+    An empty split is kept, empty, with the other splits' columns: `Dataset.from_list([],
+    features=…)` raises "Keys mismatch" and an empty split saved in zero shards cannot be loaded
+    back (datasets 5), so it is built column by column and saved as one shard."""
     from datasets import Dataset, DatasetDict
 
-    if out.exists() and not (out.is_dir() and _replaceable_dataset_folder(out)):
-        raise BadInputError(
-            f"{out}: exists and is not an earlier dataset export; choose a new folder"
-        )
     rows = [row for split in splits.values() for row in split]
-    features = Dataset.from_list(rows).features if rows else None
-    dataset = DatasetDict(
-        {name: Dataset.from_list(split, features=features) for name, split in splits.items()}
-    )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.part")
-    shutil.rmtree(tmp, ignore_errors=True)
+    features = Dataset.from_list(rows).features if rows else _sft_features()
+
+    def split_dataset(split: list[dict[str, Any]]) -> Dataset:
+        if split:
+            return Dataset.from_list(split, features=features)
+        return Dataset.from_dict({name: [] for name in features}, features=features)
+
+    dataset = DatasetDict({name: split_dataset(split) for name, split in splits.items()})
+    shards = {name: (1 if not split else None) for name, split in splits.items()}
+    tmp = _temporary_name(out)
     try:
-        dataset.save_to_disk(str(tmp))
+        dataset.save_to_disk(str(tmp), num_shards=shards)
         _make_private(tmp)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
+        if replace and out.exists():
+            old = _temporary_name(out.with_name(out.name + ".old"))
+            out.rename(old)
+            tmp.rename(out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            if os.path.lexists(out):
+                raise BadInputError(
+                    f"{out}: appeared while exporting; nothing was replaced (add --force)"
+                )
+            tmp.rename(out)
+        _sync_folder(out.parent)
+    except OSError as exc:
+        raise StudioError(
+            f"{out}: cannot write the export ({exc.strerror or exc}); nothing was replaced"
+        ) from exc
+    finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
-def _replaceable_dataset_folder(path: Path) -> bool:
-    return not any(path.iterdir()) or (path / "dataset_dict.json").is_file()
+def _sft_features() -> Any:
+    """The columns of `SftExample.export_row`, for a dataset without a single row to infer from."""
+    from datasets import Features, List, Value
+
+    message = List({"role": Value("string"), "content": Value("string")})
+    return Features(
+        {
+            "prompt": message,
+            "completion": message,
+            "record_id": Value("int64"),
+            "turn": Value("int64"),
+            "split": Value("string"),
+        }
+    )
 
 
 def _make_private(folder: Path) -> None:
@@ -116,25 +350,3 @@ def _make_private(folder: Path) -> None:
     folder.chmod(0o700)
     for item in folder.rglob("*"):
         item.chmod(0o700 if item.is_dir() else 0o600)
-
-
-def write_jsonl(out: str | Path, rows: Iterator[dict[str, Any]]) -> int:
-    path = Path(out)
-    tmp = path.with_name(f".{path.name}.part")
-    count = 0
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(tmp, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600)
-    except OSError as exc:
-        raise StudioError(f"{path}: cannot write the export ({exc.strerror})") from exc
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            for row in rows:
-                fh.write(orjson.dumps(row))
-                fh.write(b"\n")
-                count += 1
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return count

@@ -44,7 +44,9 @@ def test_only_accepted_records_and_edits_win(run, tmp_path: Path, db_path: Path)
     assert row["thought"] == cactus_row(1)["thought"]
     assert "notes" not in row
 
-    run("export", str(out), "--include-notes")
+    assert run("export", str(out), "--include-notes").exit_code == 2  # exists: not replaced
+    assert "notes" not in _read(out)[0]
+    assert run("export", str(out), "--include-notes", "--force").exit_code == 0
     (row,) = _read(out)
     assert row["notes"]["cbt_plan"] == "tightened"
 
@@ -71,8 +73,9 @@ def test_formats_for_training_write_the_sft_dataset(run, tmp_path: Path) -> None
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
 
     folder = tmp_path / "sft-hf"
-    for _ in range(2):  # a second export replaces the first
-        assert run("export", str(folder), "--format", "hf").exit_code == 0
+    assert run("export", str(folder), "--format", "hf").exit_code == 0
+    assert run("export", str(folder), "--format", "hf").exit_code == 2  # exists
+    assert run("export", str(folder), "--format", "hf", "--force").exit_code == 0  # replaced
     dataset = load_from_disk(str(folder))
     assert set(dataset) == {"train", "validation"}
     assert len(dataset["train"]) + len(dataset["validation"]) == len(exported)
@@ -83,8 +86,9 @@ def test_formats_for_training_write_the_sft_dataset(run, tmp_path: Path) -> None
 
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "mine.txt").write_text("keep me")
-    refused = run("export", str(tmp_path / "notes"), "--format", "hf")
-    assert refused.exit_code == 2
+    for force in ((), ("--force",)):  # not an earlier export: never replaced
+        refused = run("export", str(tmp_path / "notes"), "--format", "hf", *force)
+        assert refused.exit_code == 2
     assert (tmp_path / "notes" / "mine.txt").read_text() == "keep me"
 
 

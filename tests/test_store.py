@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from studio.errors import DatabaseError
 from studio.model import CactusRow, RecordStatus, Seed, Stage, StageStatus, record_status
 from studio.store import Store
 from studio.store.migrations import available_migrations, schema_version
@@ -69,7 +70,7 @@ def test_two_processes_opening_a_new_database_migrate_once(db_path: Path) -> Non
 def test_newer_schema_is_refused(db_path: Path) -> None:
     with Store(db_path) as store:
         store.conn.execute("INSERT INTO schema_version VALUES (999, 'later')")
-    with pytest.raises(RuntimeError, match="newer than this CBT Studio"):
+    with pytest.raises(DatabaseError, match="newer than this CBT Studio"):
         Store(db_path)
 
 

@@ -323,6 +323,7 @@ def test_no_groq_key_is_a_configuration_error(
     monkeypatch.delenv("GROQ_API_KEY", raising=False)
     monkeypatch.delenv("STUDIO_CONFIG", raising=False)
     monkeypatch.chdir(tmp_path)
+    Store(tmp_path / "s.db").close()  # synth refuses a missing database before the settings
     result = CliRunner().invoke(cli, ["synth", "--db", str(tmp_path / "s.db")])
     assert result.exit_code == 2
     assert "GROQ_API_KEY" in result.stderr

@@ -193,6 +193,7 @@ def test_bad_input_exits_2_with_a_clear_message(
     run, db_path: Path, tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     model = str(tiny_model_dir)
+    Store(db_path).close()  # train refuses a missing database before it counts records
     empty = run("train", "--base-model", model)
     assert empty.exit_code == 2
     assert "has 0 records and none is accepted" in empty.stderr

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from studio.commands.common import db_option, handle_errors
+from studio.commands.common import db_option, group_reviewer, handle_errors, open_store
 from studio.errors import BadInputError
 
 if TYPE_CHECKING:
@@ -17,10 +17,11 @@ if TYPE_CHECKING:
 
 
 def resolve_reviewer(reviewer: str | None) -> str:
-    """`--reviewer`, else `STUDIO_REVIEWER`, else the OS user name."""
+    """`--reviewer`, else the group's (`studio --reviewer NAME review`), else `STUDIO_REVIEWER`,
+    else the OS user name."""
     import getpass
 
-    return reviewer or os.environ.get("STUDIO_REVIEWER") or getpass.getuser()
+    return reviewer or group_reviewer() or os.environ.get("STUDIO_REVIEWER") or getpass.getuser()
 
 
 def is_interactive() -> bool:
@@ -29,7 +30,14 @@ def is_interactive() -> bool:
 
 
 def open_review(db: Path, reviewer: str | None = None, config_path: Path | None = None) -> None:
-    """Run the review app on `db` until the reviewer quits."""
+    """Run the review app on `db` until the reviewer quits.
+
+    The database must exist (the app never creates an empty one) and open cleanly: a database
+    that is too new, damaged or unreadable is one line here, before the screen is taken over.
+    One that may not be changed opens read-only (`Store.open`)."""
+    with open_store(db, must_exist=True, read_only_ok=True):
+        pass
+
     from studio.tui import make_app
     from studio.tui.settings import ReviewSettings, parse_keymap
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
+from studio.errors import DatabaseError
 from studio.resources import migrations_dir
 
 _NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
@@ -50,11 +52,7 @@ def migrate(conn: sqlite3.Connection, now: str, folder: Path | None = None) -> i
     """
     migrations = available_migrations(folder)
     current = schema_version(conn)
-    if current > len(migrations):
-        raise RuntimeError(
-            f"this database has schema version {current}, newer than this CBT Studio "
-            f"({len(migrations)}); upgrade CBT Studio"
-        )
+    _refuse_newer(current, len(migrations))
     for migration in migrations[current:]:
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -70,9 +68,49 @@ def migrate(conn: sqlite3.Connection, now: str, folder: Path | None = None) -> i
             )
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            rollback_quietly(conn)
             raise
     return schema_version(conn)
+
+
+def check_schema(conn: sqlite3.Connection, folder: Path | None = None) -> int:
+    """The schema version of a database opened read-only, which cannot be migrated: one that is
+    not a CBT Studio database, older (needs a migration, a write) or newer is refused."""
+    latest = len(available_migrations(folder))
+    has_table = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'"
+    ).fetchone()
+    if not has_table:
+        raise DatabaseError(
+            "not a CBT Studio database (no schema version); it cannot be set up read-only"
+        )
+    row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
+    current = int(row[0] or 0)
+    _refuse_newer(current, latest)
+    if current < latest:
+        raise DatabaseError(
+            f"this database has schema version {current} and needs an upgrade to {latest}, "
+            "which needs write access; open it once where it is writable"
+        )
+    return current
+
+
+def _refuse_newer(current: int, latest: int) -> None:
+    if current > latest:
+        raise DatabaseError(
+            f"this database has schema version {current}, newer than this CBT Studio "
+            f"({latest}); upgrade CBT Studio to open it"
+        )
+
+
+def rollback_quietly(conn: sqlite3.Connection) -> None:
+    """Roll back after a failure without hiding it: SQLite has already rolled back by itself
+    after some errors (a full disk: `database or disk is full`), and a ROLLBACK then raises
+    "cannot rollback - no transaction is active", which would replace the real cause."""
+    if not conn.in_transaction:
+        return
+    with contextlib.suppress(sqlite3.Error):  # the original error is the one worth reporting
+        conn.execute("ROLLBACK")
 
 
 def _statements(sql: str) -> list[str]:

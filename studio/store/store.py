@@ -7,10 +7,8 @@ All SQL of CBT Studio lives here. The store is safe to share between the review 
 from __future__ import annotations
 
 import functools
-import os
 import sqlite3
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,6 +20,7 @@ import orjson
 
 from studio.cbt.checks import judge_answer
 from studio.cbt.techniques import normalize_technique
+from studio.errors import ReadOnlyDatabaseError
 from studio.model import (
     STAGES,
     CactusRow,
@@ -31,13 +30,12 @@ from studio.model import (
     StageStatus,
     record_status,
 )
-from studio.store.migrations import migrate
+from studio.store.connect import connect, write_problem
+from studio.store.migrations import check_schema, migrate, rollback_quietly
 
 if TYPE_CHECKING:
     import sqlite_utils
 
-BUSY_TIMEOUT_S = 30.0
-PAGE_SIZE = 16384
 Clock = Callable[[], datetime]
 
 
@@ -108,57 +106,47 @@ class AddResult:
     record_ids: tuple[int, ...]
 
 
-def _enable_wal(conn: sqlite3.Connection) -> None:
-    """Switch to WAL once per database file. Switching needs a moment of exclusive access and
-    SQLite answers "locked" at once instead of waiting, so two processes opening a new database
-    together retry here (the busy timeout covers everything else)."""
-    deadline = time.monotonic() + BUSY_TIMEOUT_S
-    while conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-        try:
-            conn.execute("PRAGMA journal_mode = WAL")
-        except sqlite3.OperationalError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.02)
-
-
 class EditConflict(ValueError):
     """A reviewer's edit was based on a text that is no longer the stage's text."""
-
-
-def create_private_file(path: Path) -> None:
-    """Create an empty database file readable by its owner only (clinical data)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-    except FileExistsError:
-        return
-    os.close(fd)
 
 
 class Store:
     """One connection to a CBT Studio database. Use one Store per thread."""
 
-    def __init__(self, path: str | Path, *, clock: Clock = utc_now) -> None:
+    def __init__(
+        self, path: str | Path, *, clock: Clock = utc_now, read_only: bool = False
+    ) -> None:
+        """Open (and create, and migrate) the database at `path`.
+
+        `read_only=True` writes nothing: no file is created, no migration runs (a database that
+        needs one is refused with a `DatabaseError`), and every write is refused up front with
+        `ReadOnlyDatabaseError`. `Store.open` chooses for you."""
         self.path = Path(path)
         self.clock = clock
-        if str(path) != ":memory:":
-            create_private_file(self.path)
-        conn = sqlite3.connect(
-            str(path), timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
-        )
-        # Stage texts are kilobytes long: 16 KiB pages keep most of them off overflow chains
-        # (a third faster on a CACTUS-sized import). Only takes effect on a new, empty file.
-        conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
-        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-        if str(path) != ":memory:":
-            _enable_wal(conn)
-        conn.execute("PRAGMA synchronous = NORMAL")
-        conn.execute("PRAGMA foreign_keys = ON")
+        self.read_only = read_only
+        """True when this store only reads (see `read_only_reason`)."""
+        self.read_only_reason = "opened read-only" if read_only else ""
+        """Why the store is read-only, for a person ("the file is write-protected"); "" if not."""
+        conn = connect(path, read_only=read_only)
         self.conn = conn
         self._lock = threading.RLock()
         self._depth = 0
-        self.schema_version = migrate(conn, self.now())
+        try:
+            self.schema_version = check_schema(conn) if read_only else migrate(conn, self.now())
+        except BaseException:
+            conn.close()
+            raise
+
+    @classmethod
+    def open(cls, path: str | Path, *, clock: Clock = utc_now) -> Store:
+        """Read-write where the file, its folder and the filesystem allow it, else read-only:
+        `store.read_only` says which, `store.read_only_reason` why. For everything that can do
+        its job on a database it may not change (stats, export, the review app)."""
+        reason = "" if str(path) == ":memory:" else write_problem(Path(path))
+        store = cls(path, clock=clock, read_only=bool(reason))
+        if reason:
+            store.read_only_reason = reason
+        return store
 
     # -- plumbing -----------------------------------------------------------------------------
 
@@ -195,16 +183,34 @@ class Store:
                 finally:
                     self._depth -= 1
                 return
+            if self.read_only:
+                raise ReadOnlyDatabaseError(
+                    f"{self.path}: read-only ({self.read_only_reason}); nothing was changed"
+                )
             self.conn.execute("BEGIN IMMEDIATE")
             self._depth = 1
             try:
                 yield self.conn
+                self.conn.execute("COMMIT")
             except BaseException:
-                self._depth = 0
-                self.conn.execute("ROLLBACK")
+                rollback_quietly(self.conn)
                 raise
-            self._depth = 0
-            self.conn.execute("COMMIT")
+            finally:
+                self._depth = 0
+
+    @contextmanager
+    def read_snapshot(self) -> Iterator[None]:
+        """Several reads that see one state of the database (a deferred read transaction: in WAL
+        mode it blocks no writer), e.g. an export that reads the records twice."""
+        with self._lock:
+            if self.conn.in_transaction:
+                yield
+                return
+            self.conn.execute("BEGIN")
+            try:
+                yield
+            finally:
+                rollback_quietly(self.conn)  # nothing was written; ending it is all that is left
 
     def log_event(
         self,
