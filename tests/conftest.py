@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import os
+import subprocess
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -102,3 +104,24 @@ def run(db_path: Path, monkeypatch: pytest.MonkeyPatch):
         return CliRunner().invoke(cli, argv, catch_exceptions=False)
 
     return invoke
+
+
+@pytest.fixture
+def protect() -> Iterator[Callable[[Path], None]]:
+    """Make a file or folder unwritable: chmod for a normal user; for root (who ignores
+    permissions) the immutable attribute, which even root cannot write through."""
+    protected: list[Path] = []
+
+    def apply(path: Path) -> None:
+        if os.geteuid() != 0:
+            path.chmod(0o500 if path.is_dir() else 0o400)
+        elif subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode != 0:
+            pytest.skip("running as root where chattr +i is not available")
+        protected.append(path)
+
+    yield apply
+    for path in reversed(protected):
+        if os.geteuid() == 0:
+            subprocess.run(["chattr", "-i", str(path)], check=False)
+        else:
+            path.chmod(0o700 if path.is_dir() else 0o600)

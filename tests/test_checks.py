@@ -327,7 +327,7 @@ def test_an_edit_that_breaks_the_rule_is_saved_invalid_with_the_reason(
     accepted, item = accept_remaining(reviewed, 1, reviewer=ME)  # `A` skips the invalid stage
     assert accepted == 3 and item.record.stages[Stage.DIALOGUE].status is StageStatus.INVALID
     assert item.record.status is not RecordStatus.ACCEPTED
-    assert export_records(reviewed, tmp_path / "out.jsonl", fmt="cactus-jsonl") == 0
+    assert export_records(reviewed, tmp_path / "out.jsonl", fmt="cactus-jsonl").records == 0
     assert build_sft_dataset(reviewed.accepted_records(), validation_fraction=0).n_records == 0
 
 

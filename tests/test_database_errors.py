@@ -3,10 +3,9 @@
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -134,27 +133,6 @@ def test_a_transaction_failing_on_a_full_disk_keeps_the_real_error(tmp_path: Pat
 
 
 # -- read-only files, folders and filesystems ---------------------------------------------------
-
-
-@pytest.fixture
-def protect() -> Iterator[Callable[[Path], None]]:
-    """Make a file or folder unwritable: chmod for a normal user; for root (who ignores
-    permissions) the immutable attribute, which even root cannot write through."""
-    protected: list[Path] = []
-
-    def apply(path: Path) -> None:
-        if os.geteuid() != 0:
-            path.chmod(0o500 if path.is_dir() else 0o400)
-        elif subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode != 0:
-            pytest.skip("running as root where chattr +i is not available")
-        protected.append(path)
-
-    yield apply
-    for path in reversed(protected):
-        if os.geteuid() == 0:
-            subprocess.run(["chattr", "-i", str(path)], check=False)
-        else:
-            path.chmod(0o700 if path.is_dir() else 0o600)
 
 
 def test_a_write_protected_database_is_read_read_only(

@@ -1,12 +1,12 @@
 """The review app on a database it cannot write or cannot use (issue 8, item 4, the app side).
 
-Read-only: the app reads `read_only` from the store it opens (the CLI passes an `open_store`
-that opens a write-protected file read-only); here the test opens one itself.
+Read-only: the app reads `read_only` from the store it opens; by default `Store.open`, which opens
+a write-protected file, or one in an unwritable folder, read-only.
 """
 
 from __future__ import annotations
 
-import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,14 +43,8 @@ async def wait_until(pilot: Pilot[Any], condition: Any, what: str, tries: int = 
 
 
 def read_only_store(path: Path) -> Store:
-    """A Store over a read-only connection, flagged as such (what the CLI's opener gives)."""
-    store = Store(path, clock=FixedClock())
-    store.conn.close()
-    store.conn = sqlite3.connect(
-        f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
-    )
-    setattr(store, "read_only", True)  # noqa: B010 - the attribute the Store may not declare
-    return store
+    """A Store forced read-only (`mode=ro`): what `Store.open` gives for an unwritable file."""
+    return Store(path, clock=FixedClock(), read_only=True)
 
 
 def read_only_app(path: Path) -> StudioApp:
@@ -89,6 +83,24 @@ async def test_a_read_only_database_is_read_and_never_written(tmp_path: Path) ->
         assert any("read-only" in m for _, m in said)
     assert query(db, "SELECT COUNT(*) FROM events") == events_before
     assert stage_row(db, 3, Stage.INTAKE_FORM).status is StageStatus.GENERATED
+
+
+async def test_a_write_protected_file_opens_read_only_by_default(
+    tmp_path: Path, protect: Callable[[Path], None]
+) -> None:
+    """No opener passed: the app's own default (`Store.open`) finds the file write-protected."""
+    db = demo_db(tmp_path / "demo.db")
+    events_before = query(db, "SELECT COUNT(*) FROM events")
+    protect(db)
+    app = studio_app(db)
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await open_record(pilot)
+        assert app.read_only and app.sub_title.endswith("· read-only")
+        assert not app.screen.check_action("accept", ())
+        await pilot.press("a", "x")
+        await settle(pilot)
+        assert [n.message for n in app._notifications if n.severity == "error"] == []
+    assert query(db, "SELECT COUNT(*) FROM events") == events_before
 
 
 async def test_a_writable_database_is_not_read_only(tmp_path: Path) -> None:

@@ -451,7 +451,7 @@ def make_app(
     first `r` instead (the LLM SDKs then load only when needed); with neither, `r` says that no
     backend is configured. `clock` stamps every decision (tests pass a fixed one). `runs_dir`
     holds the run folders of runs started from the Training pane. `open_store` opens the
-    database (default: `Store(store_path)`); a store whose `read_only` attribute is true puts the
+    database (default: `Store.open(store_path)`, read-only where the file cannot be written); a store whose `read_only` attribute is true puts the
     app in read-only mode (said in the header, decisions off).
     """
     settings = settings or ReviewSettings(reviewer=reviewer)

@@ -77,7 +77,7 @@ class Regenerator:
 
         backend = self._get_backend()
         # One Store per regeneration: several may be in flight on this loop at once.
-        with Store(self.path, clock=self.clock) as store:
+        with Store.open(self.path, clock=self.clock) as store:
             return await regenerate_stage(
                 store, backend, record_id, stage, settings=self.settings, reviewer=reviewer
             )

@@ -42,7 +42,7 @@ class StoreLane:
     ) -> None:
         self.path = Path(path)
         self.clock = clock or utc_now
-        self._open_store = open_store or (lambda: Store(self.path, clock=self.clock))
+        self._open_store = open_store or (lambda: Store.open(self.path, clock=self.clock))
         self._open_error: BaseException | None = None
         """Why the store could not be opened: every later job fails with it, without retrying."""
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="studio-store")
