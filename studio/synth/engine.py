@@ -39,9 +39,10 @@ from studio.synth.backends import (
     Backend,
     BackendError,
     ChatRequest,
+    ChatResponse,
     StructuredOutputUnsupported,
 )
-from studio.synth.ratelimit import RateLimiter
+from studio.synth.ratelimit import CompletionBudgets, RateLimiter
 from studio.synth.settings import SynthSettings
 from studio.synth.templates import Messages, load_template, prompt_hash
 
@@ -93,6 +94,8 @@ class _Usage:
     tokens_out: int = 0
     latency_ms: int = 0
     hashes: list[str] = field(default_factory=list)
+    finish_reason: str = ""
+    """Why the last answer ended (`length`: cut at its token budget, even after the retry)."""
 
 
 class Synthesizer:
@@ -111,8 +114,14 @@ class Synthesizer:
         self.settings = settings
         self.on_event = on_event or (lambda event: None)
         self.limiter = limiter or RateLimiter(
-            rpm=settings.rpm, tpm=settings.tpm, max_in_flight=settings.concurrency
+            rpm=settings.rpm,
+            tpm=settings.tpm,
+            max_in_flight=settings.concurrency,
+            burst_s=settings.burst_s,
+            requests_header_per_day=backend.name == "groq",
         )
+        self.budgets = CompletionBudgets()
+        """Per-stage completion budgets (`max_tokens` asked for), learned from the answers."""
         self.summary = SynthSummary()
         self.fresh = fresh
         """Skip cached answers (regenerating asks the model again); answers are still cached."""
@@ -300,17 +309,22 @@ class Synthesizer:
             usage.tokens_in += cached.tokens_in
             usage.tokens_out += cached.tokens_out
             return cached.text
+        maximum = self.settings.max_tokens
+        # A local model charges nothing up front: it may always have the stage's maximum.
+        learn = self.settings.token_budgets and self.backend.name != "local"
+        budget = self.budgets.budget(kind, maximum) if learn else maximum
         request = ChatRequest(
             messages=messages,
-            max_tokens=self.settings.max_tokens,
+            max_tokens=budget,
             temperature=self.settings.temperature,
             json_schema=schema,
         )
         prompt_chars = sum(len(m["content"]) for m in messages)
         attempt = 0
+        cut_retried = False
         while True:
             attempt += 1
-            estimate = self.limiter.estimate(prompt_chars, kind, request.max_tokens)
+            estimate = self.limiter.estimate(prompt_chars, request.max_tokens)
             permit = await self.limiter.acquire(estimate, kind)
             started = time.monotonic()
             try:
@@ -339,26 +353,48 @@ class Synthesizer:
             except BaseException:
                 self.limiter.release(permit, tokens=estimate)
                 raise
-            spent = response.tokens_in + response.tokens_out
-            self.limiter.release(permit, tokens=spent or estimate, headers=response.headers)
-            self.limiter.learn(prompt_chars, kind, response.tokens_in, response.tokens_out)
+            # Counted the way providers count: the prompt plus the completion asked for.
+            spent = response.tokens_in + max(request.max_tokens, response.tokens_out)
+            self.limiter.release(
+                permit, tokens=spent if response.tokens_in else estimate, headers=response.headers
+            )
+            self.limiter.learn(prompt_chars, response.tokens_in)
+            self._count(response, usage)
+            if response.finish_reason == "length" and learn:
+                self.budgets.cut(kind, request.max_tokens)
+                if request.max_tokens < maximum and not cut_retried:
+                    # Cut by a budget that was too small: ask once more with room, never keep
+                    # the short answer. A second cut is passed on (the stage is then invalid).
+                    cut_retried = True
+                    cut_at = request.max_tokens
+                    larger = self.budgets.larger(kind, cut_at, maximum)
+                    request = replace(request, max_tokens=larger)
+                    self.summary.retries += 1
+                    self.on_event(SynthEvent("retry", detail=f"cut at {cut_at} tokens"))
+                    continue
+            elif learn:
+                self.budgets.observe(kind, response.tokens_out)
             break
-        latency = int((time.monotonic() - started) * 1000)
-        cache_put(
-            self.store,
-            key,
-            self.backend.name,
-            self.backend.model,
-            CachedAnswer(response.text, response.tokens_in, response.tokens_out),
-        )
+        usage.latency_ms += int((time.monotonic() - started) * 1000)
+        usage.finish_reason = response.finish_reason
+        if response.finish_reason != "length":  # a cut answer is never served from the cache
+            cache_put(
+                self.store,
+                key,
+                self.backend.name,
+                self.backend.model,
+                CachedAnswer(response.text, response.tokens_in, response.tokens_out),
+            )
+        return response.text
+
+    def _count(self, response: ChatResponse, usage: _Usage) -> None:
+        """Every answer received costs, the cut ones retried included."""
         self.summary.calls += 1
         self.summary.tokens_in += response.tokens_in
         self.summary.tokens_out += response.tokens_out
         usage.tokens_in += response.tokens_in
         usage.tokens_out += response.tokens_out
-        usage.latency_ms += latency
-        self.on_event(SynthEvent("call", tokens=spent))
-        return response.text
+        self.on_event(SynthEvent("call", tokens=response.tokens_in + response.tokens_out))
 
 
 def backoff_delay(attempt: int, retry_after: float | None) -> float:
