@@ -62,6 +62,12 @@ class ServerStats:
     rate_limited: int = 0
     errors: int = 0
     tokens: int = 0
+    """Prompt + answer tokens of the answers sent."""
+    cut: int = 0
+    """Answers cut at their `max_tokens` (their tokens are in `tokens` too)."""
+    tokens_cut: int = 0
+    first_at: float = 0.0
+    last_done_at: float = 0.0
     in_flight: int = 0
     max_in_flight: int = 0
     started: float = field(default_factory=time.monotonic)
@@ -254,6 +260,7 @@ class ChatServer:
                     self._send(404, {"error": {"message": f"no route {self.path}"}}, {})
                     return
                 with server._lock:
+                    server.stats.first_at = server.stats.first_at or time.monotonic()
                     server.stats.requests += 1
                     server.stats.in_flight += 1
                     server.stats.max_in_flight = max(
@@ -297,6 +304,10 @@ class ChatServer:
                 with server._lock:
                     server.stats.ok += 1
                     server.stats.tokens += prompt_tokens + completion_tokens
+                    if finish_reason == "length":
+                        server.stats.cut += 1
+                        server.stats.tokens_cut += prompt_tokens + completion_tokens
+                    server.stats.last_done_at = time.monotonic()
                     headers = {**server._headers(time.monotonic()), **reply.headers}
                 self._send(
                     200,

@@ -122,6 +122,7 @@ class Synthesizer:
         )
         self.budgets = CompletionBudgets()
         """Per-stage completion budgets (`max_tokens` asked for), learned from the answers."""
+        self._probes: dict[str, asyncio.Event] = {}
         self.summary = SynthSummary()
         self.fresh = fresh
         """Skip cached answers (regenerating asks the model again); answers are still cached."""
@@ -312,6 +313,11 @@ class Synthesizer:
         maximum = self.settings.max_tokens
         # A local model charges nothing up front: it may always have the stage's maximum.
         learn = self.settings.token_budgets and self.backend.name != "local"
+        probe = None
+        if learn and self.limiter.tpm and not self.budgets.known(kind):
+            # Under a token limit the first call of a kind goes alone: the others would each
+            # reserve the initial guess against the limit, and one answer teaches the budget.
+            probe = await self._first_of_kind(kind)
         budget = self.budgets.budget(kind, maximum) if learn else maximum
         request = ChatRequest(
             messages=messages,
@@ -320,6 +326,34 @@ class Synthesizer:
             json_schema=schema,
         )
         prompt_chars = sum(len(m["content"]) for m in messages)
+        try:
+            return await self._attempts(request, kind, key, prompt_chars, maximum, learn, usage)
+        finally:
+            if probe is not None:
+                probe.set()
+
+    async def _first_of_kind(self, kind: str) -> asyncio.Event | None:
+        """Wait for the first answer of `kind` if one is on its way; else return the event this
+        call sets when its answer arrives."""
+        pending = self._probes.get(kind)
+        if pending is not None:
+            await pending.wait()
+            return None
+        self._probes[kind] = asyncio.Event()
+        return self._probes[kind]
+
+    async def _attempts(
+        self,
+        request: ChatRequest,
+        kind: str,
+        key: str,
+        prompt_chars: int,
+        maximum: int,
+        learn: bool,
+        usage: _Usage,
+    ) -> str:
+        """Send `request` through the limiter until an answer comes (retries, one larger budget
+        for an answer cut short); count it, cache it unless it was cut, return its text."""
         attempt = 0
         cut_retried = False
         while True:

@@ -178,6 +178,9 @@ class CompletionBudgets:
         self._seen: dict[str, deque[int]] = {}
         self._floor: dict[str, int] = {}
 
+    def known(self, kind: str) -> bool:
+        return bool(self._seen.get(kind))
+
     def budget(self, kind: str, maximum: int) -> int:
         seen = self._seen.get(kind)
         if not seen:
