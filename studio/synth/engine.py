@@ -1,7 +1,8 @@
 """The synthesis engine: many records in flight, each record's stages in order.
 
 Every call goes through one path (`Synthesizer.call`): the response cache (a resumed run never pays
-twice), the rate limiter, the backend, and the one retry loop with exponential backoff and jitter.
+twice), the stage's learned completion budget, the rate limiter, the backend, and the one retry
+loop with exponential backoff and jitter (an answer cut by its budget is asked again once with more).
 Every finished stage is committed at once, so `kill -9` loses only the calls in flight.
 """
 
