@@ -123,3 +123,20 @@ def test_retired_groq_models_name_their_replacement(
 
 def test_the_default_groq_model_is_gpt_oss_120b() -> None:
     assert SynthSettings(backend="groq").model_id == "openai/gpt-oss-120b"
+
+
+def test_the_loopback_server_enforces_a_short_bucket_charging_max_tokens() -> None:
+    """The benchmarks' provider: prompt + `max_tokens` charged, a bucket of `bucket_s` seconds."""
+    import openai
+
+    with ChatServer(tpm=6000, bucket_s=10.0, charge_max_tokens=True) as server:
+        client = openai.OpenAI(api_key="x", base_url=server.openai_base_url, max_retries=0)
+        messages = [{"role": "user", "content": "hello"}]
+        client.chat.completions.create(model="m", messages=messages, max_tokens=600)  # type: ignore[arg-type]
+        with pytest.raises(openai.RateLimitError) as refused:
+            client.chat.completions.create(model="m", messages=messages, max_tokens=600)  # type: ignore[arg-type]
+        client.close()
+    assert server.admitted[0][1] == 1 + 600  # "hello" is one token, plus the reserve
+    headers = refused.value.response.headers
+    assert int(headers["x-ratelimit-remaining-tokens"]) < 600
+    assert float(headers["retry-after"]) > 0
