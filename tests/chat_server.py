@@ -3,7 +3,11 @@
 The real `openai` and `groq` SDKs talk to it over real HTTP on 127.0.0.1 (`openai_base_url`,
 `groq_base_url`). By default it answers every CBT Studio stage with plausible text; a test passes
 `respond` to script errors (429 + retry-after, 500, garbage, slow answers). With `rpm`/`tpm` it
-enforces rate limits over a sliding window, as a provider would, and sends `x-ratelimit-*` headers.
+enforces rate limits over a sliding window, as a provider would, and sends `x-ratelimit-*` headers;
+with `bucket_s` too it enforces them as token buckets that hold only `bucket_s` seconds of the
+rate (how providers really enforce a per-minute limit). With `charge_max_tokens` a request is
+charged its prompt plus the `max_tokens` it asks for (as OpenAI documents), else prompt plus
+answer. An answer longer than the request's `max_tokens` is cut there (`finish_reason: length`).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import time
 import zlib
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -60,6 +64,12 @@ class ServerStats:
     rate_limited: int = 0
     errors: int = 0
     tokens: int = 0
+    """Prompt + answer tokens of the answers sent."""
+    cut: int = 0
+    """Answers cut at their `max_tokens` (their tokens are in `tokens` too)."""
+    tokens_cut: int = 0
+    first_at: float = 0.0
+    last_done_at: float = 0.0
     in_flight: int = 0
     max_in_flight: int = 0
     started: float = field(default_factory=time.monotonic)
@@ -80,12 +90,18 @@ class ChatServer:
         rpm: int | None = None,
         tpm: int | None = None,
         window_s: float = 60.0,
+        bucket_s: float | None = None,
+        charge_max_tokens: bool = False,
     ) -> None:
         self.respond = respond or cbt_reply
         self.latency = latency
         self.rpm = rpm
         self.tpm = tpm
         self.window_s = window_s
+        self.bucket_s = bucket_s
+        self.charge_max_tokens = charge_max_tokens
+        self._levels = {"requests": (0.0, 0.0), "tokens": (0.0, 0.0)}
+        """Token-bucket mode: per limit, (level, when it was that level)."""
         self.stats = ServerStats()
         self.bodies: list[dict[str, Any]] = []
         self._lock = threading.Lock()
@@ -119,10 +135,18 @@ class ChatServer:
 
     # -- rate limits (sliding window over accepted requests) ----------------------------------
 
+    def charge(self, body: dict[str, Any], content: str) -> int:
+        """What a request counts against the token limit."""
+        if self.charge_max_tokens and body.get("max_tokens"):
+            return tokens_of_messages(body) + int(body["max_tokens"])
+        return tokens_of_messages(body) + tokens_of_text(content)
+
     def _admit(self, tokens: int) -> Reply | None:
         """Count the request against the limits, or return the 429 a provider would send."""
         if self.rpm is None and self.tpm is None:
             return None
+        if self.bucket_s is not None:
+            return self._admit_bucket(tokens)
         with self._lock:
             now = time.monotonic()
             while self._window and self._window[0][0] <= now - self.window_s:
@@ -142,6 +166,53 @@ class ChatServer:
             self.admitted.append((now, tokens))
             return None
 
+    # -- rate limits (token buckets holding `bucket_s` seconds of the rate) ---------------------
+
+    def _bucket(self, name: str, now: float) -> tuple[float, float, float]:
+        """(level now, rate per second, capacity) of one limit's bucket."""
+        limit = self.rpm if name == "requests" else self.tpm
+        rate = (limit or 0) / 60.0
+        level, at = self._levels[name]
+        return max(0.0, level - rate * (now - at)), rate, rate * (self.bucket_s or 0.0)
+
+    def _admit_bucket(self, tokens: int) -> Reply | None:
+        with self._lock:
+            now = time.monotonic()
+            wait = 0.0
+            for name, amount, limit in (("requests", 1, self.rpm), ("tokens", tokens, self.tpm)):
+                if limit is None:
+                    continue
+                level, rate, capacity = self._bucket(name, now)
+                # A request bigger than the bucket goes only into an empty one.
+                excess = level + amount - max(capacity, amount)
+                if excess > 0:
+                    wait = max(wait, excess / rate)
+            if wait > 0:
+                return Reply(
+                    status=429,
+                    error="rate limit reached",
+                    headers={"retry-after": f"{wait:.3f}", **self._headers(now)},
+                )
+            for name, amount, limit in (("requests", 1, self.rpm), ("tokens", tokens, self.tpm)):
+                if limit is not None:
+                    level, _, _ = self._bucket(name, now)
+                    self._levels[name] = (level + amount, now)
+            self.admitted.append((now, tokens))
+            return None
+
+    def _bucket_headers(self, now: float) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        for name, limit in (("requests", self.rpm), ("tokens", self.tpm)):
+            if limit is None:
+                continue
+            level, rate, capacity = self._bucket(name, now)
+            headers |= {
+                f"x-ratelimit-limit-{name}": str(limit),
+                f"x-ratelimit-remaining-{name}": str(max(0, int(capacity - level))),
+                f"x-ratelimit-reset-{name}": f"{level / rate:.3f}s",
+            }
+        return headers
+
     def _time_until_room(self, now: float, tokens: int, over_requests: bool) -> float:
         if over_requests:
             return self._window[0][0] + self.window_s - now
@@ -154,6 +225,8 @@ class ChatServer:
         return self.window_s
 
     def _headers(self, now: float) -> dict[str, str]:
+        if self.bucket_s is not None:
+            return self._bucket_headers(now)
         headers: dict[str, str] = {}
         if self.rpm is not None:
             oldest = self._window[0][0] if self._window else now
@@ -189,6 +262,7 @@ class ChatServer:
                     self._send(404, {"error": {"message": f"no route {self.path}"}}, {})
                     return
                 with server._lock:
+                    server.stats.first_at = server.stats.first_at or time.monotonic()
                     server.stats.requests += 1
                     server.stats.in_flight += 1
                     server.stats.max_in_flight = max(
@@ -203,10 +277,14 @@ class ChatServer:
 
             def _answer(self, body: dict[str, Any]) -> None:
                 reply = server.respond(body)
+                finish_reason = reply.finish_reason
                 if reply.status == 200 and reply.raw is None:
                     content = reply.content or ""
-                    tokens = tokens_of_messages(body) + tokens_of_text(content)
-                    limited = server._admit(tokens)
+                    cap = body.get("max_tokens")
+                    if cap and tokens_of_text(content) > int(cap):
+                        reply = replace(reply, content=content[: int(cap) * CHARS_PER_TOKEN])
+                        finish_reason = "length"
+                    limited = server._admit(server.charge(body, content))
                     if limited is not None:
                         reply = limited
                 time.sleep(server.latency + reply.delay)
@@ -228,6 +306,10 @@ class ChatServer:
                 with server._lock:
                     server.stats.ok += 1
                     server.stats.tokens += prompt_tokens + completion_tokens
+                    if finish_reason == "length":
+                        server.stats.cut += 1
+                        server.stats.tokens_cut += prompt_tokens + completion_tokens
+                    server.stats.last_done_at = time.monotonic()
                     headers = {**server._headers(time.monotonic()), **reply.headers}
                 self._send(
                     200,
@@ -240,7 +322,7 @@ class ChatServer:
                             {
                                 "index": 0,
                                 "message": {"role": "assistant", "content": content},
-                                "finish_reason": reply.finish_reason,
+                                "finish_reason": finish_reason,
                             }
                         ],
                         "usage": {

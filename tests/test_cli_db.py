@@ -18,6 +18,7 @@ class FakeApp:
     """Stands in for the review app: records what it was opened on instead of taking the screen."""
 
     opened: ClassVar[list[tuple[Path, str]]] = []
+    failure: Exception | None = None  # the real app's "could not open the database" slot
 
     def __init__(self, db: Path, *, reviewer: str, **_: Any) -> None:
         self.db, self.reviewer = Path(db), reviewer

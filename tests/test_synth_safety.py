@@ -117,10 +117,11 @@ def test_a_full_disk_stops_the_run_in_one_line_and_the_resume_pays_only_for_call
             store.conn.execute(f"PRAGMA max_page_count = {pages}")
 
     def long_intake_forms(body: dict[str, Any]) -> Reply:
-        """Intake forms longer than a page, so that saving one always needs new pages."""
+        """Intake forms of ~15 KB (each needs new overflow pages when saved), yet under the
+        4,096-token budget the engine retries a cut answer with (the server cuts at max_tokens)."""
         reply = cbt_reply(body)
         if detect_stage(body) == "intake_form":
-            reply.content = f"{reply.content}\nNotes: {'so much to say. ' * 2000}"
+            reply.content = f"{reply.content}\nNotes: {'so much to say. ' * 900}"
         return reply
 
     monkeypatch.setattr(engine, "cache_put", cache_put_then_fill_the_disk)

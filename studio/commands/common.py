@@ -8,6 +8,7 @@ same for `--reviewer`: the subcommand's, else the group's, else `STUDIO_REVIEWER
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import sqlite3
@@ -65,6 +66,18 @@ class MissingDatabaseError(click.ClickException):
 
 
 def missing_database_message(db: Path) -> str:
+    """Why `db` is not a database file, in the words that point at the fix."""
+    if db.is_dir():
+        return f"{db}: is a folder, not a database file"
+    if db.is_symlink():
+        try:
+            db.resolve(strict=True)
+        except RuntimeError:  # Python 3.11-3.12 report a loop this way
+            return f"{db}: a symlink loop (the link points back at itself)"
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                return f"{db}: a symlink loop (the link points back at itself)"
+            return f"{db}: a broken symlink (to {db.readlink()}); {START_HINT}"
     return f"{db}: no such database; {START_HINT}"
 
 

@@ -11,6 +11,7 @@ so every attempt passes the rate limiter and is counted.
 from __future__ import annotations
 
 import asyncio
+import datetime
 import email.utils
 import inspect
 import threading
@@ -84,6 +85,45 @@ class Backend(Protocol):
     async def aclose(self) -> None: ...
 
 
+#: Groq models that were shut down: (date, the model to use instead).
+GROQ_RETIRED = {
+    "llama3-70b-8192": ("2025-08-30", "openai/gpt-oss-120b"),
+    "llama3-8b-8192": ("2025-08-30", "openai/gpt-oss-20b"),
+    "llama-3.3-70b-versatile": ("2026-08-16", "openai/gpt-oss-120b"),
+    "llama-3.1-8b-instant": ("2026-08-16", "openai/gpt-oss-20b"),
+}
+#: Groq models with strict structured outputs (constrained decoding); others get best effort.
+GROQ_STRICT = frozenset({"openai/gpt-oss-20b", "openai/gpt-oss-120b"})
+
+
+def check_groq_model(model: str, today: datetime.date | None = None) -> None:
+    """A model Groq shut down fails before the first call, naming what to use instead."""
+    retired = GROQ_RETIRED.get(model)
+    if retired is None:
+        return
+    shutdown, replacement = retired
+    if (today or datetime.date.today()) >= datetime.date.fromisoformat(shutdown):
+        raise BackendConfigError(
+            f"Groq shut down {model} on {shutdown}; use --model {replacement} "
+            f'(or synth.model = "{replacement}" in studio.toml)'
+        )
+
+
+def strict_schema_ok(schema: Mapping[str, Any]) -> bool:
+    """Strict mode's rules: every object lists all its properties as required and sets
+    `additionalProperties: false` (nested objects and array items included)."""
+    if schema.get("type") == "object":
+        properties = schema.get("properties", {})
+        if schema.get("additionalProperties") is not False:
+            return False
+        if set(schema.get("required", ())) != set(properties):
+            return False
+        return all(strict_schema_ok(p) for p in properties.values())
+    if schema.get("type") == "array" and isinstance(schema.get("items"), Mapping):
+        return strict_schema_ok(schema["items"])
+    return True
+
+
 def make_backend(settings: SynthSettings) -> Backend:
     settings.validate()
     if settings.backend == "local":
@@ -100,6 +140,7 @@ class SdkBackend:
         self.supports_json_schema = settings.structured_output
         self.reasoning_effort = settings.reasoning_effort
         if settings.backend == "groq":
+            check_groq_model(self.model)
             import groq
 
             self._errors: Any = groq
@@ -131,7 +172,10 @@ class SdkBackend:
         if self.reasoning_effort:
             params["reasoning_effort"] = self.reasoning_effort
         if request.json_schema is not None and self.supports_json_schema:
-            params["response_format"] = {"type": "json_schema", "json_schema": request.json_schema}
+            params["response_format"] = {
+                "type": "json_schema",
+                "json_schema": self._json_schema(request.json_schema),
+            }
         errors = self._errors
         try:
             raw = await self._client.chat.completions.with_raw_response.create(**params)
@@ -158,6 +202,13 @@ class SdkBackend:
             headers=headers,
             finish_reason=str(getattr(choices[0], "finish_reason", "") or ""),
         )
+
+    def _json_schema(self, json_schema: Mapping[str, Any]) -> dict[str, Any]:
+        """Strict where the model supports it and the schema obeys strict mode's rules; on Groq
+        only some models do (the others reject `strict: true`), so they get best effort."""
+        supported = self.name != "groq" or self.model in GROQ_STRICT
+        strict = supported and strict_schema_ok(json_schema.get("schema", {}))
+        return {**json_schema, "strict": strict}
 
     def _status_error(self, exc: Any, params: Mapping[str, Any]) -> Exception:
         status = int(exc.status_code)

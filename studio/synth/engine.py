@@ -1,7 +1,8 @@
 """The synthesis engine: many records in flight, each record's stages in order.
 
 Every call goes through one path (`Synthesizer.call`): the response cache (a resumed run never pays
-twice), the rate limiter, the backend, and the one retry loop with exponential backoff and jitter.
+twice), the stage's learned completion budget, the rate limiter, the backend, and the one retry
+loop with exponential backoff and jitter (an answer cut by its budget is asked again once with more).
 Every finished stage is committed at once, so `kill -9` loses only the calls in flight.
 """
 
@@ -39,10 +40,11 @@ from studio.synth.backends import (
     Backend,
     BackendError,
     ChatRequest,
+    ChatResponse,
     StructuredOutputUnsupported,
     make_backend,
 )
-from studio.synth.ratelimit import RateLimiter
+from studio.synth.ratelimit import CompletionBudgets, RateLimiter
 from studio.synth.settings import SynthSettings
 from studio.synth.templates import Messages, Template, load_template, prompt_hash
 
@@ -106,7 +108,7 @@ class _Usage:
     latency_ms: int = 0
     hashes: list[str] = field(default_factory=list)
     finish_reason: str = ""
-    """The last answer's finish reason (`length`: cut at the token limit)."""
+    """Why the last answer ended (`length`: cut at its token budget, even after the retry)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,8 +135,15 @@ class Synthesizer:
         self.settings = settings
         self.on_event = on_event or (lambda event: None)
         self.limiter = limiter or RateLimiter(
-            rpm=settings.rpm, tpm=settings.tpm, max_in_flight=settings.concurrency
+            rpm=settings.rpm,
+            tpm=settings.tpm,
+            max_in_flight=settings.concurrency,
+            burst_s=settings.burst_s,
+            requests_header_per_day=backend.name == "groq",
         )
+        self.budgets = CompletionBudgets()
+        """Per-stage completion budgets (`max_tokens` asked for), learned from the answers."""
+        self._probes: dict[str, asyncio.Event] = {}
         self.summary = SynthSummary()
         self.fresh = fresh
         """Skip cached answers (regenerating asks the model again); answers are still cached."""
@@ -420,17 +429,59 @@ class Synthesizer:
             usage.tokens_out += cached.tokens_out
             usage.finish_reason = ""
             return cached.text
+        maximum = settings.max_tokens
+        # A local model charges nothing up front: it may always have the stage's maximum.
+        learn = settings.token_budgets and backend.name != "local"
+        probe = None
+        if learn and self.limiter.tpm and not self.budgets.known(kind):
+            # Under a token limit the first call of a kind goes alone: the others would each
+            # reserve the initial guess against the limit, and one answer teaches the budget.
+            probe = await self._first_of_kind(kind)
+        budget = self.budgets.budget(kind, maximum) if learn else maximum
         request = ChatRequest(
             messages=messages,
-            max_tokens=self.settings.max_tokens,
-            temperature=self.settings.temperature,
+            max_tokens=budget,
+            temperature=settings.temperature,
             json_schema=schema,
         )
         prompt_chars = sum(len(m["content"]) for m in messages)
+        try:
+            return await self._attempts(
+                request, kind, key, prompt_chars, maximum, learn, usage, backend, passes
+            )
+        finally:
+            if probe is not None:
+                probe.set()
+
+    async def _first_of_kind(self, kind: str) -> asyncio.Event | None:
+        """Wait for the first answer of `kind` if one is on its way; else return the event this
+        call sets when its answer arrives."""
+        pending = self._probes.get(kind)
+        if pending is not None:
+            await pending.wait()
+            return None
+        self._probes[kind] = asyncio.Event()
+        return self._probes[kind]
+
+    async def _attempts(
+        self,
+        request: ChatRequest,
+        kind: str,
+        key: str,
+        prompt_chars: int,
+        maximum: int,
+        learn: bool,
+        usage: _Usage,
+        backend: Backend,
+        passes: Callable[[str], bool] | None,
+    ) -> str:
+        """Send `request` through the limiter until an answer comes (retries, one larger budget
+        for an answer cut short); count it, cache it unless it was cut, return its text."""
         attempt = 0
+        cut_retried = False
         while True:
             attempt += 1
-            estimate = self.limiter.estimate(prompt_chars, kind, request.max_tokens)
+            estimate = self.limiter.estimate(prompt_chars, request.max_tokens)
             permit = await self.limiter.acquire(estimate, kind)
             started = time.monotonic()
             try:
@@ -460,12 +511,31 @@ class Synthesizer:
             except BaseException:
                 self.limiter.release(permit, tokens=estimate)
                 raise
-            spent = response.tokens_in + response.tokens_out
-            self.limiter.release(permit, tokens=spent or estimate, headers=response.headers)
-            self.limiter.learn(prompt_chars, kind, response.tokens_in, response.tokens_out)
+            # Counted the way providers count: the prompt plus the completion asked for.
+            spent = response.tokens_in + max(request.max_tokens, response.tokens_out)
+            self.limiter.release(
+                permit, tokens=spent if response.tokens_in else estimate, headers=response.headers
+            )
+            self.limiter.learn(prompt_chars, response.tokens_in)
+            self._count(response, usage)
+            if response.finish_reason == "length" and learn:
+                self.budgets.cut(kind, request.max_tokens)
+                if request.max_tokens < maximum and not cut_retried:
+                    # Cut by a budget that was too small: ask once more with room, never keep
+                    # the short answer. A second cut is passed on (the stage is then invalid).
+                    cut_retried = True
+                    cut_at = request.max_tokens
+                    larger = self.budgets.larger(kind, cut_at, maximum)
+                    request = replace(request, max_tokens=larger)
+                    self.summary.retries += 1
+                    self.on_event(SynthEvent("retry", detail=f"cut at {cut_at} tokens"))
+                    continue
+            elif learn:
+                self.budgets.observe(kind, response.tokens_out)
             break
-        latency = int((time.monotonic() - started) * 1000)
+        usage.latency_ms += int((time.monotonic() - started) * 1000)
         usage.finish_reason = response.finish_reason
+        # A cut answer, or one that failed its check, is never served from the cache.
         if response.finish_reason != "length" and (passes is None or passes(response.text)):
             cache_put(
                 self.store,
@@ -474,14 +544,16 @@ class Synthesizer:
                 backend.model,
                 CachedAnswer(response.text, response.tokens_in, response.tokens_out),
             )
+        return response.text
+
+    def _count(self, response: ChatResponse, usage: _Usage) -> None:
+        """Every answer received costs, the cut ones retried included."""
         self.summary.calls += 1
         self.summary.tokens_in += response.tokens_in
         self.summary.tokens_out += response.tokens_out
         usage.tokens_in += response.tokens_in
         usage.tokens_out += response.tokens_out
-        usage.latency_ms += latency
-        self.on_event(SynthEvent("call", tokens=spent))
-        return response.text
+        self.on_event(SynthEvent("call", tokens=response.tokens_in + response.tokens_out))
 
 
 def failure_reason(exc: BackendError) -> str:

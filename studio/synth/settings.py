@@ -55,6 +55,11 @@ class SynthSettings:
     temperature: float = 0.7
     max_tokens: int = 8192
     """Upper bound on completion tokens for one call (reasoning tokens count too)."""
+    token_budgets: bool = True
+    """Ask each stage for a completion budget learned from its answers (a high percentile with
+    headroom, at most `max_tokens`; a cut answer is asked again once with more). Providers charge
+    the `max_tokens` asked for against the token limit, so asking for 8,192 everywhere spends the
+    limit on reserve. False: every call asks for `max_tokens`."""
     mode: str = "script"
     """`script`: one call writes the whole dialogue; `two-agent`: counselor and client take turns."""
     min_turns: int = 10
@@ -77,6 +82,9 @@ class SynthSettings:
     """Known requests-per-minute limit; None: adapt to 429s and x-ratelimit-* headers."""
     tpm: int | None = None
     """Known tokens-per-minute limit; None: adapt."""
+    burst_s: float = 1.0
+    """How many seconds of a rate limit may go out at once; requests are paced evenly beyond
+    that (providers enforce per-minute limits over windows of about a second)."""
     max_attempts: int = 6
     """Tries per call before the stage is `failed` (429 / 5xx / timeouts / connection errors)."""
     timeout_s: float = 180.0
@@ -142,6 +150,10 @@ class SynthSettings:
         for name in ("concurrency", "max_attempts", "min_turns", "max_turns", "agent_min_turns"):
             if getattr(self, name) < 1:
                 raise BadInputError(f"{name} must be at least 1")
+        if self.burst_s <= 0:
+            raise BadInputError("burst_s must be more than 0")
+        if self.max_tokens < 1:
+            raise BadInputError("max_tokens must be at least 1")
         if self.min_turns > self.max_turns:
             raise BadInputError("min_turns is larger than max_turns")
         if self.backend == "groq" and not self.api_key:
