@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import random
+import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -21,6 +24,7 @@ from pathlib import Path
 from studio.cbt.techniques import TECHNIQUES
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
+PEERS = Path(__file__).resolve().parent / "import_peers.py"
 PATTERNS = ["mind reading", "labeling", "overgeneralization", "catastrophizing", "personalization"]
 WORDS = [
     "client",
@@ -93,35 +97,79 @@ def ensure_data(rows: int) -> Path:
     return path
 
 
+def run_once(command: list[str], db: Path) -> float:
+    start = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True)
+    elapsed = time.perf_counter() - start
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    return elapsed
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def measure(rows: int, repeat: int, peers: list[str], tmp: Path) -> dict[str, list[float]]:
+    """Each tool once per round, in turn, so a busy machine slows them alike."""
+    data = ensure_data(rows)
+    db = tmp / "bench.db"
+    commands = {
+        "studio import": [sys.executable, "-m", "studio", "import", str(data), "--db", str(db)],
+        **{name: [sys.executable, str(PEERS), name, str(data), str(db)] for name in peers},
+    }
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(repeat):
+        for name, command in commands.items():
+            times[name].append(run_once(command, db))
+    return times
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rows", type=int, default=31577)
+    parser.add_argument("--rows", type=int, nargs="+", default=[31577, 100000])
     parser.add_argument("--repeat", type=int, default=3)
-    args = parser.parse_args()
-    data = ensure_data(args.rows)
-    size_mb = data.stat().st_size / 1e6
-    times = []
-    for _ in range(args.repeat):
-        with tempfile.TemporaryDirectory() as tmp:
-            db = Path(tmp) / "bench.db"
-            start = time.perf_counter()
-            subprocess.run(
-                [sys.executable, "-m", "studio", "import", str(data), "--db", str(db)], check=True
-            )
-            times.append(time.perf_counter() - start)
-            second = time.perf_counter()
-            out = subprocess.run(
-                [sys.executable, "-m", "studio", "import", str(data), "--db", str(db)],
-                check=True,
-                capture_output=True,
-                text=True,
-            )
-            again = time.perf_counter() - second
-    print(
-        f"{args.rows} rows, {size_mb:.0f} MB on {platform.processor() or platform.machine()}: "
-        f"import best {min(times):.2f} s, median {sorted(times)[len(times) // 2]:.2f} s "
-        f"(goal <= 5 s); re-import of the same file {again:.2f} s -> {out.stdout.strip()}"
+    parser.add_argument(
+        "--no-datasets", action="store_true", help="leave out the datasets + sqlite-utils peer"
     )
+    parser.add_argument("--reimport", action="store_true", help="also time a re-import")
+    args = parser.parse_args()
+    peers = ["floor"] if args.no_datasets else ["floor", "datasets"]
+    machine = f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}"
+    print(
+        f"{time.strftime('%Y-%m-%d')}, {machine}, Python {platform.python_version()}, "
+        f"SQLite {sqlite3.sqlite_version}; medians of {args.repeat} interleaved runs"
+    )
+    with tempfile.TemporaryDirectory() as name:
+        tmp = Path(name)
+        for rows in args.rows:
+            times = measure(rows, args.repeat, peers, tmp)
+            size_mb = ensure_data(rows).stat().st_size / 1e6
+            floor = median(times["floor"])
+            print(f"{rows:,} rows, {size_mb:.0f} MB:")
+            for tool, values in times.items():
+                print(
+                    f"  {tool:14s} median {median(values):6.2f} s  "
+                    f"({', '.join(f'{v:.2f}' for v in values)})  {median(values) / floor:.2f}x floor"
+                )
+            if args.reimport:
+                db = tmp / "again.db"
+                command = [
+                    sys.executable,
+                    "-m",
+                    "studio",
+                    "import",
+                    str(ensure_data(rows)),
+                    "--db",
+                    str(db),
+                ]
+                subprocess.run(command, check=True, capture_output=True)
+                start = time.perf_counter()
+                subprocess.run(command, check=True, capture_output=True)
+                print(
+                    f"  re-import of the same file (all duplicates) {time.perf_counter() - start:.2f} s"
+                )
+                run_once(["true"], db)
 
 
 if __name__ == "__main__":

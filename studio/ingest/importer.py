@@ -146,6 +146,18 @@ def import_sources(
     if fmt != "auto" and fmt not in FORMATS:
         raise BadInputError(f"unknown format {fmt!r}; expected auto or one of {', '.join(FORMATS)}")
     sources = [resolve_source(spec) for spec in specs]
+    with store.bulk_load():
+        return _import_all(store, sources, fmt, accepted_by, strict, progress)
+
+
+def _import_all(
+    store: Store,
+    sources: list[Source],
+    fmt: str,
+    accepted_by: str | None,
+    strict: bool,
+    progress: ProgressFactory | None,
+) -> ImportReport:
     report = ImportReport()
     if strict:
         try:
