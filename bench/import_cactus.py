@@ -1,9 +1,13 @@
 """Benchmark: import a CACTUS-sized JSONL file (31,577 rows, ~270 MB) with `studio import`.
 
 Generates the file once (synthetic rows shaped like the real release: long intake forms and
-dialogues), then times the real CLI in a fresh process, start-up included, into a new database.
+dialogues), then times the real CLI in a fresh process, start-up included, into a new database,
+interleaved with its peers (`bench/import_peers.py`, each in a fresh process too): the plain-sqlite
+floor (the same rows parsed from the same file, one `executemany` into one table) and `datasets` +
+`sqlite-utils insert_all`. Prints medians and each one's ratio to the floor.
 
-    python bench/import_cactus.py [--rows 31577] [--repeat 3]
+    python bench/import_cactus.py [--rows 31577 100000] [--repeat 3] [--no-datasets]
+        [--baseline /path/to/older/checkout] [--reimport]
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from studio.cbt.techniques import TECHNIQUES
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 PEERS = Path(__file__).resolve().parent / "import_peers.py"
+REPO = Path(__file__).resolve().parent.parent
 PATTERNS = ["mind reading", "labeling", "overgeneralization", "catastrophizing", "personalization"]
 WORDS = [
     "client",
@@ -97,9 +102,11 @@ def ensure_data(rows: int) -> Path:
     return path
 
 
-def run_once(command: list[str], db: Path) -> float:
+def run_once(command: list[str], db: Path, pythonpath: Path = REPO) -> float:
+    env = {**os.environ, "PYTHONPATH": str(pythonpath)}
     start = time.perf_counter()
-    subprocess.run(command, check=True, capture_output=True)
+    # Run from that checkout: `python -m` puts the working directory first on the path.
+    subprocess.run(command, check=True, capture_output=True, env=env, cwd=pythonpath)
     elapsed = time.perf_counter() - start
     for suffix in ("", "-wal", "-shm", "-journal"):
         Path(f"{db}{suffix}").unlink(missing_ok=True)
@@ -110,19 +117,32 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
-def measure(rows: int, repeat: int, peers: list[str], tmp: Path) -> dict[str, list[float]]:
+def measure(
+    rows: int, repeat: int, peers: list[str], baseline: Path | None, tmp: Path
+) -> dict[str, list[float]]:
     """Each tool once per round, in turn, so a busy machine slows them alike."""
     data = ensure_data(rows)
     db = tmp / "bench.db"
-    commands = {
-        "studio import": [sys.executable, "-m", "studio", "import", str(data), "--db", str(db)],
-        **{name: [sys.executable, str(PEERS), name, str(data), str(db)] for name in peers},
-    }
-    times: dict[str, list[float]] = {name: [] for name in commands}
+    studio = [sys.executable, "-m", "studio", "import", str(data), "--db", str(db)]
+    runs: dict[str, tuple[list[str], Path]] = {"studio import": (studio, REPO)}
+    if baseline is not None:
+        runs["studio (baseline)"] = (studio, baseline)
+    for name in peers:
+        runs[name] = ([sys.executable, str(PEERS), name, str(data), str(db)], REPO)
+    times: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeat):
-        for name, command in commands.items():
-            times[name].append(run_once(command, db))
+        for name, (command, pythonpath) in runs.items():
+            times[name].append(run_once(command, db, pythonpath))
     return times
+
+
+def reimport_seconds(rows: int, tmp: Path) -> float:
+    db = tmp / "again.db"
+    command = [sys.executable, "-m", "studio", "import", str(ensure_data(rows)), "--db", str(db)]
+    run_once(command, db)  # (deletes the database afterwards: import it again for the timing)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    subprocess.run(command, check=True, capture_output=True, env=env, cwd=REPO)
+    return run_once(command, db)
 
 
 def main() -> None:
@@ -131,6 +151,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument(
         "--no-datasets", action="store_true", help="leave out the datasets + sqlite-utils peer"
+    )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="also time `studio import` from another checkout of the project (before/after)",
     )
     parser.add_argument("--reimport", action="store_true", help="also time a re-import")
     args = parser.parse_args()
@@ -143,33 +168,19 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
         for rows in args.rows:
-            times = measure(rows, args.repeat, peers, tmp)
+            times = measure(rows, args.repeat, peers, args.baseline, tmp)
             size_mb = ensure_data(rows).stat().st_size / 1e6
             floor = median(times["floor"])
             print(f"{rows:,} rows, {size_mb:.0f} MB:")
             for tool, values in times.items():
                 print(
-                    f"  {tool:14s} median {median(values):6.2f} s  "
-                    f"({', '.join(f'{v:.2f}' for v in values)})  {median(values) / floor:.2f}x floor"
+                    f"  {tool:17s} median {median(values):6.2f} s  {median(values) / floor:5.2f}x"
+                    f" floor  ({', '.join(f'{v:.2f}' for v in values)})"
                 )
             if args.reimport:
-                db = tmp / "again.db"
-                command = [
-                    sys.executable,
-                    "-m",
-                    "studio",
-                    "import",
-                    str(ensure_data(rows)),
-                    "--db",
-                    str(db),
-                ]
-                subprocess.run(command, check=True, capture_output=True)
-                start = time.perf_counter()
-                subprocess.run(command, check=True, capture_output=True)
                 print(
-                    f"  re-import of the same file (all duplicates) {time.perf_counter() - start:.2f} s"
+                    f"  re-import of the same file (all duplicates): {reimport_seconds(rows, tmp):.2f} s"
                 )
-                run_once(["true"], db)
 
 
 if __name__ == "__main__":

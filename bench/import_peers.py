@@ -14,6 +14,7 @@ import sqlite3
 import sys
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 COLUMNS = (
@@ -31,7 +32,7 @@ def floor(path: str, db: str) -> None:
     import orjson
 
     def rows() -> Iterator[tuple[Any, ...]]:
-        with open(path, "rb") as fh:
+        with Path(path).open("rb") as fh:
             for line in fh:
                 obj = orjson.loads(line)
                 yield tuple(obj.get(name) for name in COLUMNS)
@@ -52,7 +53,7 @@ def datasets_peer(path: str, db: str) -> None:
     # A fresh cache each run: a user's first import converts the file to Arrow, as this does.
     with tempfile.TemporaryDirectory() as cache:
         dataset = load_dataset("json", data_files=path, split="train", cache_dir=cache)
-        Database(db)["rows"].insert_all(dataset, batch_size=1000)
+        Database(db).table("rows").insert_all(dataset, batch_size=1000)
 
 
 if __name__ == "__main__":

@@ -133,7 +133,7 @@ def read_jsonl(path: str, progress: Progress | None = None) -> Iterator[Row]:
             done += len(line)
             if progress is not None and number % 2000 == 0:
                 progress(done, total)
-            if not line.strip():
+            if line.isspace():  # (a line read from a file is never empty; strip() would copy it)
                 continue
             where = f"{path}:{number}"
             try:
