@@ -4,7 +4,8 @@ Generates the file once (synthetic rows shaped like the real release: long intak
 dialogues), then times the real CLI in a fresh process, start-up included, into a new database,
 interleaved with its peers (`bench/import_peers.py`, each in a fresh process too): the plain-sqlite
 floor (the same rows parsed from the same file, one `executemany` into one table) and `datasets` +
-`sqlite-utils insert_all`. Prints medians and each one's ratio to the floor.
+`sqlite-utils insert_all`. Prints medians and each one's ratio to the floor, for wall time and
+for CPU time (user + system, which a machine busy with other work disturbs less).
 
     python bench/import_cactus.py [--rows 31577 100000] [--repeat 3] [--no-datasets]
         [--baseline /path/to/older/checkout] [--reimport]
@@ -17,6 +18,7 @@ import json
 import os
 import platform
 import random
+import resource
 import sqlite3
 import statistics
 import subprocess
@@ -102,15 +104,19 @@ def ensure_data(rows: int) -> Path:
     return path
 
 
-def run_once(command: list[str], db: Path, pythonpath: Path = REPO) -> float:
+def run_once(command: list[str], db: Path, pythonpath: Path = REPO) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (user + system) of one fresh process."""
     env = {**os.environ, "PYTHONPATH": str(pythonpath)}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     # Run from that checkout: `python -m` puts the working directory first on the path.
     subprocess.run(command, check=True, capture_output=True, env=env, cwd=pythonpath)
     elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     for suffix in ("", "-wal", "-shm", "-journal"):
         Path(f"{db}{suffix}").unlink(missing_ok=True)
-    return elapsed
+    return elapsed, cpu
 
 
 def median(values: list[float]) -> float:
@@ -119,7 +125,7 @@ def median(values: list[float]) -> float:
 
 def measure(
     rows: int, repeat: int, peers: list[str], baseline: Path | None, tmp: Path
-) -> dict[str, list[float]]:
+) -> dict[str, list[tuple[float, float]]]:
     """Each tool once per round, in turn, so a busy machine slows them alike."""
     data = ensure_data(rows)
     db = tmp / "bench.db"
@@ -129,7 +135,7 @@ def measure(
         runs["studio (baseline)"] = (studio, baseline)
     for name in peers:
         runs[name] = ([sys.executable, str(PEERS), name, str(data), str(db)], REPO)
-    times: dict[str, list[float]] = {name: [] for name in runs}
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in runs}
     for _ in range(repeat):
         for name, (command, pythonpath) in runs.items():
             times[name].append(run_once(command, db, pythonpath))
@@ -142,7 +148,7 @@ def reimport_seconds(rows: int, tmp: Path) -> float:
     run_once(command, db)  # (deletes the database afterwards: import it again for the timing)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     subprocess.run(command, check=True, capture_output=True, env=env, cwd=REPO)
-    return run_once(command, db)
+    return run_once(command, db)[0]
 
 
 def main() -> None:
@@ -170,12 +176,16 @@ def main() -> None:
         for rows in args.rows:
             times = measure(rows, args.repeat, peers, args.baseline, tmp)
             size_mb = ensure_data(rows).stat().st_size / 1e6
-            floor = median(times["floor"])
+            floor_wall = median([wall for wall, _ in times["floor"]])
+            floor_cpu = median([cpu for _, cpu in times["floor"]])
             print(f"{rows:,} rows, {size_mb:.0f} MB:")
             for tool, values in times.items():
+                wall = median([w for w, _ in values])
+                cpu = median([c for _, c in values])
                 print(
-                    f"  {tool:17s} median {median(values):6.2f} s  {median(values) / floor:5.2f}x"
-                    f" floor  ({', '.join(f'{v:.2f}' for v in values)})"
+                    f"  {tool:17s} wall {wall:6.2f} s {wall / floor_wall:5.2f}x floor"
+                    f" | CPU {cpu:6.2f} s {cpu / floor_cpu:5.2f}x floor"
+                    f"  (wall {', '.join(f'{w:.2f}' for w, _ in values)})"
                 )
             if args.reimport:
                 print(

@@ -322,8 +322,8 @@ class Store:
                             key,
                             seed.persona,
                             seed.thought,
-                            _dumps(list(seed.patterns)),
-                            _dumps(list(seed.reframes)),
+                            _dumps(seed.patterns),
+                            _dumps(seed.reframes),
                             seed.source or source,
                             now,
                         )
