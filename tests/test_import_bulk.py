@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from studio.ingest import import_sources
+from studio.ingest import StrictImportError, import_sources
 from studio.ingest.formats import parse_cactus
 from studio.model import STAGES, CactusRow, Seed, Stage, StageStatus
 from studio.store import Store, prepare_row
@@ -28,6 +28,43 @@ def _journal_mode(db: Path) -> str:
         return str(conn.execute("PRAGMA journal_mode").fetchone()[0])
     finally:
         conn.close()
+
+
+def _indexes(store: Store) -> list[tuple[str, str]]:
+    return store.conn.execute(
+        "SELECT name, sql FROM sqlite_master WHERE type = 'index' ORDER BY name"
+    ).fetchall()
+
+
+def test_an_import_in_one_transaction_builds_the_secondary_indexes_again(
+    store: Store, tmp_path: Path
+) -> None:
+    before = _indexes(store)
+    assert ("records_status",) in [(name,) for name, _ in before]
+    path = write_jsonl(tmp_path / "rows.jsonl", [cactus_row(n) for n in range(5)])
+    assert import_sources(store, [str(path)]).imported == 5
+    assert _indexes(store) == before
+    assert store.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    plan = store.conn.execute(
+        "EXPLAIN QUERY PLAN SELECT id FROM records WHERE status = 'in_review' ORDER BY id"
+    ).fetchall()
+    assert "records_status" in str(plan)
+
+
+def test_a_strict_import_that_fails_keeps_the_secondary_indexes(
+    store: Store, tmp_path: Path
+) -> None:
+    before = _indexes(store)
+    path = write_jsonl(tmp_path / "rows.jsonl", [cactus_row(1), {"thought": 3}])
+    with pytest.raises(StrictImportError):
+        import_sources(store, [str(path)], strict=True)
+    assert _indexes(store) == before
+    assert store.conn.execute("SELECT COUNT(*) FROM records").fetchone()[0] == 0
+
+
+def test_indexes_are_only_deferred_inside_a_transaction(store: Store) -> None:
+    with pytest.raises(RuntimeError), store.secondary_indexes_deferred():
+        pass
 
 
 def test_a_new_database_is_loaded_without_the_log_and_left_in_wal_mode(
@@ -76,7 +113,7 @@ def test_an_import_killed_during_a_bulk_load_leaves_nothing_half_written(
     script = textwrap.dedent(
         f"""
         import os, signal
-        from studio.ingest import import_sources
+        from studio.ingest import StrictImportError, import_sources
         from studio.store import Store
 
         store = Store({str(db_path)!r})
@@ -96,6 +133,7 @@ def test_an_import_killed_during_a_bulk_load_leaves_nothing_half_written(
         assert store.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         assert store.conn.execute("SELECT COUNT(*) FROM records").fetchone()[0] == 0
         assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert "stages_status" in [name for name, _ in _indexes(store)]
         assert import_sources(store, [str(path)]).imported == len(rows)
 
 
