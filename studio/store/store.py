@@ -736,8 +736,8 @@ _GENERATED_CHECK = (StageStatus.GENERATED, "", "")
 
 @functools.lru_cache(maxsize=1024)
 def _technique_check(text: str) -> tuple[StageStatus, str, str]:
-    """Cached: a dataset names the same few techniques over and over, and normalizing one took a
-    quarter of the Python time of a CACTUS import."""
+    """Cached: a dataset names the same few techniques over and over, and normalizing them took
+    1.2 s of a 16 s cProfile run of a CACTUS import."""
     normalized = normalize_technique(text)
     if normalized is None:
         return StageStatus.INVALID, "names none of the 12 CBT techniques", ""
