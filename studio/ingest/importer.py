@@ -9,6 +9,7 @@ Content already stored is skipped by its hash, so importing the same file twice 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
 from studio.errors import BadInputError
@@ -146,10 +147,26 @@ def import_sources(
     if fmt != "auto" and fmt not in FORMATS:
         raise BadInputError(f"unknown format {fmt!r}; expected auto or one of {', '.join(FORMATS)}")
     sources = [resolve_source(spec) for spec in specs]
+    with store.bulk_load() as bulk:
+        return _import_all(store, sources, fmt, accepted_by, strict, progress, bulk)
+
+
+def _import_all(
+    store: Store,
+    sources: list[Source],
+    fmt: str,
+    accepted_by: str | None,
+    strict: bool,
+    progress: ProgressFactory | None,
+    bulk: bool,
+) -> ImportReport:
     report = ImportReport()
+    # A bulk load that is one transaction builds the secondary indexes once, at its end; with one
+    # transaction per file, a kill between files would leave them dropped.
+    defer = bulk and (strict or len(sources) == 1)
     if strict:
         try:
-            with store.transaction():
+            with store.transaction(), _indexes_deferred(store, defer):
                 for source in sources:
                     report.files.append(_import_one(store, source, fmt, accepted_by, progress))
                 if report.skipped or report.failed:
@@ -160,9 +177,13 @@ def import_sources(
             raise
         return report
     for source in sources:
-        with store.transaction():
+        with store.transaction(), _indexes_deferred(store, defer):
             report.files.append(_import_one(store, source, fmt, accepted_by, progress))
     return report
+
+
+def _indexes_deferred(store: Store, defer: bool) -> AbstractContextManager[None]:
+    return store.secondary_indexes_deferred() if defer else nullcontext()
 
 
 def _import_one(

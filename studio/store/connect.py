@@ -73,7 +73,7 @@ def connect(path: str | Path, *, read_only: bool = False) -> sqlite3.Connection:
     try:
         conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
         if not read_only and not memory:
-            _enable_wal(conn)
+            enable_wal(conn)
             conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
     except BaseException:
@@ -93,7 +93,7 @@ def _read_only_uri(path: Path) -> str:
     return uri
 
 
-def _enable_wal(conn: sqlite3.Connection) -> None:
+def enable_wal(conn: sqlite3.Connection) -> None:
     """Switch to WAL once per database file. Switching needs a moment of exclusive access and
     SQLite answers "locked" at once instead of waiting, so two processes opening a new database
     together retry here (the busy timeout covers everything else)."""
