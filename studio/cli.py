@@ -14,6 +14,7 @@ import click
 
 from studio import __version__
 from studio.commands.common import db_option, handle_errors, open_store
+from studio.commands.judge import judge_command
 from studio.commands.review import is_interactive, open_review, review_command
 from studio.commands.synth import synth_command
 from studio.commands.train import train_command
@@ -164,8 +165,11 @@ def stats(db: Path, as_json: bool) -> None:
     """Counts of seeds, records, stages and training runs per status."""
     import json
 
+    from studio.store.judging import judged_counts
+
     with open_store(db, must_exist=True) as store:
         data = store.stats()
+        data["judged"] = judged_counts(store)
         techniques = {} if as_json else store.technique_counts()
     if as_json:
         click.echo(json.dumps(data))
@@ -227,3 +231,4 @@ def main() -> None:
 cli.add_command(synth_command)
 cli.add_command(review_command)
 cli.add_command(train_command)
+cli.add_command(judge_command)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import sqlite3
 import stat
 import threading
 from pathlib import Path
@@ -31,7 +32,7 @@ def test_new_database_is_private_wal_and_migrated(db_path: Path) -> None:
         assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert store.conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
         assert store.conn.execute("PRAGMA busy_timeout").fetchone()[0] >= 5000
-        assert store.schema_version == len(available_migrations())
+        assert store.schema_version == available_migrations()[-1].version
         assert {"seeds", "records", "stages", "events", "llm_cache", "runs", "run_metrics"} <= set(
             store.db.table_names()
         )
@@ -60,10 +61,33 @@ def test_two_processes_opening_a_new_database_migrate_once(db_path: Path) -> Non
         t.join()
     assert errors == []
     with Store(db_path) as store:
-        assert schema_version(store.conn) == len(available_migrations())
+        assert schema_version(store.conn) == available_migrations()[-1].version
         assert store.conn.execute("SELECT COUNT(*) FROM schema_version").fetchone()[0] == len(
             available_migrations()
         )
+
+
+def test_a_migration_numbered_after_a_gap_is_applied_and_a_late_one_too(
+    db_path: Path, tmp_path: Path
+) -> None:
+    """Features built side by side take their own numbers (0005 before 0003 exists): the gap is
+    fine, and a migration that arrives later with a lower number is still applied once."""
+    from studio.resources import migrations_dir
+    from studio.store.migrations import migrate
+
+    folder = tmp_path / "migrations"
+    folder.mkdir()
+    for name in ("0001_initial.sql", "0002_review.sql"):
+        (folder / name).write_text((migrations_dir() / name).read_text())
+    (folder / "0005_later.sql").write_text("CREATE TABLE five (x INTEGER);")
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    assert migrate(conn, "t", folder) == 5
+    (folder / "0003_arrived_late.sql").write_text("CREATE TABLE three (x INTEGER);")
+    assert migrate(conn, "t", folder) == 5
+    assert migrate(conn, "t", folder) == 5
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"three", "five"} <= tables
+    assert conn.execute("SELECT COUNT(*) FROM schema_version").fetchone()[0] == 4
 
 
 def test_newer_schema_is_refused(db_path: Path) -> None:

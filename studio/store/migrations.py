@@ -29,8 +29,10 @@ def available_migrations(folder: Path | None = None) -> list[Migration]:
         if match:
             found.append(Migration(int(match[1]), path))
     versions = [m.version for m in found]
-    if versions != list(range(1, len(versions) + 1)):
-        raise RuntimeError(f"migrations in {folder} must be numbered 0001, 0002, … without gaps")
+    # Numbers may have gaps: features developed side by side each take a number of their own, and
+    # a database gets every migration it has not applied yet, whatever order they arrived in.
+    if len(set(versions)) != len(versions) or 1 not in versions:
+        raise RuntimeError(f"migrations in {folder} must start at 0001 and use each number once")
     return found
 
 
@@ -42,6 +44,11 @@ def schema_version(conn: sqlite3.Connection) -> int:
     return int(row[0] or 0)
 
 
+def applied_versions(conn: sqlite3.Connection) -> set[int]:
+    schema_version(conn)  # creates the table on a new database
+    return {int(v) for (v,) in conn.execute("SELECT version FROM schema_version")}
+
+
 def migrate(conn: sqlite3.Connection, now: str, folder: Path | None = None) -> int:
     """Bring the database up to the newest migration; returns the resulting schema version.
 
@@ -49,16 +56,18 @@ def migrate(conn: sqlite3.Connection, now: str, folder: Path | None = None) -> i
     processes opening a new database at once apply each migration exactly once.
     """
     migrations = available_migrations(folder)
-    current = schema_version(conn)
-    if current > len(migrations):
+    unknown = applied_versions(conn) - {m.version for m in migrations}
+    if unknown:
         raise RuntimeError(
-            f"this database has schema version {current}, newer than this CBT Studio "
-            f"({len(migrations)}); upgrade CBT Studio"
+            f"this database has schema version {max(unknown)}, newer than this CBT Studio "
+            f"({migrations[-1].version}); upgrade CBT Studio"
         )
-    for migration in migrations[current:]:
+    for migration in migrations:
+        if migration.version in applied_versions(conn):
+            continue
         conn.execute("BEGIN IMMEDIATE")
         try:
-            if schema_version(conn) >= migration.version:
+            if migration.version in applied_versions(conn):
                 conn.execute("ROLLBACK")
                 continue
             # executescript() would commit our transaction first, so run the statements one by one.

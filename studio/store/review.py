@@ -19,11 +19,12 @@ from studio.cbt.checks import Judgement, judge_answer
 from studio.cbt.techniques import normalize_technique
 from studio.errors import BadInputError
 from studio.model import STAGES, RecordStatus, Stage, StageStatus
+from studio.store.judging import RATE_ACTION, RatingChanged, revert_rating
 from studio.store.store import EditConflict, RecordView, StageView, Store, imported_stage_status
 from studio.store.synthesis import mark_downstream_stale
 
 #: Event actions a reviewer can undo (regeneration and imports are not decisions).
-UNDOABLE_ACTIONS: tuple[str, ...] = ("accept", "reject", "edit", "reject_record")
+UNDOABLE_ACTIONS: tuple[str, ...] = ("accept", "reject", "edit", "reject_record", RATE_ACTION)
 #: `events.detail` of an undo event: the id of the event it undid follows.
 UNDOES = "undoes:"
 #: `events.detail` shared by the accept events of one accept-all, so one undo reverts them all.
@@ -115,6 +116,7 @@ class Undone:
             "edit": "edit",
             "reject_record": "record rejection",
             "accept_all": "accept all",
+            RATE_ACTION: "rating",
         }[self.action]
         where = f" of {self.stage.label}" if self.stage else ""
         return f"Undid {what}{where} (record {self.record_id})"
@@ -467,6 +469,21 @@ def undo_last(store: Store, *, reviewer: str) -> Undone | None:
 
 def _revert(store: Store, event: _Event, reviewer: str) -> None:
     conn = store.conn
+    if event.action == RATE_ACTION:
+        try:
+            revert_rating(store, event.record_id, event.before, event.after, reviewer)
+        except RatingChanged as exc:
+            raise UndoConflict(str(exc)) from exc
+        store.log_event(
+            "undo",
+            reviewer=reviewer,
+            record_id=event.record_id,
+            stage=event.stage,
+            before=event.after,
+            after=event.before,
+            detail=f"{UNDOES}{event.id}",
+        )
+        return
     if event.stage is None:
         row = conn.execute(
             "SELECT rejected, note FROM records WHERE id = ?", (event.record_id,)
