@@ -100,7 +100,7 @@ class JudgeResult:
 
 
 @dataclass(frozen=True, slots=True)
-class Judgement:
+class StoredJudgement:
     """A stored judgement of a record's dialogue."""
 
     id: int
@@ -169,7 +169,7 @@ _SCORE_COLUMNS = (
 )
 
 
-def _judgement(row: Sequence[Any], current_hash: str) -> Judgement:
+def _judgement(row: Sequence[Any], current_hash: str) -> StoredJudgement:
     items = {
         k: ItemScore(int(v["score"]), str(v["explanation"]))
         for k, v in orjson.loads(row[3]).items()
@@ -190,7 +190,7 @@ def _judgement(row: Sequence[Any], current_hash: str) -> Judgement:
         latency_ms=row[13],
     )
     current = row[2] == SCORED and row[14] == current_hash
-    return Judgement(row[0], row[1], result, row[14], row[15], current)
+    return StoredJudgement(row[0], row[1], result, row[14], row[15], current)
 
 
 def dialogue_hash(store: Store, record_id: int) -> str:
@@ -201,7 +201,7 @@ def dialogue_hash(store: Store, record_id: int) -> str:
     return text_hash(row[0] if row else "")
 
 
-def latest_judgement(store: Store, record_id: int) -> Judgement | None:
+def latest_judgement(store: Store, record_id: int) -> StoredJudgement | None:
     """What the review screen shows: the current judgement if there is one, else the newest
     (stale or failed) one, marked as such."""
     current_hash = dialogue_hash(store, record_id)

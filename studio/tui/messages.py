@@ -102,6 +102,14 @@ class RegenerateFinished(Message, bubble=False):
 
 
 @dataclass
+class JudgeFinished(Message, bubble=False):
+    """A re-judge of one record ended (`ok` False: it failed; the failure is reported apart)."""
+
+    record_id: int
+    ok: bool
+
+
+@dataclass
 class DraftsFound(Message, bubble=False):
     """Unsaved edits from an earlier session (a crash, a kill, or quitting mid-edit)."""
 
