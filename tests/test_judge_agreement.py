@@ -149,3 +149,23 @@ def test_cli_agreement(db_path: Path, run: Any) -> None:
     table = run("judge", "--agreement")
     assert table.exit_code == 0
     assert "too few ratings to tell (3 of the 10 needed)" in table.output
+
+
+def test_coverage_counts_accepted_against_all(store: Store) -> None:
+    from studio.judge.coverage import coverage
+
+    ids = add_records(store, [dialogue(f"c{n}") for n in range(3)])
+    judged(store, ids[0], 1)
+    judged(store, ids[1], 5)
+    accept_remaining(store, ids[1], reviewer="dr-a")
+    spreads = {s.dimension: {k: (a, n) for k, a, n in s.rows} for s in coverage(store)}
+    assert spreads["technique"]["Decatastrophizing"] == (1, 3)
+    assert spreads["technique"]["Reality Testing"] == (0, 0)  # all twelve are listed
+    assert spreads["attitude"]["neutral"] == (1, 3)
+    assert spreads["distortion pattern"]["catastrophizing"] == (1, 3)
+    assert spreads["judge score band"] == {
+        "0–2": (0, 1),
+        "2–4": (0, 0),
+        "4–6": (1, 1),
+        "not judged": (0, 1),
+    }

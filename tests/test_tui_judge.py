@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from textual.widgets import DataTable
+from textual.widgets import DataTable, Static
 
 from studio.cbt.ctrs import RATED_ITEMS
 from studio.model import Stage
@@ -200,3 +200,35 @@ async def test_J_rejudges_in_the_background_against_a_loopback_server(db: Path) 
             responder.release.set()
     rows = query(db, "SELECT model, status FROM judge_scores WHERE record_id = 3 ORDER BY id")
     assert rows == [("judge-model", "scored"), ("loopback-judge", "scored")]
+
+
+async def test_stats_shows_the_judge_against_clinicians_and_coverage(db: Path) -> None:
+    from studio.store.judging import rate
+    from studio.tui.screens.stats import StatsScreen
+
+    with Store(db) as store:
+        rate(store, 3, "focus", 2, reviewer=REVIEWER)
+    app = studio_app(db)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("s")
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, StatsScreen)
+        agreement = screen.query_one("#agreement", Static).content
+        text = _plain(app, agreement)
+        assert "Judge against clinician (1 paired ratings)" in text
+        assert "Too few ratings to tell" in text
+        techniques = _plain(app, screen.query_one("#coverage-0", Static).content)
+        assert "Accepted per technique (of all)" in techniques
+        assert "Decatastrophizing" in techniques and "50%" in techniques  # 1 of the 2 accepted
+        bands = _plain(app, screen.query_one("#coverage-3", Static).content)
+        assert "not judged" in bands
+
+
+def _plain(app: Any, renderable: Any) -> str:
+    from rich.console import Console
+
+    console = Console(width=200, record=True)
+    console.print(renderable)
+    return console.export_text()
