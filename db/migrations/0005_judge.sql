@@ -40,3 +40,12 @@ CREATE TABLE clinician_ratings (
     PRIMARY KEY (record_id, item, reviewer)
 );
 CREATE INDEX clinician_ratings_reviewer ON clinician_ratings(reviewer);
+
+-- `studio synth --balance`: the ranked top three the technique stage answered and the technique
+-- the run chose from it (the highest-ranked one still under its share), kept with the stage.
+CREATE TABLE technique_choices (
+    record_id   INTEGER PRIMARY KEY REFERENCES records(id) ON DELETE CASCADE,
+    ranking     TEXT    NOT NULL,  -- JSON array of three technique names, best first
+    chosen      TEXT    NOT NULL,
+    created_at  TEXT    NOT NULL
+);

@@ -35,6 +35,12 @@ from studio.errors import BadInputError, StudioError
 )
 @click.option("--client-model", help="Two-agent mode: the client agent's model [the counselor's].")
 @click.option("--client-base-url", help="Two-agent mode: the client backend's server URL.")
+@click.option(
+    "--balance",
+    is_flag=True,
+    default=None,
+    help="Spread techniques evenly: rank a top three, take the best one under its share.",
+)
 @click.option("--rpm", type=click.IntRange(min=1), help="Known requests-per-minute limit.")
 @click.option("--tpm", type=click.IntRange(min=1), help="Known tokens-per-minute limit.")
 @click.option("--plan", help="A named rate-limit plan, e.g. groq-free (30 RPM, 8K TPM).")
