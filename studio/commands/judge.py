@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from studio.commands.common import db_option, handle_errors, open_store
-from studio.errors import StudioError
+from studio.errors import BadInputError, StudioError
 
 
 @click.command("judge")
@@ -61,6 +61,10 @@ def judge_command(
     from studio.synth import SynthSettings
 
     settings = SynthSettings.load(config_path, **options).validate()
+    if not db.is_file():  # before the lock, which would leave a file beside a mistyped path
+        raise BadInputError(
+            f"{db}: no such database (import something first, or try `studio demo`)"
+        )
     try:
         with one_run_per_database(db, "judge"):
             summary = _judge(db, settings, limit, rejudge)
