@@ -60,6 +60,15 @@ WORDS = [
 ]
 
 
+SECTIONS = (
+    "Presenting Problem",
+    "Reason for Seeking Counseling",
+    "Past History",
+    "Academic/Occupational Functioning Level",
+    "Social Support System",
+)
+
+
 def sentence(rng: random.Random, n: int) -> str:
     return " ".join(rng.choice(WORDS) for _ in range(n)).capitalize() + "."
 
@@ -71,15 +80,17 @@ def make_row(rng: random.Random, index: int) -> dict[str, str]:
             f"Name: Client {index}",
             f"Age: {rng.randint(18, 80)}",
             *(
-                f"{n}. Section\n" + " ".join(sentence(rng, 14) for _ in range(6))
-                for n in range(2, 7)
+                f"{n}. {name}\n" + " ".join(sentence(rng, 14) for _ in range(6))
+                for n, name in enumerate(SECTIONS, start=2)
             ),
         ]
     )
     turns = []
-    for t in range(rng.randint(22, 28)):
+    # Like CACTUS: the counselor opens and closes the session, so the rows pass the stage rule.
+    for t in range(2 * rng.randint(11, 14)):
         role = "Counselor" if t % 2 == 0 else rng.choice(["Client", "Client", "Client (sighs)"])
         turns.append(f"{role}: " + " ".join(sentence(rng, 12) for _ in range(2)))
+    turns.append("Counselor: " + sentence(rng, 10) + " Thank you, see you next week.")
     plan = "\n".join(f"{n}. Step: {sentence(rng, 16)}" for n in range(1, 6))
     return {
         "thought": f"{sentence(rng, 12)} ({index})",
@@ -93,7 +104,7 @@ def make_row(rng: random.Random, index: int) -> dict[str, str]:
 
 
 def ensure_data(rows: int) -> Path:
-    path = DATA_DIR / f"cactus_{rows}.jsonl"
+    path = DATA_DIR / f"cactus_v2_{rows}.jsonl"  # v2: rows that pass the stage rule
     if path.exists():
         return path
     DATA_DIR.mkdir(parents=True, exist_ok=True)

@@ -23,6 +23,7 @@ from studio.commands.common import (
     open_store,
     resolve_db,
 )
+from studio.commands.judge import judge_command
 from studio.commands.review import is_interactive, open_review, review_command
 from studio.commands.synth import synth_command
 from studio.commands.train import train_command
@@ -187,8 +188,11 @@ def stats(db: Path, as_json: bool) -> None:
     """Counts of seeds, records, stages and training runs per status."""
     import json
 
+    from studio.store.judging import judged_counts
+
     with open_store(db, must_exist=True, read_only_ok=True) as store:
         data = store.stats()
+        data["judged"] = judged_counts(store)
         techniques = {} if as_json else store.technique_counts()
         read_only = store.read_only_reason
     if as_json:
@@ -254,3 +258,4 @@ def main() -> None:
 cli.add_command(synth_command)
 cli.add_command(review_command)
 cli.add_command(train_command)
+cli.add_command(judge_command)

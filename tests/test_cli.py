@@ -30,7 +30,8 @@ def test_stats_json_shape(run, db_path: Path) -> None:
     result = run("stats", "--json")
     assert result.exit_code == 0
     data = json.loads(result.stdout)
-    assert set(data) == {"seeds", "records", "stages", "runs"}
+    assert set(data) == {"seeds", "records", "stages", "runs", "judged"}
+    assert data["judged"] == {"records": 0, "flagged": 0, "rated_by_clinicians": 0}
     assert data["seeds"] == 0
     assert set(data["records"]) == {"pending", "in_review", "accepted", "rejected"}
     assert set(data["stages"]) == {

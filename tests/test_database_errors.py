@@ -178,6 +178,7 @@ def test_a_database_in_a_read_only_folder_is_read_without_writing_there(
 
 def test_read_only_refuses_a_database_that_needs_a_migration(tmp_path: Path) -> None:
     from studio.errors import DatabaseError
+    from studio.store.migrations import available_migrations
 
     db = tmp_path / "old.db"
     with Store(db) as store:
@@ -185,7 +186,8 @@ def test_read_only_refuses_a_database_that_needs_a_migration(tmp_path: Path) -> 
     with pytest.raises(DatabaseError, match="needs an upgrade"):
         Store(db, read_only=True)
     with sqlite3.connect(db) as conn:  # as if a read-write open had migrated it
-        conn.execute("INSERT INTO schema_version VALUES (2, 'now')")
+        for migration in available_migrations()[1:]:
+            conn.execute("INSERT INTO schema_version VALUES (?, 'now')", (migration.version,))
     with Store(db, read_only=True) as store:
         assert store.read_only and store.stats()["seeds"] == 0
     assert not (tmp_path / "missing.db").exists()

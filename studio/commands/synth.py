@@ -35,6 +35,12 @@ from studio.errors import BadInputError, StudioError
 )
 @click.option("--client-model", help="Two-agent mode: the client agent's model [the counselor's].")
 @click.option("--client-base-url", help="Two-agent mode: the client backend's server URL.")
+@click.option(
+    "--balance",
+    is_flag=True,
+    default=None,
+    help="Spread techniques evenly: rank a top three, take the best one under its share.",
+)
 @click.option("--rpm", type=click.IntRange(min=1), help="Known requests-per-minute limit.")
 @click.option("--tpm", type=click.IntRange(min=1), help="Known tokens-per-minute limit.")
 @click.option("--plan", help="A named rate-limit plan, e.g. groq-free (30 RPM, 8K TPM).")
@@ -133,14 +139,15 @@ def _reasons(failures: dict[str, int]) -> str:
 
 
 @contextmanager
-def one_run_per_database(db: Path) -> Iterator[None]:
+def one_run_per_database(db: Path, command: str = "synth") -> Iterator[None]:
     """Two `studio synth` runs on one database would both pick the same unfinished stages and pay
     twice; advisory locks let one run at a time (released when the process ends, even by
     `kill -9`).
 
     The lock belongs to the file, not to its spelling: one lock sits beside the resolved path
     (symlinks, `./` and relative spellings all meet there, on a shared folder too), and one is
-    keyed by the file's device and inode (hard links, bind mounts)."""
+    keyed by the file's device and inode (hard links, bind mounts). `command` names whose runs
+    exclude each other (`studio judge` runs beside `studio synth`, one of each)."""
     import fcntl
 
     try:
@@ -148,9 +155,9 @@ def one_run_per_database(db: Path) -> Iterator[None]:
     except RuntimeError as exc:  # Python 3.11 reports a symlink loop this way
         raise BadInputError(f"{db}: a symlink loop, not a database") from exc
     target.parent.mkdir(parents=True, exist_ok=True)
-    beside = target.with_name(target.name + ".synth.lock")
+    beside = target.with_name(f"{target.name}.{command}.lock")
     with ExitStack() as held:
-        for lock in (beside, _inode_lock(target)):
+        for lock in (beside, _inode_lock(target, command)):
             if lock is None:
                 continue
             try:
@@ -165,13 +172,13 @@ def one_run_per_database(db: Path) -> Iterator[None]:
             except BlockingIOError:
                 named = str(db) if db.absolute() == target else f"{db} (that is {target})"
                 raise BadInputError(
-                    f"{named}: another `studio synth` is already running on this database; "
+                    f"{named}: another `studio {command}` is already running on this database; "
                     "wait for it (or stop it) and run again"
                 ) from None
         yield
 
 
-def _inode_lock(target: Path) -> Path | None:
+def _inode_lock(target: Path, command: str = "synth") -> Path | None:
     """The lock named after the database file's device and inode, in a private folder of this
     user's temp dir. None while the database does not exist yet (then no other name can reach
     it), or when that folder is not safely ours (the path lock still holds)."""
@@ -188,7 +195,7 @@ def _inode_lock(target: Path) -> Path | None:
     # A folder someone else planted (or a symlink) could be used to block or watch our runs.
     if not stat.S_ISDIR(mine.st_mode) or mine.st_uid != os.getuid():
         return None
-    return folder / f"synth-{info.st_dev}-{info.st_ino}.lock"
+    return folder / f"{command}-{info.st_dev}-{info.st_ino}.lock"
 
 
 async def _run(synthesizer: Any, backend: Any, limit: int | None, progress: _Progress) -> None:

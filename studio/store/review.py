@@ -10,7 +10,7 @@ an `undo` event of its own, so the audit log stays append-only.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -19,11 +19,22 @@ from studio.cbt.checks import Judgement, judge_answer
 from studio.cbt.techniques import normalize_technique
 from studio.errors import BadInputError
 from studio.model import STAGES, RecordStatus, Stage, StageStatus
+from studio.store.judging import (
+    RATE_ACTION,
+    RatingChanged,
+    StoredJudgement,
+    current_scores,
+    current_scores_sql,
+    latest_judgement,
+    ratings,
+    register_hash,
+    revert_rating,
+)
 from studio.store.store import EditConflict, RecordView, StageView, Store, imported_stage_status
 from studio.store.synthesis import mark_downstream_stale
 
 #: Event actions a reviewer can undo (regeneration and imports are not decisions).
-UNDOABLE_ACTIONS: tuple[str, ...] = ("accept", "reject", "edit", "reject_record")
+UNDOABLE_ACTIONS: tuple[str, ...] = ("accept", "reject", "edit", "reject_record", RATE_ACTION)
 #: `events.detail` of an undo event: the id of the event it undid follows.
 UNDOES = "undoes:"
 #: `events.detail` shared by the accept events of one accept-all, so one undo reverts them all.
@@ -53,6 +64,10 @@ class QueueFilter:
     """Only records with this technique (one of the twelve, or "" for none); None for all."""
     search: str = ""
     """Text in the seed's thought or persona (case-insensitive), or `#id` / a number for a record."""
+    flagged: bool = False
+    """Only records whose current judgement has a safety flag."""
+    by_score: bool = False
+    """Lowest judge CTRS mean first (records without a current score last), instead of by id."""
 
     def describe(self) -> str:
         parts = [self.status.value.replace("_", " ") if self.status else "all statuses"]
@@ -61,6 +76,10 @@ class QueueFilter:
         )
         if self.search.strip():
             parts.append(f"“{self.search.strip()}”")
+        if self.flagged:
+            parts.append("flagged by the judge")
+        if self.by_score:
+            parts.append("lowest score first")
         return " · ".join(parts)
 
 
@@ -75,6 +94,10 @@ class QueueRow:
     attitude: str
     last_reviewer: str
     updated_at: str
+    ctrs_mean: float | None = None
+    """The judge's current CTRS mean (None: not judged, or the dialogue changed since)."""
+    flagged: bool = False
+    """The current judgement has a safety flag."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +118,10 @@ class ReviewItem:
 
     record: RecordView
     drafts: dict[Stage, Draft] = field(default_factory=dict)
+    judgement: StoredJudgement | None = None
+    """The judge's newest judgement of the dialogue (`current` says whether it read this text)."""
+    ratings: dict[str, int] = field(default_factory=dict)
+    """This reviewer's own 0-6 ratings of the judged items."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +142,7 @@ class Undone:
             "edit": "edit",
             "reject_record": "record rejection",
             "accept_all": "accept all",
+            RATE_ACTION: "rating",
         }[self.action]
         where = f" of {self.stage.label}" if self.stage else ""
         return f"Undid {what}{where} (record {self.record_id})"
@@ -163,6 +191,10 @@ def _where(flt: QueueFilter) -> tuple[str, list[Any], bool]:
     if flt.technique is not None:
         clauses.append("r.technique = ?")
         params.append(flt.technique)
+    if flt.flagged:
+        clauses.append(
+            f"r.id IN (SELECT record_id FROM ({current_scores_sql()}) WHERE flagged = 1)"
+        )
     text = flt.search.strip()
     if not text:
         return " AND ".join(clauses), params, False
@@ -190,16 +222,42 @@ def _queue_row(row: Sequence[Any]) -> QueueRow:
 
 
 def queue_page(
-    store: Store, flt: QueueFilter, *, after: int = 0, limit: int = 100
+    store: Store, flt: QueueFilter, *, after: int = 0, limit: int = 100, offset: int = 0
 ) -> list[QueueRow]:
-    """The next `limit` records of the filter with an id above `after`, in id order."""
+    """The next `limit` records of the filter with an id above `after`, in id order; with
+    `flt.by_score`, the `limit` records after the first `offset` in score order."""
+    register_hash(store)
     where, params, _ = _where(flt)
-    clause = f" AND {where}" if where else ""
-    rows = store.conn.execute(
-        _QUEUE_SELECT + f" WHERE r.id > ?{clause} ORDER BY r.id LIMIT ?",
-        (after, *params, limit),
-    ).fetchall()
-    return [_queue_row(row) for row in rows]
+    if flt.by_score:
+        rows = store.conn.execute(
+            _QUEUE_SELECT
+            + f" LEFT JOIN ({current_scores_sql()}) js ON js.record_id = r.id"
+            + (f" WHERE {where}" if where else "")
+            + f" ORDER BY {_SCORE_ORDER} LIMIT ? OFFSET ?",
+            (*params, limit, offset),
+        ).fetchall()
+    else:
+        clause = f" AND {where}" if where else ""
+        rows = store.conn.execute(
+            _QUEUE_SELECT + f" WHERE r.id > ?{clause} ORDER BY r.id LIMIT ?",
+            (after, *params, limit),
+        ).fetchall()
+    return _with_scores(store, [_queue_row(row) for row in rows])
+
+
+#: Lowest CTRS mean first; records without a current judgement after them, by id.
+_SCORE_ORDER = "js.ctrs_mean IS NULL, js.ctrs_mean, r.id"
+
+
+def _with_scores(store: Store, rows: list[QueueRow]) -> list[QueueRow]:
+    """The rows with their current judge scores (only these rows' dialogues are hashed)."""
+    scores = current_scores(store, [row.id for row in rows])
+    return [
+        replace(row, ctrs_mean=scores[row.id].ctrs_mean, flagged=scores[row.id].flagged)
+        if row.id in scores
+        else row
+        for row in rows
+    ]
 
 
 def queue_rows(store: Store, ids: Sequence[int]) -> list[QueueRow]:
@@ -214,10 +272,11 @@ def queue_rows(store: Store, ids: Sequence[int]) -> list[QueueRow]:
                 _QUEUE_SELECT + f" WHERE r.id IN ({marks}) ORDER BY r.id", tuple(chunk)
             )
         ]
-    return found
+    return _with_scores(store, found)
 
 
 def queue_count(store: Store, flt: QueueFilter) -> int:
+    register_hash(store)
     where, params, needs_seeds = _where(flt)
     source = "records r JOIN seeds s ON s.id = r.seed_id" if needs_seeds else "records r"
     sql = f"SELECT COUNT(*) FROM {source}" + (f" WHERE {where}" if where else "")
@@ -226,8 +285,24 @@ def queue_count(store: Store, flt: QueueFilter) -> int:
 
 def neighbor(store: Store, flt: QueueFilter, record_id: int, *, forward: bool) -> int | None:
     """The id of the next (or previous) record after `record_id` in the filter, if any."""
+    register_hash(store)
     where, params, needs_seeds = _where(flt)
     source = "records r JOIN seeds s ON s.id = r.seed_id" if needs_seeds else "records r"
+    if flt.by_score:
+        ordered = [
+            int(row[0])
+            for row in store.conn.execute(
+                "SELECT r.id FROM records r JOIN seeds s ON s.id = r.seed_id"
+                f" LEFT JOIN ({current_scores_sql()}) js ON js.record_id = r.id"
+                + (f" WHERE {where}" if where else "")
+                + f" ORDER BY {_SCORE_ORDER}",
+                params,
+            )
+        ]
+        if record_id not in ordered:
+            return ordered[0] if ordered and forward else None
+        at = ordered.index(record_id) + (1 if forward else -1)
+        return ordered[at] if 0 <= at < len(ordered) else None
     op, order = (">", "ASC") if forward else ("<", "DESC")
     clause = f" AND {where}" if where else ""
     row = store.conn.execute(
@@ -278,7 +353,10 @@ def reviewer_activity(store: Store) -> list[ReviewerActivity]:
 
 def load_item(store: Store, record_id: int, *, reviewer: str) -> ReviewItem:
     return ReviewItem(
-        store.record(record_id), {d.stage: d for d in drafts(store, reviewer, record_id)}
+        store.record(record_id),
+        {d.stage: d for d in drafts(store, reviewer, record_id)},
+        latest_judgement(store, record_id),
+        ratings(store, record_id, reviewer),
     )
 
 
@@ -467,6 +545,21 @@ def undo_last(store: Store, *, reviewer: str) -> Undone | None:
 
 def _revert(store: Store, event: _Event, reviewer: str) -> None:
     conn = store.conn
+    if event.action == RATE_ACTION:
+        try:
+            revert_rating(store, event.record_id, event.before, event.after, reviewer)
+        except RatingChanged as exc:
+            raise UndoConflict(str(exc)) from exc
+        store.log_event(
+            "undo",
+            reviewer=reviewer,
+            record_id=event.record_id,
+            stage=event.stage,
+            before=event.after,
+            after=event.before,
+            detail=f"{UNDOES}{event.id}",
+        )
+        return
     if event.stage is None:
         row = conn.execute(
             "SELECT rejected, note FROM records WHERE id = ?", (event.record_id,)

@@ -9,6 +9,7 @@ to the same rule; it is re-exported here.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ from studio.cbt.checks import CUT_AT_TOKEN_LIMIT as CUT_AT_TOKEN_LIMIT
 from studio.cbt.checks import Judgement as Judgement  # the one rule, re-exported
 from studio.cbt.checks import judge_answer as judge_answer
 from studio.cbt.dialogue import Role, Turn, format_dialogue, parse_dialogue, strip_role_prefix
-from studio.cbt.techniques import TECHNIQUES
+from studio.cbt.techniques import TECHNIQUES, normalize_technique
 from studio.model import Seed, Stage
 from studio.synth.templates import Messages, Template, load_template
 
@@ -49,6 +50,54 @@ def technique_schema() -> dict[str, Any]:
             "additionalProperties": False,
         },
     }
+
+
+#: Ranks asked for with `--balance` (the schema's fields, best first).
+RANKS = ("first", "second", "third")
+#: Added to the technique prompt with `--balance`: the model ranks, the run chooses.
+RANKED_NOTE = (
+    "Instead of a single technique, rank the three techniques from the list that fit this client"
+    ' best. Return ONLY a JSON object with the fields "first", "second" and "third"'
+    ' (three different names copied exactly from the list, best first) and "rationale" (one'
+    " sentence)."
+)
+
+
+def ranked_technique_schema() -> dict[str, Any]:
+    """Structured output for `--balance`: a ranked top three, each one of the twelve."""
+    properties: dict[str, Any] = {
+        rank: {"type": "string", "enum": list(TECHNIQUES)} for rank in RANKS
+    }
+    properties["rationale"] = {"type": "string"}
+    return {
+        "name": "cbt_technique_ranked",
+        "strict": True,
+        "schema": {
+            "type": "object",
+            "properties": properties,
+            "required": list(properties),
+            "additionalProperties": False,
+        },
+    }
+
+
+def read_ranking(answer: str) -> tuple[str, ...] | None:
+    """The ranked top three of an answer, best first; None unless it names three different
+    techniques of the twelve (a name is matched the way a technique answer is)."""
+    try:
+        data = json.loads(answer.strip())
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    ranking = []
+    for rank in RANKS:
+        value = data.get(rank)
+        name = normalize_technique(value) if isinstance(value, str) else None
+        if name is None or name in ranking:
+            return None
+        ranking.append(name)
+    return tuple(ranking)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ from studio.cbt.dialogue import (
 )
 from studio.model import NEEDS_SYNTHESIS, STAGES, Stage, StageStatus
 from studio.store import RecordView, StageView, Store
+from studio.store.balance import save_technique_choice, technique_totals
 from studio.store.synthesis import (
     CachedAnswer,
     StageChanged,
@@ -44,6 +45,7 @@ from studio.synth.backends import (
     StructuredOutputUnsupported,
     make_backend,
 )
+from studio.synth.balance import TechniqueBalancer
 from studio.synth.ratelimit import CompletionBudgets, RateLimiter
 from studio.synth.settings import SynthSettings
 from studio.synth.templates import Messages, Template, load_template, prompt_hash
@@ -148,6 +150,8 @@ class Synthesizer:
         self.fresh = fresh
         """Skip cached answers (regenerating asks the model again); answers are still cached."""
         self._client: _Agent | None = None
+        self._balancer: TechniqueBalancer | None = None
+        """`--balance`: technique counts, read from the database on the first choice."""
 
     # -- a whole run ----------------------------------------------------------------------
 
@@ -265,6 +269,8 @@ class Synthesizer:
             return await self._two_agent_dialogue(inputs)
         template = chain.stage_template(stage, self.settings.prompts_dir)
         messages = chain.stage_messages(template, inputs)
+        if stage is Stage.CBT_TECHNIQUE and self.settings.balance:
+            return await self._balanced_technique(record.id, template, messages)
         schema = chain.technique_schema() if stage is Stage.CBT_TECHNIQUE else None
         usage = _Usage()
         answer = await self.call(
@@ -275,6 +281,37 @@ class Synthesizer:
             passes=lambda text: self._judge(stage, text, "").ok,
         )
         return self._result(stage, answer, usage, prompt_hash(messages), template.label)
+
+    async def _balanced_technique(
+        self, record_id: int, template: Template, messages: Messages
+    ) -> StageResult:
+        """`--balance`: ask for a ranked top three and take the highest-ranked technique still
+        under its share; the ranking and the choice are stored with the stage."""
+        ask = [*messages[:-1], {**messages[-1]}]
+        ask[-1]["content"] += "\n\n" + chain.RANKED_NOTE
+        usage = _Usage()
+        answer = await self.call(
+            ask,
+            kind=Stage.CBT_TECHNIQUE.value,
+            schema=chain.ranked_technique_schema(),
+            usage=usage,
+            passes=lambda text: chain.read_ranking(text) is not None,
+        )
+        label = f"{template.label}+ranked"
+        ranking = chain.read_ranking(answer)
+        if ranking is None or usage.finish_reason == "length":
+            result = self._result(Stage.CBT_TECHNIQUE, "", usage, prompt_hash(ask), label)
+            error = (
+                chain.CUT_AT_TOKEN_LIMIT
+                if usage.finish_reason == "length"
+                else "no ranked top three of the twelve techniques"
+            )
+            return replace(result, text=answer, error=error)
+        if self._balancer is None:
+            self._balancer = TechniqueBalancer(technique_totals(self.store))
+        chosen = self._balancer.choose(ranking)
+        save_technique_choice(self.store, record_id, ranking, chosen)
+        return self._result(Stage.CBT_TECHNIQUE, chosen, usage, prompt_hash(ask), label)
 
     def _judge(self, stage: Stage, answer: str, finish_reason: str) -> chain.Judgement:
         """The one rule (`chain.judge_answer`) with this run's turn limits."""

@@ -90,6 +90,9 @@ class SynthSettings:
     timeout_s: float = 180.0
     structured_output: bool = True
     """Ask for a JSON schema with an enum for the technique where the backend supports it."""
+    balance: bool = False
+    """Ask the technique stage for a ranked top three and take the highest-ranked technique still
+    under its even share of the records, so one favourite cannot take over the dataset."""
     prompts_dir: Path | None = None
     """Another templates folder (a clinician's edited copy of `prompts/`)."""
 

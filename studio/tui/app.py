@@ -32,6 +32,7 @@ from studio.tui.commands import StudioCommands
 from studio.tui.messages import (
     DraftDiscarded,
     DraftsFound,
+    JudgeFinished,
     RegenerateFinished,
     RunningRunFound,
     TrainingEnded,
@@ -118,6 +119,8 @@ class StudioApp(App[None]):
         self.regenerator = regenerator
         self.regenerating: set[tuple[int, Stage]] = set()
         """Stages with a regeneration in flight (their keys are hidden meanwhile)."""
+        self.judging: set[int] = set()
+        """Records with a re-judge in flight."""
         self.last_record_id: int | None = None
         """The record last reviewed: the queue puts its cursor there."""
         if settings.keymap:
@@ -295,6 +298,43 @@ class StudioApp(App[None]):
             f"Regenerated the {stage.label} of record {record_id}"
             + ("; the later stages are stale" if stage is not Stage.DIALOGUE else ""),
             title="Regenerate",
+        )
+
+    def rejudge(self, record_id: int) -> None:
+        """Judge one record again in the background (the review screen's `J`)."""
+        if not self.regenerator.configured:
+            self.notify(
+                "No synthesis backend is configured, so J cannot judge. "
+                "Set one up as for `studio judge` (see `studio judge --help`).",
+                title="Judge",
+                severity="warning",
+            )
+            return
+        if record_id in self.judging:
+            return
+        self.judging.add(record_id)
+        self.run_judge(record_id)
+
+    @work(group="judge", exit_on_error=False, description="Judge a dialogue")
+    async def run_judge(self, record_id: int) -> None:
+        ok = False
+        try:
+            future = self.regenerator.submit_judge(record_id)
+            # Shielded: the judgement goes on if the reviewer leaves the record.
+            result = await asyncio.shield(asyncio.wrap_future(future))
+            ok = result.status == "scored"
+        finally:
+            self.judging.discard(record_id)
+            finished = JudgeFinished(record_id, ok)
+            for screen in self.screen_stack:
+                if isinstance(screen, ReviewScreen):
+                    screen.post_message(finished)
+        self.notify(
+            f"Judged the dialogue of record {record_id}"
+            if ok
+            else f"The judge gave no usable answer for record {record_id} (stored as failed)",
+            title="Judge",
+            severity="information" if ok else "warning",
         )
 
     # -- training ---------------------------------------------------------------------------

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 from textual.message import Message
 
+from studio.judge.agreement import AgreementReport
+from studio.judge.coverage import Spread
 from studio.model import RecordStatus, Stage
 from studio.store.review import (
     Draft,
@@ -102,6 +104,14 @@ class RegenerateFinished(Message, bubble=False):
 
 
 @dataclass
+class JudgeFinished(Message, bubble=False):
+    """A re-judge of one record ended (`ok` False: it failed; the failure is reported apart)."""
+
+    record_id: int
+    ok: bool
+
+
+@dataclass
 class DraftsFound(Message, bubble=False):
     """Unsaved edits from an earlier session (a crash, a kill, or quitting mid-edit)."""
 
@@ -122,6 +132,14 @@ class DraftSaved(Message, bubble=False):
 @dataclass
 class StatsLoaded(Message, bubble=False):
     stats: ReviewStats
+
+
+@dataclass
+class JudgeStatsLoaded(Message, bubble=False):
+    """The Stats screen's judge panels: agreement with clinicians, and coverage."""
+
+    report: AgreementReport
+    coverage: list[Spread]
 
 
 @dataclass

@@ -21,6 +21,7 @@ from studio.store import StageView, Store
 from studio.store.store import Clock, utc_now
 
 if TYPE_CHECKING:
+    from studio.store.judging import JudgeResult
     from studio.synth import Backend, SynthSettings
 
 #: Builds the backend (and the synthesis settings to use with it) on the first `r`.
@@ -60,6 +61,20 @@ class Regenerator:
             raise NoBackend("no synthesis backend is configured")
         loop = self._ensure_loop()
         return asyncio.run_coroutine_threadsafe(self._regenerate(record_id, stage, reviewer), loop)
+
+    def submit_judge(self, record_id: int) -> Future[JudgeResult]:
+        """Start judging one record's dialogue afresh, on the same loop and backend; the future
+        gives the stored judgement (a failed one too: it says why)."""
+        if not self.configured:
+            raise NoBackend("no synthesis backend is configured")
+        return asyncio.run_coroutine_threadsafe(self._judge(record_id), self._ensure_loop())
+
+    async def _judge(self, record_id: int) -> JudgeResult:
+        from studio.judge import rejudge_record
+
+        backend = self._get_backend()
+        with Store(self.path, clock=self.clock) as store:
+            return await rejudge_record(store, backend, record_id, settings=self.settings)
 
     def _ensure_loop(self) -> asyncio.AbstractEventLoop:
         with self._lock:

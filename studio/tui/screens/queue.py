@@ -46,11 +46,20 @@ COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("status", "Status", 11),
     ("technique", "Technique", 24),
     ("thought", "Thought", 0),
+    ("score", "CTRS", 6),
     ("attitude", "Attitude", 8),
     ("reviewer", "Reviewer", 10),
     ("updated", "Updated", 11),
 )
 SEARCH_DELAY_S = 0.3
+
+
+def score_content(row: QueueRow) -> Content:
+    """The judge's CTRS mean and a flag mark (— when not judged or stale)."""
+    mean = "—" if row.ctrs_mean is None else f"{row.ctrs_mean:.1f}"
+    if row.flagged:
+        return Content.assemble(mean, " ", Content.styled("⚑", "bold $error"))
+    return Content(mean)
 
 
 def count_queue(store: Store, flt: QueueFilter) -> QueueCounted:
@@ -66,6 +75,20 @@ class QueueScreen(StudioScreen):
         Binding("slash", "search", "Search", id="queue.search", key_display="/"),
         Binding("f", "cycle_status", "Status", id="queue.status", tooltip="Filter by status"),
         Binding("g", "choose_technique", "Technique", id="queue.technique"),
+        Binding(
+            "o",
+            "toggle_by_score",
+            "By score",
+            id="queue.by_score",
+            tooltip="Sort by the judge's CTRS mean, lowest first (again: by id)",
+        ),
+        Binding(
+            "F",
+            "toggle_flagged",
+            "Flagged",
+            id="queue.flagged",
+            tooltip="Only records the judge flagged for safety (again: all)",
+        ),
         Binding("s", "stats", "Stats", id="queue.stats", tooltip="Counts and charts"),
         Binding(
             "t",
@@ -135,9 +158,13 @@ class QueueScreen(StudioScreen):
         self.count(self.queue_filter)
 
     @work(group="queue-page", exclusive=True, exit_on_error=False, description="Read the queue")
-    async def load_page(self, flt: QueueFilter, *, after: int, reset: bool) -> None:
+    async def load_page(
+        self, flt: QueueFilter, *, after: int, reset: bool, offset: int = 0
+    ) -> None:
         size = self.studio.settings.page_size
-        rows = await self.studio.lane.run(partial(queue_page, flt=flt, after=after, limit=size + 1))
+        rows = await self.studio.lane.run(
+            partial(queue_page, flt=flt, after=after, limit=size + 1, offset=offset)
+        )
         self.post_message(QueuePageLoaded(flt, rows[:size], reset, complete=len(rows) <= size))
 
     @work(group="queue-count", exclusive=True, exit_on_error=False, description="Count the queue")
@@ -192,6 +219,7 @@ class QueueScreen(StudioScreen):
             status_content(row.status),
             one_line(row.technique, 24) if row.technique else "—",
             one_line(row.thought, self.thought_width),
+            score_content(row),
             row.attitude or "—",
             row.last_reviewer or "—",
             short_time(row.updated_at)[5:],
@@ -224,7 +252,12 @@ class QueueScreen(StudioScreen):
         near_end = event.cursor_row >= len(self.loaded_ids) - max(size // 2, 1)
         if near_end and not self.complete and not self.reading_page and self.loaded_ids:
             self.reading_page = True
-            self.load_page(self.queue_filter, after=self.loaded_ids[-1], reset=False)
+            self.load_page(
+                self.queue_filter,
+                after=self.loaded_ids[-1],
+                reset=False,
+                offset=len(self.loaded_ids),
+            )
 
     def on_screen_resume(self) -> None:
         # Back from a review: show the decisions just made, and the record the reviewer was on.
@@ -244,6 +277,12 @@ class QueueScreen(StudioScreen):
         index = STATUS_CYCLE.index(self.queue_filter.status)
         status = STATUS_CYCLE[(index + 1) % len(STATUS_CYCLE)]
         self.queue_filter = replace(self.queue_filter, status=status)
+
+    def action_toggle_by_score(self) -> None:
+        self.queue_filter = replace(self.queue_filter, by_score=not self.queue_filter.by_score)
+
+    def action_toggle_flagged(self) -> None:
+        self.queue_filter = replace(self.queue_filter, flagged=not self.queue_filter.flagged)
 
     def set_status(self, status: RecordStatus | None) -> None:
         self.queue_filter = replace(self.queue_filter, status=status)

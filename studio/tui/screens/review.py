@@ -18,7 +18,9 @@ from textual.reactive import reactive
 from textual.timer import Timer
 from textual.widgets import Header, Static
 
+from studio.cbt.ctrs import ITEM_LABELS, RATED_ITEMS
 from studio.model import APPROVED, STAGES, RecordStatus, Stage, StageStatus
+from studio.store.judging import rate
 from studio.store.review import (
     QueueFilter,
     ReviewItem,
@@ -37,6 +39,7 @@ from studio.store.store import Store
 from studio.tui.formatting import status_content
 from studio.tui.messages import (
     DecisionSaved,
+    JudgeFinished,
     NoMoreRecords,
     RecordLoaded,
     RegenerateFinished,
@@ -52,6 +55,7 @@ from studio.tui.screens.dialogs import (
 )
 from studio.tui.screens.editor import EditorScreen
 from studio.tui.widgets.footer import StudioFooter
+from studio.tui.widgets.judge_panel import JudgePanel
 from studio.tui.widgets.seed_panel import SeedPanel
 from studio.tui.widgets.stage_panel import StagePanel
 
@@ -70,12 +74,26 @@ REJECTABLE = frozenset(
 )
 #: Actions that work on the focused stage (hidden until a record is on screen).
 RECORD_ACTIONS = frozenset(
-    {"accept", "accept_all", "reject", "reject_record", "edit", "regenerate", "diff"}
+    {"accept", "accept_all", "reject", "reject_record", "edit", "regenerate", "diff", "rate"}
+    | {"rejudge"}
 )
 #: Actions that write: off (hidden) on a read-only database, rather than failing one by one.
 WRITE_ACTIONS = frozenset(
-    {"accept", "accept_all", "reject", "reject_record", "edit", "regenerate", "undo"}
+    {"accept", "accept_all", "reject", "reject_record", "edit", "regenerate", "undo", "rate"}
+    | {"rejudge"}
 )
+#: `0`-`6` rate the item under the rating cursor (the clinician's own CTRS / fidelity rating).
+RATING_BINDINGS: list[BindingType] = [
+    Binding(
+        str(value),
+        f"rate({value})",
+        f"Rate {value}",
+        id=f"review.rate_{value}",
+        show=False,
+        tooltip=f"Rate the item marked ▸ with {value} (0-6), then move to the next item",
+    )
+    for value in range(7)
+]
 
 
 class ReviewScreen(StudioScreen):
@@ -135,6 +153,22 @@ class ReviewScreen(StudioScreen):
             key_display="k/shift+tab",
         ),
         Binding("q,escape", "back", "Queue", id="review.back", tooltip="Back to the queue"),
+        Binding(
+            "J",
+            "rejudge",
+            "Re-judge",
+            id="review.rejudge",
+            tooltip="Judge the dialogue again in the background (CTRS, fidelity, safety)",
+        ),
+        Binding(
+            "i",
+            "next_item",
+            "Next item",
+            id="review.next_item",
+            show=False,
+            tooltip="Move the rating cursor ▸ to the next item",
+        ),
+        *RATING_BINDINGS,
     ]
 
     item: reactive[ReviewItem | None] = reactive(
@@ -143,6 +177,8 @@ class ReviewScreen(StudioScreen):
     """The record on screen with the reviewer's drafts; None until the first read."""
     stage: reactive[Stage] = reactive(Stage.INTAKE_FORM, bindings=True)
     """The focused stage: what a, x, e, r and d act on."""
+    rating_item: reactive[str] = reactive(RATED_ITEMS[0])
+    """The item a digit key rates (▸ in the judge panel); moves on after each rating."""
 
     def __init__(
         self, record_id: int, queue_filter: QueueFilter, *, resume_draft: Stage | None = None
@@ -167,6 +203,7 @@ class ReviewScreen(StudioScreen):
         with Horizontal(id="panes"):
             with VerticalScroll(id="seed"):
                 yield SeedPanel(id="seed-panel")
+                yield JudgePanel(id="judge-panel")
             with VerticalScroll(id="stages"):
                 for stage in STAGES:
                     yield StagePanel(stage)
@@ -219,18 +256,28 @@ class ReviewScreen(StudioScreen):
         if message.record_id == self.record_id:
             self.load(self.record_id, focus=self.stage)
 
+    def on_judge_finished(self, message: JudgeFinished) -> None:
+        if message.record_id == self.record_id:
+            self.load(self.record_id, focus=self.stage)
+
     def watch_item(self, item: ReviewItem | None) -> None:
         if item is None:
             return
         record = item.record
         regenerating = self.studio.regenerating
+        judgement = item.judgement
+        flagged = frozenset(
+            f.turn for f in (judgement.result.flags if judgement and judgement.current else ())
+        )
         for panel in self.query(StagePanel):
             panel.show(
                 record.stages[panel.stage],
                 draft=item.drafts.get(panel.stage),
                 regenerating=(record.id, panel.stage) in regenerating,
+                flagged=flagged if panel.stage is Stage.DIALOGUE else frozenset(),
             )
         self.query_one(SeedPanel).show(record.seed)
+        self._show_judge()
         decided = sum(
             1
             for view in record.stages.values()
@@ -248,6 +295,21 @@ class ReviewScreen(StudioScreen):
             reason = f": {record.note}" if record.note else ""
             parts.append(Content.styled(f"rejected as a whole{reason} (u undoes)", "$error"))
         self.query_one("#record-info", Static).update(Content(" · ").join(parts))
+
+    def _show_judge(self) -> None:
+        item = self.item
+        if item is None:
+            return
+        self.query_one(JudgePanel).show(
+            item.judgement,
+            item.ratings,
+            self.rating_item,
+            judging=item.record.id in self.studio.judging,
+        )
+
+    def watch_rating_item(self) -> None:
+        if self.is_mounted:
+            self._show_judge()
 
     def _first_to_review(self, item: ReviewItem) -> Stage:
         for stage in STAGES:
@@ -493,6 +555,23 @@ class ReviewScreen(StudioScreen):
         if self.item is not None:
             self.item = self.item  # shows "regenerating…" on the panel
 
+    def action_rejudge(self) -> None:
+        self.studio.rejudge(self.record_id)
+        self._show_judge()  # shows "re-judging…"
+
+    def action_next_item(self) -> None:
+        self.rating_item = RATED_ITEMS[(RATED_ITEMS.index(self.rating_item) + 1) % len(RATED_ITEMS)]
+
+    def action_rate(self, value: int) -> None:
+        item_name, record_id, reviewer = self.rating_item, self.record_id, self.reviewer
+
+        def job(store: Store) -> ReviewItem:
+            rate(store, record_id, item_name, value, reviewer=reviewer)
+            return load_item(store, record_id, reviewer=reviewer)
+
+        self.decide(job, f"★ Rated {ITEM_LABELS[item_name]} {value}")
+        self.action_next_item()
+
     def action_diff(self) -> None:
         if self.item is None:
             return
@@ -551,6 +630,10 @@ class ReviewScreen(StudioScreen):
             return not rejected
         if action in ("edit", "regenerate"):
             return not busy
+        if action == "rejudge":
+            return record.id not in self.studio.judging and bool(record.text(Stage.DIALOGUE))
+        if action == "rate":
+            return bool(record.text(Stage.DIALOGUE).strip())
         if action == "diff":
             return view.edited_text is not None and view.original_text is not None
         return True

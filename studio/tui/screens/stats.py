@@ -1,4 +1,6 @@
-"""Counts: records and stages per status, records per technique (a bar chart), per reviewer."""
+"""Counts: records and stages per status, records per technique (a bar chart), per reviewer;
+the judge against clinicians, and how accepted records cover techniques, attitudes, patterns and
+score bands."""
 
 from __future__ import annotations
 
@@ -11,12 +13,15 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Header, Label, Static
 
+from studio.judge.agreement import agreement_report
+from studio.judge.coverage import coverage
 from studio.store.review import ReviewStats, review_stats
 from studio.tui.formatting import status_label
-from studio.tui.messages import StatsLoaded
+from studio.tui.messages import JudgeStatsLoaded, StatsLoaded
 from studio.tui.screens.base import StudioScreen
 from studio.tui.widgets.bar_chart import BarChart
 from studio.tui.widgets.footer import StudioFooter
+from studio.tui.widgets.judge_stats import agreement_table, coverage_table
 
 
 def counts_table(title: str, counts: dict[str, int], *, first: str = "status") -> Table:
@@ -62,14 +67,40 @@ class StatsScreen(StudioScreen):
             yield Label("Records per technique", classes="section")
             yield BarChart(id="techniques", width=36)
             yield Static(id="reviewers", classes="counts")
+            yield Static(id="agreement", classes="counts")
+            # Two by two: a technique name is 30 characters, four tables in a row would wrap.
+            for row in range(2):
+                with Horizontal(classes="coverage"):
+                    for n in (2 * row, 2 * row + 1):
+                        yield Static(id=f"coverage-{n}", classes="counts")
         yield StudioFooter()
 
     def on_mount(self) -> None:
         self.load()
 
+    def load(self) -> None:
+        self.count()
+        self.load_judge_stats()
+
     @work(group="stats", exclusive=True, exit_on_error=False, description="Count the database")
-    async def load(self) -> None:
+    async def count(self) -> None:
         self.post_message(StatsLoaded(await self.studio.lane.run(review_stats)))
+
+    @work(
+        group="judge-stats",
+        exclusive=True,
+        exit_on_error=False,
+        description="Judge against clinician, and coverage",
+    )
+    async def load_judge_stats(self) -> None:
+        report = await self.studio.lane.run(agreement_report)
+        spreads = await self.studio.lane.run(coverage)
+        self.post_message(JudgeStatsLoaded(report, spreads))
+
+    def on_judge_stats_loaded(self, message: JudgeStatsLoaded) -> None:
+        self.query_one("#agreement", Static).update(agreement_table(message.report))
+        for n, spread in enumerate(message.coverage):
+            self.query_one(f"#coverage-{n}", Static).update(coverage_table(spread))
 
     def on_stats_loaded(self, message: StatsLoaded) -> None:
         stats = message.stats

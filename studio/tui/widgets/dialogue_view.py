@@ -27,23 +27,28 @@ class DialogueView(Widget):
     DialogueView > .dialogue-view--client { color: $accent; text-style: bold; }
     DialogueView > .dialogue-view--turn { color: $text-muted; }
     DialogueView > .dialogue-view--narration { text-style: italic; }
+    DialogueView > .dialogue-view--flagged { color: $text-error; background: $error-muted; }
     """
     COMPONENT_CLASSES: ClassVar[set[str]] = {
         "dialogue-view--counselor",
         "dialogue-view--client",
         "dialogue-view--turn",
         "dialogue-view--narration",
+        "dialogue-view--flagged",
     }
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
         self.dialogue = Dialogue(())
+        self.flagged: frozenset[int] = frozenset()
+        """Turn numbers (from 1) that the judge flagged: highlighted."""
         self._lines: dict[int, list[Strip]] = {}
         """Wrapped lines for the current width only (a resize or a new dialogue starts over, so
         resizing through many widths never keeps a copy per width)."""
 
-    def show(self, dialogue: Dialogue) -> None:
+    def show(self, dialogue: Dialogue, flagged: frozenset[int] = frozenset()) -> None:
         self.dialogue = dialogue
+        self.flagged = flagged
         self._lines.clear()
         self.refresh(layout=True)
 
@@ -78,6 +83,8 @@ class DialogueView(Widget):
         }
         number_style = self._foreground("dialogue-view--turn")
         narration = self._foreground("dialogue-view--narration")
+        flag = self.get_component_rich_style("dialogue-view--flagged")
+        flagged_style = Style(color=flag.color, bgcolor=flag.bgcolor)
         plain = Style()  # the widget's own colours are applied as each line is drawn
         lines: list[Strip] = []
         for line in self.dialogue.preamble:
@@ -95,9 +102,10 @@ class DialogueView(Widget):
                 Segment(str(number).rjust(number_width) + " ", plain + number_style),
                 Segment(turn.role.label.ljust(ROLE_WIDTH) + " ", plain + roles[turn.role]),
             ]
+            words_style = plain + flagged_style if number in self.flagged else plain
             for index, part in enumerate(wrapped):
                 lead = head if index == 0 else [Segment(" " * indent, plain)]
-                strip = Strip([*lead, Segment(part, plain)])
+                strip = Strip([*lead, Segment(part, words_style)])
                 lines.append(strip.adjust_cell_length(width, plain))
         return lines
 

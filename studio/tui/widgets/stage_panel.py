@@ -45,7 +45,7 @@ class StagePanel(Vertical, can_focus=True):
         super().__init__(id=f"stage-{stage.value}", classes="stage-panel")
         self.stage = stage
         self.view: StageView | None = None
-        self._shown: tuple[StageView, Draft | None, bool] | None = None
+        self._shown: tuple[StageView, Draft | None, bool, frozenset[int]] | None = None
         self.border_title = f"{stage.position} {stage.label}"
 
     def compose(self) -> ComposeResult:
@@ -55,8 +55,16 @@ class StagePanel(Vertical, can_focus=True):
         yield Static(id="body", classes="body")
         yield Static(id="more", classes="more")
 
-    def show(self, view: StageView, *, draft: Draft | None, regenerating: bool) -> None:
-        shown = (view, draft, regenerating)
+    def show(
+        self,
+        view: StageView,
+        *,
+        draft: Draft | None,
+        regenerating: bool,
+        flagged: frozenset[int] = frozenset(),
+    ) -> None:
+        """`flagged`: dialogue turns (from 1) that the judge flagged, highlighted."""
+        shown = (view, draft, regenerating, flagged)
         if shown == self._shown:
             return  # a decision on another stage: nothing to redraw here (dialogues are long)
         self._shown = shown
@@ -89,7 +97,7 @@ class StagePanel(Vertical, can_focus=True):
         more = self.query_one("#more", Static)
         more.display = hidden > 0
         more.update(left_out(hidden) if hidden else "")
-        self._show_body(view, shown_text, dialogue)
+        self._show_body(view, shown_text, dialogue, flagged)
 
     def _reason(self, view: StageView, dialogue: Dialogue | None) -> str:
         if view.status in DEFAULT_REASONS:
@@ -105,14 +113,20 @@ class StagePanel(Vertical, can_focus=True):
                 return f"Malformed dialogue: {exc}"
         return ""
 
-    def _show_body(self, view: StageView, text: str, dialogue: Dialogue | None) -> None:
+    def _show_body(
+        self,
+        view: StageView,
+        text: str,
+        dialogue: Dialogue | None,
+        flagged: frozenset[int] = frozenset(),
+    ) -> None:
         body = self.query_one("#body", Static)
         if self.stage is Stage.DIALOGUE:
             turns = self.query_one(DialogueView)
             turns.display = bool(dialogue and dialogue.turns)
             body.display = not turns.display
             if dialogue and dialogue.turns:
-                turns.show(dialogue)
+                turns.show(dialogue, flagged)
                 return
         if not text:
             body.update(Content.styled("(no text)", "italic"))
