@@ -1,0 +1,2 @@
+-- 0003: reserved for another branch's migration (batch synthesis was given 0004). This file keeps
+-- the numbering gapless until that migration is merged; replace it then.

@@ -1,0 +1,814 @@
+"""Batch synthesis: the chain stage by stage through a server's files + batches endpoints.
+
+Groq's Batch API (and OpenAI's, and any server that copies it) answers a JSONL file of requests
+asynchronously, at half the price and outside the per-minute limits. The chain is sequential per
+record, so a record goes one stage per batch: every ready intake form in one batch; once those are
+back, the techniques; then plans; then dialogues (script mode). `BatchSynthesizer.step` does what
+can be done now: collect finished batches, store their answers through the same stage checks as
+live answers (`chain.judge_answer`, the response cache, `save_stage_result`), and submit what is
+ready.
+
+Nothing is submitted or paid twice: the batch and its requests are written to the database before
+anything is sent, the uploaded file's id as soon as the upload returns, the server's batch id as
+soon as the batch is created. A run killed between the upload and the create finds its batch on
+the server again (by our label in the batch's metadata, or by the input file) before it would
+create another one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from studio.errors import BadInputError, StudioError
+from studio.model import NEEDS_SYNTHESIS, STAGES, Stage, StageStatus
+from studio.store import RecordView, Store
+from studio.store.batches import (
+    RUNNING,
+    BatchRequest,
+    BatchRow,
+    BatchState,
+    PlannedRequest,
+    RequestState,
+    batch_requests,
+    create_batch,
+    drop_batch,
+    finish_request,
+    get_request,
+    open_batches,
+    return_request,
+    stage_token_averages,
+    update_batch,
+)
+from studio.store.synthesis import (
+    CachedAnswer,
+    StageChanged,
+    StageResult,
+    cache_get,
+    cache_key,
+    cache_put,
+    mark_downstream_stale,
+    records_to_synthesize,
+    save_stage_result,
+    set_attitude,
+)
+from studio.synth import chain
+from studio.synth.settings import SynthSettings
+from studio.synth.templates import prompt_hash
+
+#: Groq's (and OpenAI's) limits for one batch's input file.
+MAX_REQUESTS = 50_000
+MAX_BYTES = 200 * 1024 * 1024
+ENDPOINT = "/v1/chat/completions"
+#: Completion tokens a stage answer takes where the database has no finished stage to learn from
+#: (the loopback answers and the CACTUS texts are of this size; reasoning tokens not included).
+DEFAULT_TOKENS_OUT = {
+    Stage.INTAKE_FORM: 450,
+    Stage.CBT_TECHNIQUE: 60,
+    Stage.CBT_PLAN: 250,
+    Stage.DIALOGUE: 2200,
+}
+CHARS_PER_TOKEN = 4
+
+
+class BatchError(StudioError):
+    """The batch server refused or failed a call (the message says which and why)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        """The HTTP status, when the server answered (None: no answer, the outcome unknown)."""
+
+
+# -- the server: files + batches through the groq or openai SDK -------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ServerBatch:
+    """What the server says about one batch."""
+
+    id: str
+    status: str
+    input_file_id: str = ""
+    output_file_id: str = ""
+    error_file_id: str = ""
+    metadata: dict[str, str] = field(default_factory=dict)
+    total: int = 0
+    completed: int = 0
+    failed: int = 0
+    errors: str = ""
+    """The batch's own errors (a batch that `failed` validation says why here)."""
+
+
+def _server_batch(obj: Any) -> ServerBatch:
+    counts = getattr(obj, "request_counts", None)
+    errors = getattr(getattr(obj, "errors", None), "data", None) or []
+    metadata = getattr(obj, "metadata", None) or {}
+    return ServerBatch(
+        id=str(obj.id),
+        status=str(obj.status),
+        input_file_id=str(getattr(obj, "input_file_id", "") or ""),
+        output_file_id=str(getattr(obj, "output_file_id", "") or ""),
+        error_file_id=str(getattr(obj, "error_file_id", "") or ""),
+        metadata={str(k): str(v) for k, v in dict(metadata).items()},
+        total=int(getattr(counts, "total", 0) or 0),
+        completed=int(getattr(counts, "completed", 0) or 0),
+        failed=int(getattr(counts, "failed", 0) or 0),
+        errors="; ".join(str(getattr(e, "message", "") or e) for e in errors),
+    )
+
+
+class BatchClient:
+    """The files and batches resources of the groq SDK (which adds /openai/v1 to the base URL
+    itself) or the openai SDK (any server that implements the OpenAI endpoints, at …/v1)."""
+
+    def __init__(self, settings: SynthSettings) -> None:
+        self.backend = settings.backend
+        if settings.backend == "groq":
+            import groq
+
+            self._errors: Any = groq
+            self._client: Any = groq.AsyncGroq(
+                api_key=settings.api_key, base_url=settings.base_url, timeout=settings.timeout_s
+            )
+        elif settings.backend == "openai":
+            import openai
+
+            self._errors = openai
+            self._client = openai.AsyncOpenAI(
+                api_key=settings.api_key or "not-needed",
+                base_url=settings.base_url,
+                timeout=settings.timeout_s,
+            )
+        else:
+            raise BadInputError("--batch needs --backend groq or openai (a server with batches)")
+
+    async def _call(self, what: str, call: Callable[[], Any]) -> Any:
+        """One SDK call (the SDK retries 429s, 5xx and connection errors itself); its failure as
+        a one-line `BatchError`."""
+        errors = self._errors
+        try:
+            result = call()
+            return await result if inspect.isawaitable(result) else result
+        except errors.APIStatusError as exc:
+            status = int(exc.status_code)
+            message = _error_message(exc)
+            if status in (401, 403):
+                raise BadInputError(
+                    f"the {self.backend} server refused the API key: {message}"
+                ) from exc
+            if status == 404 and what in ("create a batch", "upload a batch file"):
+                raise BadInputError(
+                    f"the {self.backend} server has no batch endpoints ({message})"
+                ) from exc
+            raise BatchError(f"cannot {what}: HTTP {status}: {message}", status) from exc
+        except errors.APIConnectionError as exc:
+            raise BatchError(f"cannot {what}: cannot reach the server ({exc})") from exc
+
+    async def upload(self, name: str, data: bytes) -> str:
+        created = await self._call(
+            "upload a batch file",
+            lambda: self._client.files.create(
+                file=(name, data, "application/jsonl"), purpose="batch"
+            ),
+        )
+        return str(created.id)
+
+    async def create(self, file_id: str, window: str, metadata: dict[str, str]) -> ServerBatch:
+        created = await self._call(
+            "create a batch",
+            lambda: self._client.batches.create(
+                input_file_id=file_id,
+                endpoint=ENDPOINT,
+                completion_window=window,
+                metadata=metadata,
+            ),
+        )
+        return _server_batch(created)
+
+    async def retrieve(self, batch_id: str) -> ServerBatch:
+        got = await self._call("read a batch", lambda: self._client.batches.retrieve(batch_id))
+        return _server_batch(got)
+
+    async def cancel(self, batch_id: str) -> ServerBatch:
+        got = await self._call("cancel a batch", lambda: self._client.batches.cancel(batch_id))
+        return _server_batch(got)
+
+    async def find(self, label: str, file_id: str) -> ServerBatch | None:
+        """The batch made from our file (or carrying our label), if the server has one."""
+
+        async def listed() -> list[Any]:
+            if self.backend == "groq":  # groq's list has no pages
+                return list((await self._client.batches.list()).data or [])
+            return [b async for b in self._client.batches.list(limit=100)]
+
+        for obj in await self._call("list batches", listed):
+            found = _server_batch(obj)
+            if found.metadata.get("studio_batch") == label or (
+                file_id and found.input_file_id == file_id
+            ):
+                return found
+        return None
+
+    async def content(self, file_id: str) -> bytes:
+        async def read() -> bytes:
+            response = await self._client.files.content(file_id)
+            data = response.read()
+            return bytes(await data if inspect.isawaitable(data) else data)
+
+        result: bytes = await self._call("download a result file", read)
+        return result
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+
+def _error_message(exc: Any) -> str:
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        error = body.get("error", body)
+        if isinstance(error, dict) and error.get("message"):
+            return str(error["message"])
+    return str(getattr(exc, "message", exc))
+
+
+# -- one run ------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class BatchSummary:
+    submitted: int = 0
+    """Requests sent in new batches this run."""
+    batches_submitted: int = 0
+    cache_hits: int = 0
+    """Stages answered from the response cache instead of a request."""
+    stages: dict[str, int] = field(default_factory=dict)
+    """Collected stages per resulting status (generated / invalid), and `skipped`."""
+    returned: dict[str, int] = field(default_factory=dict)
+    """Requests without an answer, back to pending, per reason."""
+    tokens_in: int = 0
+    tokens_out: int = 0
+    """Real usage of the results collected this run."""
+    in_flight: list[BatchRow] = field(default_factory=list)
+    elapsed_s: float = 0.0
+    polls: int = 0
+
+    def count(self, status: str) -> None:
+        self.stages[status] = self.stages.get(status, 0) + 1
+
+    def count_returned(self, reason: str) -> None:
+        self.returned[reason] = self.returned.get(reason, 0) + 1
+
+
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    planned: PlannedRequest
+    line: bytes
+
+
+Listener = Callable[[BatchSummary], None]
+
+
+class BatchSynthesizer:
+    def __init__(
+        self,
+        store: Store,
+        client: BatchClient,
+        settings: SynthSettings,
+        *,
+        window: str = "24h",
+        max_requests: int = MAX_REQUESTS,
+        max_bytes: int = MAX_BYTES,
+        on_poll: Listener | None = None,
+    ) -> None:
+        if settings.mode != "script":
+            raise BadInputError(
+                "--batch writes dialogues in script mode (two-agent turns depend on each other)"
+            )
+        self.store = store
+        self.client = client
+        self.settings = settings
+        self.window = window
+        self.max_requests = max_requests
+        self.max_bytes = max_bytes
+        self.on_poll = on_poll or (lambda summary: None)
+        self.summary = BatchSummary()
+        self._sent: set[tuple[int, Stage]] = set()
+        """Stages submitted by this run: one that came back unanswered waits for the next run
+        (`--wait` would otherwise resubmit a request that a server always refuses, forever)."""
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    async def run(
+        self,
+        *,
+        limit: int | None = None,
+        wait: bool = False,
+        poll_s: float = 5.0,
+        poll_max_s: float = 300.0,
+    ) -> BatchSummary:
+        """Collect, then submit what is ready; with `wait`, poll (backing off from `poll_s` to
+        `poll_max_s`, back to `poll_s` whenever something moved) until nothing is in flight."""
+        started = time.monotonic()
+        delay = poll_s
+        try:
+            while True:
+                moved = await self.step(limit=limit)
+                self.on_poll(self.summary)
+                if not wait or not self.summary.in_flight:
+                    break
+                delay = poll_s if moved else min(poll_max_s, delay * 1.5)
+                await asyncio.sleep(delay)
+        finally:
+            self.summary.elapsed_s = time.monotonic() - started
+        return self.summary
+
+    async def step(self, *, limit: int | None = None) -> bool:
+        """One round: finish half-done submissions, collect finished batches, submit what is
+        ready. Returns whether anything changed (a batch moved, results stored, a submission)."""
+        self.summary.polls += 1
+        moved = await self.recover()
+        moved = await self.collect() or moved
+        moved = await self.submit_ready(limit=limit) > 0 or moved
+        self.summary.in_flight = open_batches(self.store)
+        return moved
+
+    # -- half-done submissions ----------------------------------------------------------------
+
+    async def recover(self) -> bool:
+        """Batches a killed run left between writing and submitting: one never uploaded is
+        forgotten (its requests are ready again); one uploaded is looked for on the server and
+        adopted, or created now from the uploaded file."""
+        moved = False
+        for row in open_batches(self.store):
+            if row.state is BatchState.PREPARING:
+                drop_batch(self.store, row.id)
+                moved = True
+            elif row.state is BatchState.UPLOADED and not row.batch_id:
+                found = await self.client.find(row.label, row.input_file_id)
+                if found is None:
+                    found = await self.client.create(
+                        row.input_file_id, self.window, self._metadata(row)
+                    )
+                self._record_status(row, found, batch_id=found.id)
+                moved = True
+        return moved
+
+    def _metadata(self, row: BatchRow) -> dict[str, str]:
+        return {"studio_batch": row.label, "stage": row.stage.value}
+
+    def _record_status(self, row: BatchRow, found: ServerBatch, **extra: object) -> BatchRow:
+        state = found.status if found.status in RUNNING else row.state.value
+        return update_batch(
+            self.store,
+            row.id,
+            state=state,
+            done=found.completed,
+            failed=found.failed,
+            error=found.errors,
+            **extra,
+        )
+
+    # -- collecting ---------------------------------------------------------------------------
+
+    async def collect(self) -> bool:
+        moved = False
+        for row in open_batches(self.store):
+            if not row.batch_id:
+                continue
+            found = await self.client.retrieve(row.batch_id)
+            if found.status in RUNNING:
+                before = (row.state.value, row.done, row.failed)
+                row = self._record_status(row, found)
+                moved = moved or before != (row.state.value, row.done, row.failed)
+                continue
+            await self.store_results(row, found)
+            moved = True
+        return moved
+
+    async def store_results(self, row: BatchRow, found: ServerBatch) -> None:
+        """A batch the server finished (completed, expired, cancelled or failed): its answers are
+        judged and stored like live ones; every request without one goes back to pending."""
+        if found.output_file_id:
+            for line in _jsonl(await self.client.content(found.output_file_id)):
+                self._take_result(row, line)
+        if found.error_file_id:
+            for line in _jsonl(await self.client.content(found.error_file_id)):
+                self._take_result(row, line)
+        reason = {
+            "expired": "the batch expired before this request was answered",
+            "cancelled": "the batch was cancelled",
+            "failed": f"the batch failed{': ' + found.errors if found.errors else ''}",
+        }.get(found.status, f"the batch ended ({found.status}) without an answer")
+        for request in batch_requests(self.store, row.id):
+            self._return(request, reason)
+        update_batch(
+            self.store,
+            row.id,
+            state=BatchState.COLLECTED,
+            outcome=found.status,
+            done=found.completed,
+            failed=found.failed,
+            error=found.errors,
+        )
+
+    def _take_result(self, row: BatchRow, line: dict[str, Any]) -> None:
+        cid = str(line.get("custom_id", ""))
+        request = get_request(self.store, cid)
+        if (
+            request is None
+            or request.batch != row.id
+            or request.state is not RequestState.IN_FLIGHT
+        ):
+            return  # not ours, or stored already (a run killed while collecting)
+        response = line.get("response") or {}
+        status = int(response.get("status_code") or 0)
+        body = response.get("body") or {}
+        if line.get("error") or status != 200:
+            self._return(request, _line_error(line, status, body))
+            return
+        choices = body.get("choices") or []
+        if not choices:
+            self._return(request, "the answer has no choices")
+            return
+        text = str((choices[0].get("message") or {}).get("content") or "")
+        finish_reason = str(choices[0].get("finish_reason") or "")
+        usage = body.get("usage") or {}
+        tokens_in = int(usage.get("prompt_tokens") or 0)
+        tokens_out = int(usage.get("completion_tokens") or 0)
+        self.summary.tokens_in += tokens_in
+        self.summary.tokens_out += tokens_out
+        current = self.store.stage(request.record_id, request.stage)
+        if current.updated_at != request.stage_updated_at or current.status not in NEEDS_SYNTHESIS:
+            # A reviewer edited or regenerated it meanwhile; the tokens were still paid.
+            finish_request(
+                self.store,
+                cid,
+                RequestState.SKIPPED,
+                error=f"the stage changed meanwhile (now {current.status.value})",
+                tokens_in=tokens_in,
+                tokens_out=tokens_out,
+            )
+            self.summary.count("skipped")
+            return
+        judged = self._judge(request.stage, text, finish_reason)
+        result = StageResult(
+            text=judged.text,
+            status=judged.status,
+            error=judged.error or judged.note,
+            model=str(body.get("model") or row.model),
+            prompt_hash=request.prompt_hash,
+            template_version=request.template_version,
+            tokens_in=tokens_in,
+            tokens_out=tokens_out,
+        )
+        with self.store.transaction():
+            try:
+                save_stage_result(
+                    self.store, request.record_id, request.stage, result, expected=current
+                )
+            except StageChanged as exc:
+                finish_request(self.store, cid, RequestState.SKIPPED, error=str(exc))
+                self.summary.count("skipped")
+                return
+            mark_downstream_stale(self.store, request.record_id, request.stage)
+            finish_request(
+                self.store,
+                cid,
+                RequestState.ANSWERED,
+                error=result.error,
+                tokens_in=tokens_in,
+                tokens_out=tokens_out,
+            )
+            if judged.ok and finish_reason != "length":
+                cache_put(
+                    self.store,
+                    request.cache_key,
+                    self.settings.backend,
+                    row.model,
+                    CachedAnswer(text, tokens_in, tokens_out),
+                )
+        self.summary.count(result.status.value)
+
+    def _return(self, request: BatchRequest, reason: str) -> None:
+        return_request(self.store, request, reason)
+        self.summary.count_returned(reason)
+
+    def _judge(self, stage: Stage, text: str, finish_reason: str) -> chain.Judgement:
+        return chain.judge_answer(
+            stage,
+            text,
+            min_turns=self.settings.min_turns,
+            max_turns=self.settings.max_turns,
+            finish_reason=finish_reason,
+        )
+
+    # -- submitting ---------------------------------------------------------------------------
+
+    def ready(self, *, limit: int | None = None) -> dict[Stage, list[_Prepared]]:
+        """The next stage of every record that has one ready (its earlier stages generated or
+        reviewed, nothing of it in flight), rendered; answers already in the response cache are
+        stored at once instead."""
+        by_stage: dict[Stage, list[_Prepared]] = {}
+        ids = records_to_synthesize(
+            self.store, mode=self.settings.mode, attitudes=chain.ATTITUDES, limit=limit
+        )
+        for record_id in ids:
+            record = self.store.record(record_id)
+            if not record.attitude:
+                set_attitude(
+                    self.store, record_id, chain.ATTITUDES[record.seed_id % len(chain.ATTITUDES)]
+                )
+                record = self.store.record(record_id)
+            stage = next_stage(record)
+            if stage is None or (record_id, stage) in self._sent:
+                continue
+            if stage is Stage.DIALOGUE and record.mode == "two-agent":
+                continue  # written turn by turn, by `studio synth` without --batch
+            prepared = self._prepare(record, stage)
+            if prepared is not None:
+                by_stage.setdefault(stage, []).append(prepared)
+        return by_stage
+
+    def _prepare(self, record: RecordView, stage: Stage) -> _Prepared | None:
+        """The request for one stage, exactly as a live call would send it (same template, same
+        cache key); None when the cache already had an answer that passes (stored now)."""
+        inputs = chain.StageInputs(
+            seed=record.seed,
+            texts={s: record.text(s) for s in STAGES},
+            attitude=record.attitude or "neutral",
+            min_turns=self.settings.min_turns,
+            max_turns=self.settings.max_turns,
+        )
+        template = chain.stage_template(stage, self.settings.prompts_dir)
+        messages = chain.stage_messages(template, inputs)
+        schema = (
+            chain.technique_schema()
+            if stage is Stage.CBT_TECHNIQUE and self.settings.structured_output
+            else None
+        )
+        key = cache_key(self.settings.cache_parameters(), messages, schema)
+        hashed = prompt_hash(messages)
+        expected = record.stages[stage]
+        cached = cache_get(self.store, key)
+        if cached is not None:
+            judged = self._judge(stage, cached.text, "")
+            if judged.ok:
+                result = StageResult(
+                    text=judged.text,
+                    status=judged.status,
+                    error=judged.note,
+                    model=self.settings.model_id,
+                    prompt_hash=hashed,
+                    template_version=template.label,
+                    tokens_in=cached.tokens_in,
+                    tokens_out=cached.tokens_out,
+                )
+                try:
+                    save_stage_result(self.store, record.id, stage, result, expected=expected)
+                    mark_downstream_stale(self.store, record.id, stage)
+                except StageChanged:
+                    return None
+                self.summary.cache_hits += 1
+                self.summary.count(result.status.value)
+                return None
+        body: dict[str, Any] = {
+            "model": self.settings.model_id,
+            "messages": messages,
+            "temperature": self.settings.temperature,
+            "max_tokens": self.settings.max_tokens,
+        }
+        if self.settings.reasoning_effort:
+            body["reasoning_effort"] = self.settings.reasoning_effort
+        if schema is not None:
+            body["response_format"] = {"type": "json_schema", "json_schema": schema}
+        planned = PlannedRequest(
+            record_id=record.id,
+            stage=stage,
+            cache_key=key,
+            prompt_hash=hashed,
+            template_version=template.label,
+            stage_updated_at=expected.updated_at,
+        )
+        return _Prepared(planned, orjson.dumps(body))
+
+    async def submit_ready(self, *, limit: int | None = None) -> int:
+        """Submit every ready stage, one batch per stage (more where the size limits say so).
+        Returns the number of requests submitted."""
+        sent = 0
+        for stage, prepared in self.ready(limit=limit).items():
+            for chunk in self._chunks(prepared):
+                sent += await self._submit(stage, chunk)
+        return sent
+
+    def _chunks(self, prepared: list[_Prepared]) -> Iterable[list[_Prepared]]:
+        chunk: list[_Prepared] = []
+        size = 0
+        # Room for the envelope ({"custom_id": …, "method": "POST", "url": …, "body": …}).
+        overhead = 120
+        for item in prepared:
+            length = len(item.line) + overhead
+            if chunk and (len(chunk) >= self.max_requests or size + length > self.max_bytes):
+                yield chunk
+                chunk, size = [], 0
+            chunk.append(item)
+            size += length
+        if chunk:
+            yield chunk
+
+    async def _submit(self, stage: Stage, chunk: list[_Prepared]) -> int:
+        row, ids = create_batch(
+            self.store,
+            stage,
+            [p.planned for p in chunk],
+            backend=self.settings.backend,
+            model=self.settings.model_id,
+            base_url=self.settings.base_url or "",
+        )
+        data = b"".join(
+            b'{"custom_id":%s,"method":"POST","url":"%s","body":%s}\n'
+            % (orjson.dumps(cid), ENDPOINT.encode(), p.line)
+            for cid, p in zip(ids, chunk, strict=True)
+        )
+        try:
+            file_id = await self.client.upload(f"{row.label}.jsonl", data)
+        except BaseException:
+            drop_batch(self.store, row.id)  # nothing that costs was sent
+            raise
+        row = update_batch(self.store, row.id, state=BatchState.UPLOADED, input_file_id=file_id)
+        # From here a kill leaves an `uploaded` row, found again (or created) by `recover`.
+        try:
+            created = await self.client.create(file_id, self.window, self._metadata(row))
+        except (BadInputError, BatchError) as exc:
+            refused = isinstance(exc, BadInputError) or (
+                exc.status is not None and exc.status < 500 and exc.status != 429
+            )
+            if refused:  # the server said no: no batch exists, so none is paid for
+                drop_batch(self.store, row.id)
+            raise
+        self._record_status(row, created, batch_id=created.id)
+        self._sent.update((p.planned.record_id, p.planned.stage) for p in chunk)
+        self.summary.submitted += len(chunk)
+        self.summary.batches_submitted += 1
+        return len(chunk)
+
+    # -- cancelling ---------------------------------------------------------------------------
+
+    async def cancel(self) -> int:
+        """Cancel every batch in flight; what they answered before is collected on the next run
+        (or now, where the server cancels at once). Returns the number of batches cancelled."""
+        cancelled = 0
+        for row in open_batches(self.store):
+            if row.state is BatchState.PREPARING:
+                drop_batch(self.store, row.id)
+                continue
+            batch_id = row.batch_id
+            if not batch_id:
+                found = await self.client.find(row.label, row.input_file_id)
+                if found is None:
+                    drop_batch(self.store, row.id)  # never created: nothing to cancel
+                    continue
+                batch_id = found.id
+                row = update_batch(self.store, row.id, batch_id=batch_id)
+            if row.state is not BatchState.CANCELLING:
+                found = await self.client.cancel(batch_id)
+                cancelled += 1
+            else:
+                found = await self.client.retrieve(batch_id)
+            if found.status in RUNNING:
+                self._record_status(row, found)
+            else:
+                await self.store_results(row, found)
+        self.summary.in_flight = open_batches(self.store)
+        return cancelled
+
+
+def next_stage(record: RecordView) -> Stage | None:
+    """The record's first stage that needs synthesis, unless an earlier one blocks the chain
+    (invalid or rejected: those wait for a reviewer), as in live synthesis."""
+    for stage in STAGES:
+        status = record.stages[stage].status
+        if status in (StageStatus.INVALID, StageStatus.REJECTED):
+            return None
+        if status in NEEDS_SYNTHESIS:
+            return stage
+    return None
+
+
+def _jsonl(data: bytes) -> Iterable[dict[str, Any]]:
+    for raw in data.splitlines():
+        if not raw.strip():
+            continue
+        try:
+            line = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            continue  # a broken line answers nothing; its request is returned below
+        if isinstance(line, dict):
+            yield line
+
+
+def _line_error(line: dict[str, Any], status: int, body: dict[str, Any]) -> str:
+    error = line.get("error") or body.get("error") or {}
+    message = (
+        str(error.get("message") or error.get("code") or "")
+        if isinstance(error, dict)
+        else str(error)
+    )
+    head = f"HTTP {status}" if status else "no answer"
+    return f"{head}: {message}" if message else head
+
+
+# -- estimates ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    requests: dict[Stage, int]
+    tokens_in: int
+    tokens_out: int
+    in_flight: int
+    """Requests already out in batches (not counted again)."""
+
+    @property
+    def total_requests(self) -> int:
+        return sum(self.requests.values())
+
+    def price(self, settings: SynthSettings, *, batch: bool) -> float | None:
+        """USD at the plan's rates (None when the plan gives no prices)."""
+        if settings.price_in is None or settings.price_out is None:
+            return None
+        live = (self.tokens_in * settings.price_in + self.tokens_out * settings.price_out) / 1e6
+        return live * settings.batch_price if batch else live
+
+
+def estimate(store: Store, settings: SynthSettings, *, limit: int | None = None) -> Estimate:
+    """Requests and tokens for the rest of the chain of every record and seed waiting for
+    synthesis, without writing anything: prompt tokens from the templates and the seed (plus the
+    upstream answers they quote), completion tokens from the stages generated so far (else
+    `DEFAULT_TOKENS_OUT`)."""
+    averages = stage_token_averages(store)
+    out = {s: averages[s][1] if s in averages else float(DEFAULT_TOKENS_OUT[s]) for s in STAGES}
+    fixed = {s: _template_tokens(s, settings) for s in STAGES}
+    requests = dict.fromkeys(STAGES, 0)
+    tokens_in = 0.0
+    tokens_out = 0.0
+
+    def chain_from(first: Stage, seed_tokens: float) -> None:
+        nonlocal tokens_in, tokens_out
+        for stage in STAGES[STAGES.index(first) :]:
+            requests[stage] += 1
+            upstream = sum(out[s] for s in STAGES[: STAGES.index(stage)])
+            prompt = fixed[stage] + seed_tokens + upstream
+            tokens_in += averages[stage][0] if stage in averages else prompt
+            tokens_out += out[stage]
+
+    cap = limit
+    for record in store.records("r.rejected = 0"):
+        if cap is not None and cap <= 0:
+            break
+        stage = next_stage(record)
+        if stage is None or _in_flight(store, record.id):
+            continue
+        chain_from(stage, _seed_tokens(record.seed))
+        cap = None if cap is None else cap - 1
+    seeds = store.conn.execute(
+        "SELECT persona, thought, patterns, reframes FROM seeds WHERE NOT EXISTS"
+        " (SELECT 1 FROM records r WHERE r.seed_id = seeds.id) ORDER BY id LIMIT ?",
+        (-1 if cap is None else max(cap, 0),),
+    )
+    for row in seeds:
+        chain_from(Stage.INTAKE_FORM, sum(len(str(v)) for v in row) / CHARS_PER_TOKEN)
+    in_flight = store.conn.execute(
+        "SELECT COUNT(*) FROM batch_requests WHERE state = 'in_flight'"
+    ).fetchone()[0]
+    return Estimate(
+        {s: n for s, n in requests.items() if n},
+        round(tokens_in),
+        round(tokens_out),
+        int(in_flight),
+    )
+
+
+def _in_flight(store: Store, record_id: int) -> bool:
+    return (
+        store.conn.execute(
+            "SELECT 1 FROM batch_requests WHERE record_id = ? AND state = 'in_flight'", (record_id,)
+        ).fetchone()
+        is not None
+    )
+
+
+def _seed_tokens(seed: Any) -> float:
+    text = seed.persona + seed.thought + "".join(seed.patterns) + "".join(seed.reframes)
+    return len(text) / CHARS_PER_TOKEN
+
+
+def _template_tokens(stage: Stage, settings: SynthSettings) -> float:
+    template = chain.stage_template(stage, settings.prompts_dir)
+    return (len(template.system) + len(template.user)) / CHARS_PER_TOKEN
