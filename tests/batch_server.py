@@ -334,7 +334,7 @@ def _multipart_file(content_type: str, body: bytes) -> tuple[str, bytes]:
     message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
         b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body
     )
-    for part in message.iter_parts():  # type: ignore[attr-defined]
+    for part in message.iter_parts():
         if part.get_param("name", header="content-disposition") == "file":
             return str(part.get_filename() or "upload.jsonl"), bytes(part.get_payload(decode=True))
     raise ValueError("no file in the upload")

@@ -183,7 +183,9 @@ class BatchClient:
     async def create(self, file_id: str, window: str, metadata: dict[str, str]) -> ServerBatch:
         created = await self._call(
             "create a batch",
-            lambda: self._client.batches.create(
+            # No SDK retry here: a create that timed out may have made its batch, and a second
+            # one would be paid for twice (`recover` finds the first instead).
+            lambda: self._client.with_options(max_retries=0).batches.create(
                 input_file_id=file_id,
                 endpoint=ENDPOINT,
                 completion_window=window,
@@ -734,6 +736,8 @@ class Estimate:
     tokens_out: int
     in_flight: int
     """Requests already out in batches (not counted again)."""
+    learned: bool = False
+    """Token sizes come from stages generated so far (else from typical stage sizes)."""
 
     @property
     def total_requests(self) -> int:
@@ -792,6 +796,7 @@ def estimate(store: Store, settings: SynthSettings, *, limit: int | None = None)
         round(tokens_in),
         round(tokens_out),
         int(in_flight),
+        learned=bool(averages),
     )
 
 
