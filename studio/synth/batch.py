@@ -404,8 +404,8 @@ class BatchSynthesizer:
             for line in _jsonl(await self.client.content(found.error_file_id)):
                 self._take_result(row, line)
         reason = {
-            "expired": "the batch expired before this request was answered",
-            "cancelled": "the batch was cancelled",
+            "expired": EXPIRED,
+            "cancelled": CANCELLED,
             "failed": f"the batch failed{': ' + found.errors if found.errors else ''}",
         }.get(found.status, f"the batch ended ({found.status}) without an answer")
         for request in batch_requests(self.store, row.id):
@@ -715,8 +715,16 @@ def _jsonl(data: bytes) -> Iterable[dict[str, Any]]:
             yield line
 
 
+#: Why a request has no answer, by the batch's fate (the error file's codes say the same).
+EXPIRED = "the batch expired before this request was answered"
+CANCELLED = "the batch was cancelled"
+_LINE_CODES = {"batch_expired": EXPIRED, "batch_cancelled": CANCELLED}
+
+
 def _line_error(line: dict[str, Any], status: int, body: dict[str, Any]) -> str:
     error = line.get("error") or body.get("error") or {}
+    if isinstance(error, dict) and error.get("code") in _LINE_CODES:
+        return _LINE_CODES[str(error["code"])]
     message = (
         str(error.get("message") or error.get("code") or "")
         if isinstance(error, dict)
