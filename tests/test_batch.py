@@ -137,6 +137,16 @@ async def test_the_size_limits_split_a_stage_into_several_batches(store: Store) 
     assert [b.total for b in server.batches.values()] == [5, 5, 2]
 
 
+async def test_the_byte_limit_splits_a_stage_too(store: Store) -> None:
+    store.add_rows(SEEDS[:6])
+    with BatchServer() as server:
+        # An intake request line is a few KB: room for a few per file, not for six.
+        await batch_step(store, batch_settings(server), max_bytes=12_000)
+    sizes = [len(server.files[b.input_file_id][1]) for b in server.batches.values()]
+    assert len(sizes) >= 2 and max(sizes) <= 12_000
+    assert sum(b.total for b in server.batches.values()) == 6
+
+
 # -- the same checks as live answers -------------------------------------------------------------
 
 

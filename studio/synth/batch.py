@@ -746,6 +746,8 @@ class Estimate:
     """Requests already out in batches (not counted again)."""
     learned: bool = False
     """Token sizes come from stages generated so far (else from typical stage sizes)."""
+    stage_tokens_in: dict[Stage, int] = field(default_factory=dict)
+    """Prompt tokens per stage (what decides how many batch files a stage needs)."""
 
     @property
     def total_requests(self) -> int:
@@ -768,6 +770,7 @@ def estimate(store: Store, settings: SynthSettings, *, limit: int | None = None)
     out = {s: averages[s][1] if s in averages else float(DEFAULT_TOKENS_OUT[s]) for s in STAGES}
     fixed = {s: _template_tokens(s, settings) for s in STAGES}
     requests = dict.fromkeys(STAGES, 0)
+    stage_in = dict.fromkeys(STAGES, 0.0)
     tokens_in = 0.0
     tokens_out = 0.0
 
@@ -776,8 +779,11 @@ def estimate(store: Store, settings: SynthSettings, *, limit: int | None = None)
         for stage in STAGES[STAGES.index(first) :]:
             requests[stage] += 1
             upstream = sum(out[s] for s in STAGES[: STAGES.index(stage)])
-            prompt = fixed[stage] + seed_tokens + upstream
-            tokens_in += averages[stage][0] if stage in averages else prompt
+            prompt = (
+                averages[stage][0] if stage in averages else fixed[stage] + seed_tokens + upstream
+            )
+            tokens_in += prompt
+            stage_in[stage] += prompt
             tokens_out += out[stage]
 
     cap = limit
@@ -805,6 +811,7 @@ def estimate(store: Store, settings: SynthSettings, *, limit: int | None = None)
         round(tokens_out),
         int(in_flight),
         learned=bool(averages),
+        stage_tokens_in={s: round(t) for s, t in stage_in.items() if t},
     )
 
 
