@@ -54,20 +54,24 @@ def batch_settings(
     return SynthSettings(**(values | overrides)).validate()
 
 
-async def batch_step(store: Store, settings: SynthSettings, **options: Any) -> BatchSummary:
+async def batch_step(
+    store: Store, settings: SynthSettings, limit: int | None = None, **options: Any
+) -> BatchSummary:
     """One `studio synth --batch`: collect what finished, submit what is ready, return."""
     client = BatchClient(settings)
     try:
-        return await BatchSynthesizer(store, client, settings, **options).run()
+        return await BatchSynthesizer(store, client, settings, **options).run(limit=limit)
     finally:
         await client.aclose()
 
 
-async def batch_until_done(store: Store, settings: SynthSettings, **options: Any) -> BatchSummary:
+async def batch_until_done(
+    store: Store, settings: SynthSettings, limit: int | None = None, **options: Any
+) -> BatchSummary:
     client = BatchClient(settings)
     try:
         synthesizer = BatchSynthesizer(store, client, settings, **options)
-        return await synthesizer.run(wait=True, poll_s=0.001, poll_max_s=0.01)
+        return await synthesizer.run(limit=limit, wait=True, poll_s=0.001, poll_max_s=0.01)
     finally:
         await client.aclose()
 
@@ -127,6 +131,20 @@ async def test_wait_polls_until_every_stage_is_collected(store: Store) -> None:
     assert summary.submitted == 20 and summary.batches_submitted == 4
     assert summary.stages == {"generated": 20} and not summary.in_flight
     assert stage_statuses(store) == {"generated": 20}
+
+
+async def test_limit_counts_the_records_in_flight(store: Store) -> None:
+    store.add_rows(SEEDS[:5])
+    with BatchServer() as server:
+        server.hold.set()
+        settings = batch_settings(server)
+        for _ in range(3):  # the batch stays in progress: later runs start nothing new
+            await batch_step(store, settings, limit=2)
+        assert server.stats.creates == 1 and server.batches["batch_1"].total == 2
+        server.hold.clear()
+        summary = await batch_until_done(store, settings, limit=2)
+    assert summary.stages == {"generated": 8}
+    assert store.conn.execute("SELECT COUNT(*) FROM records").fetchone()[0] == 2
 
 
 async def test_the_size_limits_split_a_stage_into_several_batches(store: Store) -> None:

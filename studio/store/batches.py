@@ -228,6 +228,15 @@ def in_flight_count(store: Store) -> int:
     return int(row[0])
 
 
+def in_flight_records(store: Store) -> list[int]:
+    """Records with a request out in a batch, in id order."""
+    rows = store.conn.execute(
+        "SELECT DISTINCT record_id FROM batch_requests WHERE state = ? ORDER BY record_id",
+        (RequestState.IN_FLIGHT.value,),
+    )
+    return [int(row[0]) for row in rows]
+
+
 def finish_request(
     store: Store,
     cid: str,

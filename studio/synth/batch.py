@@ -41,6 +41,7 @@ from studio.store.batches import (
     drop_batch,
     finish_request,
     get_request,
+    in_flight_records,
     open_batches,
     return_request,
     stage_token_averages,
@@ -301,6 +302,8 @@ class BatchSynthesizer:
         self.max_bytes = max_bytes
         self.on_poll = on_poll or (lambda summary: None)
         self.summary = BatchSummary()
+        self._chosen: list[int] | None = None
+        """With a limit: the records this run works on (picked in its first round)."""
         self._sent: set[tuple[int, Stage]] = set()
         """Stages submitted by this run: one that came back unanswered waits for the next run
         (`--wait` would otherwise resubmit a request that a server always refuses, forever)."""
@@ -518,9 +521,16 @@ class BatchSynthesizer:
         reviewed, nothing of it in flight), rendered; answers already in the response cache are
         stored at once instead."""
         by_stage: dict[Stage, list[_Prepared]] = {}
-        ids = records_to_synthesize(
-            self.store, mode=self.settings.mode, attitudes=chain.ATTITUDES, limit=limit
-        )
+        if limit is None:
+            ids = self._records_to_synthesize(None)
+        else:
+            # `--limit N`: this run works on N records, those still in flight from an earlier
+            # run first, and goes on with the same records from stage to stage.
+            if self._chosen is None:
+                self._chosen = in_flight_records(self.store)
+                room = limit - len(self._chosen)
+                self._chosen += self._records_to_synthesize(room) if room > 0 else []
+            ids = [i for i in self._chosen if not _in_flight(self.store, i)]
         for record_id in ids:
             record = self.store.record(record_id)
             if not record.attitude:
@@ -537,6 +547,11 @@ class BatchSynthesizer:
             if prepared is not None:
                 by_stage.setdefault(stage, []).append(prepared)
         return by_stage
+
+    def _records_to_synthesize(self, limit: int | None) -> list[int]:
+        return records_to_synthesize(
+            self.store, mode=self.settings.mode, attitudes=chain.ATTITUDES, limit=limit
+        )
 
     def _prepare(self, record: RecordView, stage: Stage) -> _Prepared | None:
         """The request for one stage, exactly as a live call would send it (same template, same
