@@ -231,7 +231,7 @@ async def test_a_request_the_server_refuses_goes_back_to_pending_with_the_reason
     plan = store.stage(3, Stage.CBT_PLAN)
     assert plan.status is StageStatus.PENDING
     assert plan.error == "HTTP 400: context length exceeded"
-    assert summary.returned == {"HTTP 400: context length exceeded": 1}
+    assert summary.returned == summary.waiting == {"HTTP 400: context length exceeded": 1}
     assert store.stage(3, Stage.DIALOGUE).status is StageStatus.PENDING
     assert stage_statuses(store) == {"generated": 10, "pending": 2}
 
@@ -254,13 +254,13 @@ async def test_an_expired_batch_returns_its_unanswered_requests_to_pending(store
             "the batch expired before this request was answered"
         }
         assert summary.returned == {"the batch expired before this request was answered": 7}
+        assert summary.waiting == {}  # the same round sent them again
         expired = all_batches(store)[0]
         assert (expired.state, expired.outcome) == (BatchState.COLLECTED, "expired")
         assert [r.state for r in batch_requests(store, expired.id, None)] == [
             RequestState.ANSWERED
         ] * 3 + [RequestState.RETURNED] * 7
-        # The same run already sent the three answered records on to their techniques; the next
-        # run sends the seven returned intake forms again, and the chain finishes.
+        # The round that collected sent the seven again, and the three on to their techniques.
         await batch_until_done(store, settings)
     assert stage_statuses(store) == {"generated": 40}
     intake_lines = [r for r in server.requests_seen if r["custom_id"].endswith("intake_form")]
@@ -470,3 +470,32 @@ def test_batch_mode_refuses_two_agent_dialogues_and_the_local_backend(
     assert result.exit_code == 2 and "script mode" in result.output
     result = run("synth", "--batch", "--backend", "local", "--model", "m")
     assert result.exit_code == 2 and "--backend groq or openai" in result.output
+
+
+def test_the_command_cancels_and_says_what_waits(store: Store, run: Callable[..., Any]) -> None:
+    store.add_rows(SEEDS[:2])
+
+    def refuse_plans(body: dict[str, Any]) -> Reply:
+        if detect_stage(body) == "cbt_plan":
+            return Reply(status=400, error="context length exceeded")
+        return cbt_reply(body)
+
+    with BatchServer(refuse_plans) as server:
+        args = ("synth", "--backend", "openai", "--base-url", server.openai_base_url, "--model")
+        server.hold.set()
+        assert run(*args, "m", "--batch").exit_code == 0
+        cancelled = run(*args, "m", "--cancel")
+        assert cancelled.exit_code == 0, cancelled.output
+        assert "cancelled 1 batch" in cancelled.output
+        assert "in flight: batch 1, intake form, 2 requests, cancelling" in cancelled.output
+        server.hold.clear()
+        done = run(*args, "m", "--wait", "--poll-interval", "0.001")
+    # The cancelled intake forms went again, then the plans were refused: exit 1, and why.
+    assert done.exit_code == 1
+    assert (
+        "error: 2 requests came back without an answer (2 HTTP 400: context length exceeded)"
+        in done.output
+    )
+    assert {r.stages[Stage.CBT_PLAN].error for r in store.records()} == {
+        "HTTP 400: context length exceeded"
+    }

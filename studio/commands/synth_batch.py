@@ -54,11 +54,12 @@ def synth_batch(
             "interrupted — batches in flight stay in flight; run `studio synth --batch` again"
         )
         sys.exit(130)
-    returned = sum(synthesizer.summary.returned.values())
-    if returned:
+    waiting = sum(synthesizer.summary.waiting.values())
+    if waiting and not cancel:
         raise StudioError(
-            f"{returned} request{'s' * (returned > 1)} came back without an answer"
-            f" ({_counts(synthesizer.summary.returned)}); `studio synth --batch` submits them again"
+            f"{waiting} request{'s' * (waiting > 1)} came back without an answer"
+            f" ({_counts(synthesizer.summary.waiting)}); the stages' errors say more, and"
+            " `studio synth --batch` submits them again"
         )
 
 

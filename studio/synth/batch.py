@@ -255,6 +255,9 @@ class BatchSummary:
     """Collected stages per resulting status (generated / invalid), and `skipped`."""
     returned: dict[str, int] = field(default_factory=dict)
     """Requests without an answer, back to pending, per reason."""
+    waiting: dict[str, int] = field(default_factory=dict)
+    """Of those, the ones not sent again by this run (they wait for the next one), per reason."""
+    returned_stages: list[tuple[int, Stage, str]] = field(default_factory=list)
     tokens_in: int = 0
     tokens_out: int = 0
     """Real usage of the results collected this run."""
@@ -332,6 +335,10 @@ class BatchSynthesizer:
                 await asyncio.sleep(delay)
         finally:
             self.summary.elapsed_s = time.monotonic() - started
+            self.summary.waiting = {}
+            for record_id, stage, reason in set(self.summary.returned_stages):
+                if _last_request_state(self.store, record_id, stage) is RequestState.RETURNED:
+                    self.summary.waiting[reason] = self.summary.waiting.get(reason, 0) + 1
         return self.summary
 
     async def step(self, *, limit: int | None = None) -> bool:
@@ -504,6 +511,7 @@ class BatchSynthesizer:
     def _return(self, request: BatchRequest, reason: str) -> None:
         return_request(self.store, request, reason)
         self.summary.count_returned(reason)
+        self.summary.returned_stages.append((request.record_id, request.stage, reason))
 
     def _judge(self, stage: Stage, text: str, finish_reason: str) -> chain.Judgement:
         return chain.judge_answer(
@@ -831,12 +839,19 @@ def estimate(store: Store, settings: SynthSettings, *, limit: int | None = None)
 
 
 def _in_flight(store: Store, record_id: int) -> bool:
-    return (
-        store.conn.execute(
-            "SELECT 1 FROM batch_requests WHERE record_id = ? AND state = 'in_flight'", (record_id,)
-        ).fetchone()
-        is not None
-    )
+    sql = "SELECT 1 FROM batch_requests WHERE record_id = ? AND state = 'in_flight'"
+    return store.conn.execute(sql, (record_id,)).fetchone() is not None
+
+
+def _last_request_state(store: Store, record_id: int, stage: Stage) -> RequestState:
+    """What became of the newest request for a record's stage (a returned one may have been
+    sent again, and answered, since)."""
+    row = store.conn.execute(
+        "SELECT state FROM batch_requests WHERE record_id = ? AND stage = ?"
+        " ORDER BY batch DESC LIMIT 1",
+        (record_id, stage.value),
+    ).fetchone()
+    return RequestState(row[0])
 
 
 def _seed_tokens(seed: Any) -> float:
