@@ -23,6 +23,7 @@ from studio.store.batches import (
     batch_requests,
     create_batch,
     open_batches,
+    update_batch,
 )
 from studio.synth import Synthesizer, SynthSettings, make_backend
 from studio.synth.batch import BatchClient, BatchSummary, BatchSynthesizer, estimate
@@ -380,6 +381,43 @@ async def test_a_batch_never_uploaded_is_forgotten_and_its_requests_are_ready_ag
         summary = await batch_step(store, batch_settings(server))
     assert summary.submitted == 2 and server.stats.creates == 1
     assert [b.state for b in all_batches(store)] == [BatchState.VALIDATING]
+
+
+@pytest.mark.parametrize("file_on_server", [True, False])
+async def test_a_batch_uploaded_but_never_created_is_created_from_its_file(
+    store: Store, file_on_server: bool
+) -> None:
+    """Killed after the upload, before the create reached the server: the next run creates the
+    batch from the uploaded file; a file the server no longer has means a fresh submission."""
+    store.add_rows(SEEDS[:3])
+    with BatchServer() as server:
+        settings = batch_settings(server)
+        client = BatchClient(settings)
+        try:
+            synthesizer = BatchSynthesizer(store, client, settings)
+            prepared = synthesizer.ready()[Stage.INTAKE_FORM]
+            row, _ = create_batch(
+                store,
+                Stage.INTAKE_FORM,
+                [p.planned for p in prepared],
+                backend="openai",
+                model="test-model",
+                base_url="",
+            )
+            file_id = await client.upload("x.jsonl", b"") if file_on_server else "file-gone"
+            update_batch(store, row.id, state=BatchState.UPLOADED, input_file_id=file_id)
+        finally:
+            await client.aclose()
+        uploads = server.stats.uploads
+        summary = await batch_step(store, settings)
+        assert server.stats.creates == 1
+        (batch,) = server.batches.values()
+        if file_on_server:
+            assert server.stats.uploads == uploads and batch.input_file_id == file_id
+            assert summary.submitted == 0 and open_batches(store)[0].batch_id == batch.id
+        else:
+            assert server.stats.uploads == uploads + 1 and summary.submitted == 3
+            assert [b.id for b in all_batches(store)] == [row.id + 1]
 
 
 async def test_live_synthesis_leaves_records_with_requests_in_flight_alone(store: Store) -> None:

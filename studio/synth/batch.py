@@ -363,14 +363,32 @@ class BatchSynthesizer:
                 drop_batch(self.store, row.id)
                 moved = True
             elif row.state is BatchState.UPLOADED and not row.batch_id:
+                moved = True
                 found = await self.client.find(row.label, row.input_file_id)
                 if found is None:
-                    found = await self.client.create(
-                        row.input_file_id, self.window, self._metadata(row)
-                    )
+                    try:
+                        found = await self._create(row)
+                    except BatchError as exc:
+                        if exc.status is None:
+                            raise  # no answer: the row stays, the next run looks again
+                        # Refused (the file is gone): `_create` dropped the row, its stages go
+                        # in a new batch. A server error: the row stays for the next round.
+                        continue
                 self._record_status(row, found, batch_id=found.id)
-                moved = True
         return moved
+
+    async def _create(self, row: BatchRow) -> ServerBatch:
+        """Create the batch from the row's uploaded file. When the server refuses, no batch
+        exists (none is paid for): the row is dropped and its requests are ready again."""
+        try:
+            return await self.client.create(row.input_file_id, self.window, self._metadata(row))
+        except (BadInputError, BatchError) as exc:
+            refused = isinstance(exc, BadInputError) or (
+                exc.status is not None and exc.status < 500 and exc.status != 429
+            )
+            if refused:
+                drop_batch(self.store, row.id)
+            raise
 
     def _metadata(self, row: BatchRow) -> dict[str, str]:
         return {"studio_batch": row.label, "stage": row.stage.value}
@@ -668,15 +686,7 @@ class BatchSynthesizer:
             raise
         row = update_batch(self.store, row.id, state=BatchState.UPLOADED, input_file_id=file_id)
         # From here a kill leaves an `uploaded` row, found again (or created) by `recover`.
-        try:
-            created = await self.client.create(file_id, self.window, self._metadata(row))
-        except (BadInputError, BatchError) as exc:
-            refused = isinstance(exc, BadInputError) or (
-                exc.status is not None and exc.status < 500 and exc.status != 429
-            )
-            if refused:  # the server said no: no batch exists, so none is paid for
-                drop_batch(self.store, row.id)
-            raise
+        created = await self._create(row)
         self._record_status(row, created, batch_id=created.id)
         self._sent.update((p.planned.record_id, p.planned.stage) for p in chunk)
         self.summary.submitted += len(chunk)
