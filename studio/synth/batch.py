@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -543,10 +543,16 @@ class BatchSynthesizer:
     # -- submitting ---------------------------------------------------------------------------
 
     def ready(self, *, limit: int | None = None) -> dict[Stage, list[_Prepared]]:
-        """The next stage of every record that has one ready (its earlier stages generated or
-        reviewed, nothing of it in flight), rendered; answers already in the response cache are
-        stored at once instead."""
+        """The next stage of every record that has one ready, rendered, by stage."""
         by_stage: dict[Stage, list[_Prepared]] = {}
+        for stage, prepared in self._ready(limit=limit):
+            by_stage.setdefault(stage, []).append(prepared)
+        return by_stage
+
+    def _ready(self, *, limit: int | None = None) -> Iterator[tuple[Stage, _Prepared]]:
+        """The next stage of every record that has one ready (its earlier stages generated or
+        reviewed, nothing of it in flight), rendered one at a time; answers already in the
+        response cache are stored at once instead."""
         if limit is None:
             ids = self._records_to_synthesize(None)
         else:
@@ -571,8 +577,7 @@ class BatchSynthesizer:
                 continue  # written turn by turn, by `studio synth` without --batch
             prepared = self._prepare(record, stage)
             if prepared is not None:
-                by_stage.setdefault(stage, []).append(prepared)
-        return by_stage
+                yield stage, prepared
 
     def _records_to_synthesize(self, limit: int | None) -> list[int]:
         return records_to_synthesize(
@@ -645,25 +650,26 @@ class BatchSynthesizer:
         """Submit every ready stage, one batch per stage (more where the size limits say so).
         Returns the number of requests submitted."""
         sent = 0
-        for stage, prepared in self.ready(limit=limit).items():
-            for chunk in self._chunks(prepared):
+        # One file per stage fills up as records are rendered and goes when full, so a
+        # CACTUS-sized stage (hundreds of MB of prompts) is never in memory all at once.
+        chunks: dict[Stage, list[_Prepared]] = {}
+        sizes: dict[Stage, int] = {}
+        for stage, item in self._ready(limit=limit):
+            chunk = chunks.setdefault(stage, [])
+            # Room for the envelope ({"custom_id": …, "method": "POST", "url": …, "body": …}).
+            length = len(item.line) + 120
+            if chunk and (
+                len(chunk) >= self.max_requests or sizes[stage] + length > self.max_bytes
+            ):
+                sent += await self._submit(stage, chunk)
+                chunk = chunks[stage] = []
+                sizes[stage] = 0
+            chunk.append(item)
+            sizes[stage] = sizes.get(stage, 0) + length
+        for stage, chunk in chunks.items():
+            if chunk:
                 sent += await self._submit(stage, chunk)
         return sent
-
-    def _chunks(self, prepared: list[_Prepared]) -> Iterable[list[_Prepared]]:
-        chunk: list[_Prepared] = []
-        size = 0
-        # Room for the envelope ({"custom_id": …, "method": "POST", "url": …, "body": …}).
-        overhead = 120
-        for item in prepared:
-            length = len(item.line) + overhead
-            if chunk and (len(chunk) >= self.max_requests or size + length > self.max_bytes):
-                yield chunk
-                chunk, size = [], 0
-            chunk.append(item)
-            size += length
-        if chunk:
-            yield chunk
 
     async def _submit(self, stage: Stage, chunk: list[_Prepared]) -> int:
         row, ids = create_batch(
