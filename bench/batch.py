@@ -9,6 +9,8 @@ run would cost as batches against live calls.
    completion tokens of typical stage sizes), priced at `--price-in/--price-out` (USD per
    million tokens, live) and at the batch share (half); plus how long the live run would take at
    the developer tier's 250K tokens per minute.
+3. first round: the first `--batch` run on those 31,577 seeds (every intake form rendered,
+   recorded, uploaded and submitted), timed.
 
     python bench/batch.py [--seeds 50] [--cactus 31577] [--price-in 0.15] [--price-out 0.60]
 """
@@ -72,6 +74,37 @@ def loopback(count: int) -> None:
     )
 
 
+def cactus_first_round(count: int) -> None:
+    """The first `studio synth --batch` at CACTUS scale: every intake form rendered, written to
+    the database, uploaded and submitted (in-process, against the loopback server)."""
+    import asyncio
+
+    from studio.synth.batch import BatchClient, BatchSynthesizer
+
+    async def submit(store: Store, server: BatchServer) -> tuple[int, int]:
+        settings = SynthSettings(
+            backend="openai", model="bench-model", base_url=server.openai_base_url
+        ).validate()
+        client = BatchClient(settings)
+        try:
+            summary = await BatchSynthesizer(store, client, settings).run()
+        finally:
+            await client.aclose()
+        return summary.submitted, summary.batches_submitted
+
+    with tempfile.TemporaryDirectory() as folder, Store(Path(folder) / "first.db") as store:
+        store.add_rows(seeds(count))
+        with BatchServer() as server:
+            started = time.monotonic()
+            submitted, batches = asyncio.run(submit(store, server))
+            took = time.monotonic() - started
+            size = sum(len(data) for _, data in server.files.values())
+    print(
+        f"first round: {submitted:,} intake requests in {batches} batch(es),"
+        f" {size / 2**20:,.0f} MiB of JSONL, submitted in {took:.1f} s"
+    )
+
+
 def cactus_estimate(count: int, price_in: float, price_out: float, tpm: int) -> None:
     with tempfile.TemporaryDirectory() as folder, Store(Path(folder) / "cactus.db") as store:
         store.add_rows(seeds(count))
@@ -117,6 +150,7 @@ def main() -> None:
         f"{platform.node()}: {platform.processor() or platform.machine()}, Python {platform.python_version()}"
     )
     loopback(args.seeds)
+    cactus_first_round(args.cactus)
     cactus_estimate(args.cactus, args.price_in, args.price_out, args.tpm)
 
 
