@@ -537,3 +537,14 @@ def test_the_command_cancels_and_says_what_waits(store: Store, run: Callable[...
     assert {r.stages[Stage.CBT_PLAN].error for r in store.records()} == {
         "HTTP 400: context length exceeded"
     }
+
+
+def test_batch_and_live_runs_share_the_one_run_lock(
+    store: Store, db_path: Path, run: Callable[..., Any]
+) -> None:
+    from studio.commands.synth import one_run_per_database
+
+    with one_run_per_database(db_path):  # as a live `studio synth` holds it
+        result = run("synth", "--batch", "--backend", "openai", "--model", "m")
+    assert result.exit_code == 2 and "already running" in result.output
+    assert not all_batches(store)
