@@ -30,7 +30,8 @@ sys.path.insert(0, str(ROOT))
 
 from studio.model import Seed  # noqa: E402
 from studio.store import Store  # noqa: E402
-from studio.synth.batch import MAX_BYTES, MAX_REQUESTS, estimate  # noqa: E402
+from studio.synth.batch_api import MAX_BYTES, MAX_REQUESTS  # noqa: E402
+from studio.synth.batch_estimate import estimate  # noqa: E402
 from studio.synth.settings import SynthSettings  # noqa: E402
 from tests.batch_server import BatchServer  # noqa: E402
 
@@ -79,7 +80,8 @@ def cactus_first_round(count: int) -> None:
     the database, uploaded and submitted (in-process, against the loopback server)."""
     import asyncio
 
-    from studio.synth.batch import BatchClient, BatchSynthesizer
+    from studio.synth.batch import BatchSynthesizer
+    from studio.synth.batch_api import BatchClient
 
     async def submit(store: Store, server: BatchServer) -> tuple[int, int]:
         settings = SynthSettings(

@@ -26,7 +26,9 @@ from studio.store.batches import (
     update_batch,
 )
 from studio.synth import Synthesizer, SynthSettings, make_backend
-from studio.synth.batch import BatchClient, BatchSummary, BatchSynthesizer, estimate
+from studio.synth.batch import BatchSummary, BatchSynthesizer
+from studio.synth.batch_api import BatchClient
+from studio.synth.batch_estimate import estimate
 from tests.batch_server import BatchServer
 from tests.chat_server import ChatServer, Reply, cbt_reply, detect_stage
 

@@ -28,7 +28,8 @@ def synth_batch(
     if dry_run:
         _dry_run(db, limit, settings)
         return
-    from studio.synth.batch import BatchClient, BatchSynthesizer
+    from studio.synth.batch import BatchSynthesizer
+    from studio.synth.batch_api import BatchClient
 
     client = BatchClient(settings)
     with open_store(db) as store:
@@ -124,7 +125,7 @@ def _price(tokens_in: int, tokens_out: int, settings: Any, *, batch: bool) -> st
 
 
 def _dry_run(db: Path, limit: int | None, settings: Any) -> None:
-    from studio.synth.batch import estimate
+    from studio.synth.batch_estimate import estimate
 
     with open_store(db, must_exist=True) as store:
         found = estimate(store, settings, limit=limit)

@@ -237,6 +237,25 @@ def in_flight_records(store: Store) -> list[int]:
     return [int(row[0]) for row in rows]
 
 
+def record_in_flight(store: Store, record_id: int) -> bool:
+    row = store.conn.execute(
+        "SELECT 1 FROM batch_requests WHERE record_id = ? AND state = ?",
+        (record_id, RequestState.IN_FLIGHT.value),
+    ).fetchone()
+    return row is not None
+
+
+def last_request_state(store: Store, record_id: int, stage: Stage) -> RequestState | None:
+    """What became of the newest request for a record's stage (a returned one may have been
+    sent again, and answered, since); None if it never went in a batch."""
+    row = store.conn.execute(
+        "SELECT state FROM batch_requests WHERE record_id = ? AND stage = ?"
+        " ORDER BY batch DESC LIMIT 1",
+        (record_id, stage.value),
+    ).fetchone()
+    return RequestState(row[0]) if row else None
+
+
 def finish_request(
     store: Store,
     cid: str,

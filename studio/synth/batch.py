@@ -18,7 +18,6 @@ create another one.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -26,8 +25,8 @@ from typing import Any
 
 import orjson
 
-from studio.errors import BadInputError, StudioError
-from studio.model import NEEDS_SYNTHESIS, STAGES, Stage, StageStatus
+from studio.errors import BadInputError
+from studio.model import NEEDS_SYNTHESIS, STAGES, Stage
 from studio.store import RecordView, Store
 from studio.store.batches import (
     RUNNING,
@@ -42,9 +41,10 @@ from studio.store.batches import (
     finish_request,
     get_request,
     in_flight_records,
+    last_request_state,
     open_batches,
+    record_in_flight,
     return_request,
-    stage_token_averages,
     update_batch,
 )
 from studio.store.synthesis import (
@@ -60,186 +60,17 @@ from studio.store.synthesis import (
     set_attitude,
 )
 from studio.synth import chain
+from studio.synth.batch_api import (
+    ENDPOINT,
+    MAX_BYTES,
+    MAX_REQUESTS,
+    BatchClient,
+    BatchError,
+    ServerBatch,
+)
+from studio.synth.batch_estimate import next_stage
 from studio.synth.settings import SynthSettings
 from studio.synth.templates import prompt_hash
-
-#: Groq's (and OpenAI's) limits for one batch's input file.
-MAX_REQUESTS = 50_000
-MAX_BYTES = 200 * 1024 * 1024
-ENDPOINT = "/v1/chat/completions"
-#: Completion tokens a stage answer takes where the database has no finished stage to learn from
-#: (the loopback answers and the CACTUS texts are of this size; reasoning tokens not included).
-DEFAULT_TOKENS_OUT = {
-    Stage.INTAKE_FORM: 450,
-    Stage.CBT_TECHNIQUE: 60,
-    Stage.CBT_PLAN: 250,
-    Stage.DIALOGUE: 2200,
-}
-CHARS_PER_TOKEN = 4
-
-
-class BatchError(StudioError):
-    """The batch server refused or failed a call (the message says which and why)."""
-
-    def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        """The HTTP status, when the server answered (None: no answer, the outcome unknown)."""
-
-
-# -- the server: files + batches through the groq or openai SDK -------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ServerBatch:
-    """What the server says about one batch."""
-
-    id: str
-    status: str
-    input_file_id: str = ""
-    output_file_id: str = ""
-    error_file_id: str = ""
-    metadata: dict[str, str] = field(default_factory=dict)
-    total: int = 0
-    completed: int = 0
-    failed: int = 0
-    errors: str = ""
-    """The batch's own errors (a batch that `failed` validation says why here)."""
-
-
-def _server_batch(obj: Any) -> ServerBatch:
-    counts = getattr(obj, "request_counts", None)
-    errors = getattr(getattr(obj, "errors", None), "data", None) or []
-    metadata = getattr(obj, "metadata", None) or {}
-    return ServerBatch(
-        id=str(obj.id),
-        status=str(obj.status),
-        input_file_id=str(getattr(obj, "input_file_id", "") or ""),
-        output_file_id=str(getattr(obj, "output_file_id", "") or ""),
-        error_file_id=str(getattr(obj, "error_file_id", "") or ""),
-        metadata={str(k): str(v) for k, v in dict(metadata).items()},
-        total=int(getattr(counts, "total", 0) or 0),
-        completed=int(getattr(counts, "completed", 0) or 0),
-        failed=int(getattr(counts, "failed", 0) or 0),
-        errors="; ".join(str(getattr(e, "message", "") or e) for e in errors),
-    )
-
-
-class BatchClient:
-    """The files and batches resources of the groq SDK (which adds /openai/v1 to the base URL
-    itself) or the openai SDK (any server that implements the OpenAI endpoints, at …/v1)."""
-
-    def __init__(self, settings: SynthSettings) -> None:
-        self.backend = settings.backend
-        if settings.backend == "groq":
-            import groq
-
-            self._errors: Any = groq
-            self._client: Any = groq.AsyncGroq(
-                api_key=settings.api_key, base_url=settings.base_url, timeout=settings.timeout_s
-            )
-        elif settings.backend == "openai":
-            import openai
-
-            self._errors = openai
-            self._client = openai.AsyncOpenAI(
-                api_key=settings.api_key or "not-needed",
-                base_url=settings.base_url,
-                timeout=settings.timeout_s,
-            )
-        else:
-            raise BadInputError("--batch needs --backend groq or openai (a server with batches)")
-
-    async def _call(self, what: str, call: Callable[[], Any]) -> Any:
-        """One SDK call (the SDK retries 429s, 5xx and connection errors itself); its failure as
-        a one-line `BatchError`."""
-        errors = self._errors
-        try:
-            result = call()
-            return await result if inspect.isawaitable(result) else result
-        except errors.APIStatusError as exc:
-            status = int(exc.status_code)
-            message = _error_message(exc)
-            if status in (401, 403):
-                raise BadInputError(
-                    f"the {self.backend} server refused the API key: {message}"
-                ) from exc
-            if status == 404 and what in ("create a batch", "upload a batch file"):
-                raise BadInputError(
-                    f"the {self.backend} server has no batch endpoints ({message})"
-                ) from exc
-            raise BatchError(f"cannot {what}: HTTP {status}: {message}", status) from exc
-        except errors.APIConnectionError as exc:
-            raise BatchError(f"cannot {what}: cannot reach the server ({exc})") from exc
-
-    async def upload(self, name: str, data: bytes) -> str:
-        created = await self._call(
-            "upload a batch file",
-            lambda: self._client.files.create(
-                file=(name, data, "application/jsonl"), purpose="batch"
-            ),
-        )
-        return str(created.id)
-
-    async def create(self, file_id: str, window: str, metadata: dict[str, str]) -> ServerBatch:
-        created = await self._call(
-            "create a batch",
-            # No SDK retry here: a create that timed out may have made its batch, and a second
-            # one would be paid for twice (`recover` finds the first instead).
-            lambda: self._client.with_options(max_retries=0).batches.create(
-                input_file_id=file_id,
-                endpoint=ENDPOINT,
-                completion_window=window,
-                metadata=metadata,
-            ),
-        )
-        return _server_batch(created)
-
-    async def retrieve(self, batch_id: str) -> ServerBatch:
-        got = await self._call("read a batch", lambda: self._client.batches.retrieve(batch_id))
-        return _server_batch(got)
-
-    async def cancel(self, batch_id: str) -> ServerBatch:
-        got = await self._call("cancel a batch", lambda: self._client.batches.cancel(batch_id))
-        return _server_batch(got)
-
-    async def find(self, label: str, file_id: str) -> ServerBatch | None:
-        """The batch made from our file (or carrying our label), if the server has one."""
-
-        async def listed() -> list[Any]:
-            if self.backend == "groq":  # groq's list has no pages
-                return list((await self._client.batches.list()).data or [])
-            return [b async for b in self._client.batches.list(limit=100)]
-
-        for obj in await self._call("list batches", listed):
-            found = _server_batch(obj)
-            if found.metadata.get("studio_batch") == label or (
-                file_id and found.input_file_id == file_id
-            ):
-                return found
-        return None
-
-    async def content(self, file_id: str) -> bytes:
-        async def read() -> bytes:
-            response = await self._client.files.content(file_id)
-            data = response.read()
-            return bytes(await data if inspect.isawaitable(data) else data)
-
-        result: bytes = await self._call("download a result file", read)
-        return result
-
-    async def aclose(self) -> None:
-        await self._client.close()
-
-
-def _error_message(exc: Any) -> str:
-    body = getattr(exc, "body", None)
-    if isinstance(body, dict):
-        error = body.get("error", body)
-        if isinstance(error, dict) and error.get("message"):
-            return str(error["message"])
-    return str(getattr(exc, "message", exc))
-
 
 # -- one run ------------------------------------------------------------------------------------
 
@@ -337,7 +168,7 @@ class BatchSynthesizer:
             self.summary.elapsed_s = time.monotonic() - started
             self.summary.waiting = {}
             for record_id, stage, reason in set(self.summary.returned_stages):
-                if _last_request_state(self.store, record_id, stage) is RequestState.RETURNED:
+                if last_request_state(self.store, record_id, stage) is RequestState.RETURNED:
                     self.summary.waiting[reason] = self.summary.waiting.get(reason, 0) + 1
         return self.summary
 
@@ -562,7 +393,7 @@ class BatchSynthesizer:
                 self._chosen = in_flight_records(self.store)
                 room = limit - len(self._chosen)
                 self._chosen += self._records_to_synthesize(room) if room > 0 else []
-            ids = [i for i in self._chosen if not _in_flight(self.store, i)]
+            ids = [i for i in self._chosen if not record_in_flight(self.store, i)]
         for record_id in ids:
             record = self.store.record(record_id)
             if not record.attitude:
@@ -730,18 +561,6 @@ class BatchSynthesizer:
         return cancelled
 
 
-def next_stage(record: RecordView) -> Stage | None:
-    """The record's first stage that needs synthesis, unless an earlier one blocks the chain
-    (invalid or rejected: those wait for a reviewer), as in live synthesis."""
-    for stage in STAGES:
-        status = record.stages[stage].status
-        if status in (StageStatus.INVALID, StageStatus.REJECTED):
-            return None
-        if status in NEEDS_SYNTHESIS:
-            return stage
-    return None
-
-
 def _jsonl(data: bytes) -> Iterable[dict[str, Any]]:
     for raw in data.splitlines():
         if not raw.strip():
@@ -771,110 +590,3 @@ def _line_error(line: dict[str, Any], status: int, body: dict[str, Any]) -> str:
     )
     head = f"HTTP {status}" if status else "no answer"
     return f"{head}: {message}" if message else head
-
-
-# -- estimates ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Estimate:
-    requests: dict[Stage, int]
-    tokens_in: int
-    tokens_out: int
-    in_flight: int
-    """Requests already out in batches (not counted again)."""
-    learned: bool = False
-    """Token sizes come from stages generated so far (else from typical stage sizes)."""
-    stage_tokens_in: dict[Stage, int] = field(default_factory=dict)
-    """Prompt tokens per stage (what decides how many batch files a stage needs)."""
-
-    @property
-    def total_requests(self) -> int:
-        return sum(self.requests.values())
-
-    def price(self, settings: SynthSettings, *, batch: bool) -> float | None:
-        """USD at the plan's rates (None when the plan gives no prices)."""
-        if settings.price_in is None or settings.price_out is None:
-            return None
-        live = (self.tokens_in * settings.price_in + self.tokens_out * settings.price_out) / 1e6
-        return live * settings.batch_price if batch else live
-
-
-def estimate(store: Store, settings: SynthSettings, *, limit: int | None = None) -> Estimate:
-    """Requests and tokens for the rest of the chain of every record and seed waiting for
-    synthesis, without writing anything: prompt tokens from the templates and the seed (plus the
-    upstream answers they quote), completion tokens from the stages generated so far (else
-    `DEFAULT_TOKENS_OUT`)."""
-    averages = stage_token_averages(store)
-    out = {s: averages[s][1] if s in averages else float(DEFAULT_TOKENS_OUT[s]) for s in STAGES}
-    fixed = {s: _template_tokens(s, settings) for s in STAGES}
-    requests = dict.fromkeys(STAGES, 0)
-    stage_in = dict.fromkeys(STAGES, 0.0)
-    tokens_in = 0.0
-    tokens_out = 0.0
-
-    def chain_from(first: Stage, seed_tokens: float) -> None:
-        nonlocal tokens_in, tokens_out
-        for stage in STAGES[STAGES.index(first) :]:
-            requests[stage] += 1
-            upstream = sum(out[s] for s in STAGES[: STAGES.index(stage)])
-            prompt = (
-                averages[stage][0] if stage in averages else fixed[stage] + seed_tokens + upstream
-            )
-            tokens_in += prompt
-            stage_in[stage] += prompt
-            tokens_out += out[stage]
-
-    cap = limit
-    for record in store.records("r.rejected = 0"):
-        if cap is not None and cap <= 0:
-            break
-        stage = next_stage(record)
-        if stage is None or _in_flight(store, record.id):
-            continue
-        chain_from(stage, _seed_tokens(record.seed))
-        cap = None if cap is None else cap - 1
-    seeds = store.conn.execute(
-        "SELECT persona, thought, patterns, reframes FROM seeds WHERE NOT EXISTS"
-        " (SELECT 1 FROM records r WHERE r.seed_id = seeds.id) ORDER BY id LIMIT ?",
-        (-1 if cap is None else max(cap, 0),),
-    )
-    for row in seeds:
-        chain_from(Stage.INTAKE_FORM, sum(len(str(v)) for v in row) / CHARS_PER_TOKEN)
-    in_flight = store.conn.execute(
-        "SELECT COUNT(*) FROM batch_requests WHERE state = 'in_flight'"
-    ).fetchone()[0]
-    return Estimate(
-        {s: n for s, n in requests.items() if n},
-        round(tokens_in),
-        round(tokens_out),
-        int(in_flight),
-        learned=bool(averages),
-        stage_tokens_in={s: round(t) for s, t in stage_in.items() if t},
-    )
-
-
-def _in_flight(store: Store, record_id: int) -> bool:
-    sql = "SELECT 1 FROM batch_requests WHERE record_id = ? AND state = 'in_flight'"
-    return store.conn.execute(sql, (record_id,)).fetchone() is not None
-
-
-def _last_request_state(store: Store, record_id: int, stage: Stage) -> RequestState:
-    """What became of the newest request for a record's stage (a returned one may have been
-    sent again, and answered, since)."""
-    row = store.conn.execute(
-        "SELECT state FROM batch_requests WHERE record_id = ? AND stage = ?"
-        " ORDER BY batch DESC LIMIT 1",
-        (record_id, stage.value),
-    ).fetchone()
-    return RequestState(row[0])
-
-
-def _seed_tokens(seed: Any) -> float:
-    text = seed.persona + seed.thought + "".join(seed.patterns) + "".join(seed.reframes)
-    return len(text) / CHARS_PER_TOKEN
-
-
-def _template_tokens(stage: Stage, settings: SynthSettings) -> float:
-    template = chain.stage_template(stage, settings.prompts_dir)
-    return (len(template.system) + len(template.user)) / CHARS_PER_TOKEN
