@@ -51,6 +51,24 @@ from studio.errors import BadInputError, StudioError
     help="LoRA adapter for --backend local.",
 )
 @click.option(
+    "--batch",
+    is_flag=True,
+    help="Through the server's Batch API (half the price): submit what is ready, collect what "
+    "is finished, return. Run it again to go on.",
+)
+@click.option("--wait", is_flag=True, help="--batch, and stay until every stage is collected.")
+@click.option("--cancel", is_flag=True, help="Cancel the batches in flight.")
+@click.option(
+    "--dry-run", is_flag=True, help="Requests, estimated tokens and price; sends nothing."
+)
+@click.option(
+    "--completion-window",
+    default="24h",
+    show_default=True,
+    help="--batch: how long the server may take (Groq: 24h to 7d).",
+)
+@click.option("--poll-interval", type=float, default=5.0, hidden=True)
+@click.option(
     "--config",
     "config_path",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -64,17 +82,33 @@ def synth_command(db: Path, limit: int | None, config_path: Path | None, **optio
     interruption, run it again to finish the job (answers already received are not paid twice).
     Exits 1 when any stage failed (the summary counts the reasons), 130 on Ctrl-C.
     """
+    batch = {k: options.pop(k) for k in _BATCH_OPTIONS}
+    use_batch = batch.pop("batch") or batch["wait"] or batch["cancel"]
     try:
         from studio.synth import SynthSettings
 
-        settings = SynthSettings.load(config_path, **options).validate()
-        with one_run_per_database(db):
-            _synth(db, limit, settings)
+        settings = SynthSettings.load(config_path, **options)
+        if batch["dry_run"]:  # reads the database only: no key, no lock needed
+            from studio.commands.synth_batch import synth_batch
+
+            synth_batch(db, limit, settings, **batch)
+            return
+        settings = settings.validate()
+        with one_run_per_database(db):  # one run per database, live or batch
+            if use_batch:
+                from studio.commands.synth_batch import synth_batch
+
+                synth_batch(db, limit, settings, **batch)
+            else:
+                _synth(db, limit, settings)
     except KeyboardInterrupt:
         # Ctrl-C outside the run itself (mostly while starting up: imports, the database, the
         # lock). Exit as the shell expects of an interrupted command, not click's "Aborted!" (1).
         click.echo("interrupted — finished work is saved; run `studio synth` again to go on")
         sys.exit(130)
+
+
+_BATCH_OPTIONS = ("batch", "wait", "cancel", "dry_run", "completion_window", "poll_interval")
 
 
 def _synth(db: Path, limit: int | None, settings: Any) -> None:

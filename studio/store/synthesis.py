@@ -58,6 +58,9 @@ def records_to_synthesize(
             f" WHERE s.status IN ({marks}) AND r.rejected = 0 AND NOT EXISTS ("
             "   SELECT 1 FROM stages b WHERE b.record_id = s.record_id AND b.position < s.position"
             "   AND b.status IN ('invalid', 'rejected'))"
+            # A record with a request out in a batch waits for it (never paid for twice).
+            " AND NOT EXISTS (SELECT 1 FROM batch_requests q WHERE q.record_id = s.record_id"
+            "   AND q.state = 'in_flight')"
             " ORDER BY s.record_id LIMIT ?",
             (*needs, cap),
         )

@@ -18,6 +18,8 @@ folder, else `config.toml` in the user config folder). API keys come from the en
     [plans.my-team]
     rpm = 1000
     tpm = 250000
+    price_in = 0.15                  # USD per million tokens (for `studio synth --batch --dry-run`)
+    price_out = 0.60
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ MODES = ("script", "two-agent")
 DEFAULT_MODELS = {"groq": "openai/gpt-oss-120b"}
 #: Known provider limits (requests and tokens per minute). Groq's free tier for gpt-oss-120b.
 BUILTIN_PLANS: dict[str, dict[str, int]] = {"groq-free": {"rpm": 30, "tpm": 8000}}
+#: What a plan may set: its limits and its prices (`price_in` / `price_out`: USD per million
+#: tokens at live rates; `batch_price`: the share of that a batch request costs).
+PLAN_KEYS = ("rpm", "tpm", "price_in", "price_out", "batch_price")
 
 
 @dataclass(frozen=True)
@@ -95,6 +100,12 @@ class SynthSettings:
     under its even share of the records, so one favourite cannot take over the dataset."""
     prompts_dir: Path | None = None
     """Another templates folder (a clinician's edited copy of `prompts/`)."""
+    price_in: float | None = None
+    """USD per million prompt tokens at live rates (from the plan); None: unknown."""
+    price_out: float | None = None
+    """USD per million completion tokens at live rates (from the plan); None: unknown."""
+    batch_price: float = 0.5
+    """The share of the live price that a batch request costs (Groq and OpenAI: half)."""
 
     @property
     def model_id(self) -> str:
@@ -196,7 +207,7 @@ class SynthSettings:
                 raise BadInputError(
                     f"unknown rate-limit plan {plan_name!r}; known: {', '.join(sorted(plans))}"
                 )
-            values |= {k: v for k, v in plans[plan_name].items() if k in ("rpm", "tpm")}
+            values |= {k: v for k, v in plans[plan_name].items() if k in PLAN_KEYS}
         backend = overrides.get("backend") or values.get("backend", cls.backend)
         env_url = os.environ.get("GROQ_BASE_URL") if backend == "groq" else None
         if env_url:
