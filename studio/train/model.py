@@ -125,7 +125,8 @@ def sft_config(
         "completion_only_loss": config.completion_only_loss,
         "logging_steps": config.logging_steps,
         "eval_strategy": "steps" if has_validation else "no",
-        "eval_steps": config.eval_steps,
+        # The runner resolves None (from the eval budget) before the trainer is built.
+        "eval_steps": config.eval_steps or 1,
         "save_strategy": "steps",
         "save_steps": config.save_steps,
         "save_total_limit": config.save_total_limit,
