@@ -26,7 +26,7 @@ from studio.train.launch import RunnerOptions
 from tests.conftest import cactus_row
 from tests.tiny_model import build_tiny_llama
 
-pytest.importorskip("transformers", reason="needs the train extra (pip install -e '.[train]')")
+pytestmark = pytest.mark.train_extra
 
 RECORDS = 4
 DEADLINE_S = 240.0

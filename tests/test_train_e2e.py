@@ -27,6 +27,8 @@ from tests.tiny_model import build_tiny_llama
 RECORDS = 6
 LONG_RUN = "100000"  # steps: runs until it is stopped
 
+pytestmark = pytest.mark.train_extra
+
 
 @pytest.fixture(scope="module")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:

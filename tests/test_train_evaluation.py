@@ -53,7 +53,7 @@ def test_the_old_rule_would_cost_a_hundred_times_the_training() -> None:
     old = dataclasses.replace(SEED, eval_steps=50, max_eval_examples=CACTUS_VALIDATION)
     plan = plan_evaluation(old, train_examples=CACTUS_TRAIN, validation_examples=CACTUS_VALIDATION)
     assert plan.cost_share > 50  # ~107x: the reason for the budget
-    assert not plan.automatic and "set; budget" in plan.describe()
+    assert not plan.automatic and "eval_steps as set" in plan.describe()
 
 
 def test_both_knobs_are_configurable() -> None:

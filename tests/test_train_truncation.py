@@ -29,7 +29,7 @@ from studio.train.dataset import (
 from tests.conftest import cactus_row
 from tests.tiny_model import build_tiny_llama
 
-pytest.importorskip("transformers", reason="needs the train extra (pip install -e '.[train]')")
+pytestmark = pytest.mark.train_extra
 
 #: CACTUS-like: 30 messages of ~40 words each, opened by the counselor.
 TURNS = 30

@@ -67,7 +67,8 @@ def training_db(tmp_path: Path) -> Path:
 @pytest.fixture
 def sleeper() -> Iterator[subprocess.Popen[bytes]]:
     """A live process to stand for a run's trainer (its pid goes into the start event)."""
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    # Sleeps far longer than any test takes on a busy machine (it is killed at the end).
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])
     yield proc
     proc.kill()
     proc.wait()
@@ -131,6 +132,7 @@ def log_text(screen: TrainingScreen) -> str:
 # -- real runs ----------------------------------------------------------------------------------
 
 
+@pytest.mark.train_extra
 async def test_a_run_started_from_the_pane_streams_its_loss_and_completes(
     training_db: Path, tiny_model_dir: Path, tmp_path: Path
 ) -> None:
@@ -191,6 +193,7 @@ async def test_a_run_started_from_the_pane_streams_its_loss_and_completes(
     assert [e.step for e in batches[-1].events if isinstance(e, StepEvent)] == [1, 2, 3, 4]
 
 
+@pytest.mark.train_extra
 async def test_stop_ends_the_run_stopped_with_its_adapter(
     training_db: Path, tiny_model_dir: Path, tmp_path: Path
 ) -> None:
@@ -226,6 +229,7 @@ async def test_stop_ends_the_run_stopped_with_its_adapter(
     assert row.status is RunStatus.STOPPED
 
 
+@pytest.mark.train_extra
 async def test_bad_input_shows_the_runners_own_message(training_db: Path, tmp_path: Path) -> None:
     app = training_app(training_db, tmp_path / "runs")
     async with app.run_test(size=SIZE) as pilot:
@@ -247,6 +251,7 @@ async def test_bad_input_shows_the_runners_own_message(training_db: Path, tmp_pa
     assert any("no such model folder" in n.message for n in app._notifications)
 
 
+@pytest.mark.train_extra
 async def test_the_pane_follows_and_stops_a_run_started_from_the_cli(
     training_db: Path, tiny_model_dir: Path, tmp_path: Path
 ) -> None:

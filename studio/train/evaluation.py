@@ -47,7 +47,7 @@ class EvalPlan:
     """`eval_steps` was chosen by the budget (not set by the user)."""
 
     def describe(self) -> str:
-        how = "chosen for" if self.automatic else "set; budget"
+        how = "the interval chosen for the budget" if self.automatic else "eval_steps as set"
         capped = (
             f" of {self.validation_examples:,}"
             if self.eval_examples < self.validation_examples
@@ -56,7 +56,7 @@ class EvalPlan:
         return (
             f"evaluation: {self.eval_examples:,}{capped} validation examples every "
             f"{self.eval_steps:,} steps ({self.evaluations:,} in {self.train_steps:,} steps, "
-            f"≈{self.cost_share:.0%} of the training time; {how} ≤ budget)"
+            f"≈{self.cost_share:.0%} of the training time; {how})"
         )
 
 

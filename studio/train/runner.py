@@ -313,12 +313,15 @@ def train(prepared: PreparedRun, sink: RunSink, stop: StopRequest) -> dict[str, 
         build_trainer,
         keep_cpu_4bit_weights_unpacked,
         load_base_model,
+        match_adapter_dtype,
+        prepare_4bit_model,
     )
 
     config, dataset = prepared.config, prepared.dataset
     model = load_base_model(config, prepared.model_dir, prepared.hardware)
     if config.load_in_4bit:
         keep_cpu_4bit_weights_unpacked(model)
+        model = prepare_4bit_model(model, config)
     callback = EventCallback(sink, stop)
     trainer = build_trainer(
         config,
@@ -329,6 +332,8 @@ def train(prepared: PreparedRun, sink: RunSink, stop: StopRequest) -> dict[str, 
         hardware=prepared.hardware,
         callbacks=[callback],
     )
+    if config.load_in_4bit and trainer.model is not None:
+        match_adapter_dtype(trainer.model, config)
     # Our events replace the trainer's own printing (which would also pollute stdout).
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
