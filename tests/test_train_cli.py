@@ -104,6 +104,8 @@ def test_outcomes_map_to_exit_codes() -> None:
         finish(RunConclusion(failed, None, None, 2, refused, refused=True), Path("r"))
     with pytest.raises(StudioError, match="training failed: OOM"):
         finish(RunConclusion(failed, None, ErrorEvent(message="OOM"), 1, ""), Path("r"))
+    early = "Stopped before the run started; nothing was written."
+    finish(RunConclusion(RunStatus.STOPPED, None, None, 0, early), Path("r"))  # no error
     with pytest.raises(StudioError, match="training failed: the training process ended"):
         gone = "the training process ended without a final event (exit code -9)"
         finish(RunConclusion(failed, None, None, -9, gone), Path("r"))

@@ -197,6 +197,9 @@ def finish(conclusion: RunConclusion, output: Path) -> None:
     if conclusion.refused:
         raise BadInputError(conclusion.problem.removeprefix("The runner refused to start: "))
     end = conclusion.end
+    if end is None and conclusion.status is RunStatus.STOPPED:  # Ctrl-C while it was checking
+        click.echo(conclusion.problem, err=True)
+        return
     if end is None or end.status is RunStatus.FAILED:
         detail = conclusion.error.message if conclusion.error else conclusion.problem
         raise StudioError(f"training failed: {detail} (run folder: {output})")

@@ -78,8 +78,8 @@ SUMMARY_DELAY_S = 0.6
 #: What a blank optional field means.
 FIELD_PLACEHOLDERS = {
     "max_steps": "(epochs)",
-    "max_length": "(from the data)",
-    "eval_steps": "(≤10% of time)",
+    "max_length": "(auto)",  # from the data: the summary above says the value
+    "eval_steps": "(auto)",  # as often as 10 % of the training time allows
 }
 PRESET_LABELS = {"seed": "seed (the notebook's)", "fast": "fast (packed, bf16)"}
 FOUR_BIT_LABELS = {"auto": "auto (with CUDA)", "on": "on", "off": "off"}
