@@ -167,7 +167,9 @@ def format_event(event: TrainEvent) -> Text:
         for traceback_line in event.traceback.splitlines()[-8:]:
             line.append(f"\n         {traceback_line}", style="red")
         return line
-    style = {"completed": "bold green", "stopped": "bold yellow"}.get(event.status, "bold red")
+    style = {RunStatus.COMPLETED: "bold green", RunStatus.STOPPED: "bold yellow"}.get(
+        event.status, "bold red"
+    )
     metrics = event.metrics
     details = [
         f"adapter {display_path(event.adapter_path)}" if event.adapter_path else "no adapter saved"
