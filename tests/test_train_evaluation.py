@@ -81,6 +81,7 @@ def test_a_tiny_run_evaluates_once_at_the_end_and_a_split_of_nothing_never() -> 
     assert tiny.eval_steps == tiny.train_steps == 4 and tiny.evaluations == 1  # at the end
     none = plan_evaluation(SEED, train_examples=100, validation_examples=0)
     assert none.evaluations == 0 and none.cost_share == 0
+    assert none.describe() == "evaluation: none (no validation split)"
 
 
 def test_the_eval_subset_is_seeded_spread_and_in_order() -> None:

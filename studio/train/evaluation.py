@@ -47,6 +47,8 @@ class EvalPlan:
     """`eval_steps` was chosen by the budget (not set by the user)."""
 
     def describe(self) -> str:
+        if not self.eval_examples:
+            return "evaluation: none (no validation split)"
         how = "the interval chosen for the budget" if self.automatic else "eval_steps as set"
         capped = (
             f" of {self.validation_examples:,}"
