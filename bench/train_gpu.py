@@ -124,7 +124,9 @@ def run_recipe(
         "--recipe", recipe, "--output", str(out), "--max-steps", str(steps), "--events",
         # Measure training alone: no evaluation, no checkpoint writes, a log line every step.
         "--set", "validation_fraction=0", "--set", f"save_steps={steps + 1}",
-        "--set", "logging_steps=1", *extra,
+        "--set", "logging_steps=1",
+        # A fixed block size, so rows stay comparable (the default now comes from the data).
+        "--set", "max_length=1024", *extra,
     ]  # fmt: skip
     env = {k: v for k, v in os.environ.items() if k != "STUDIO_DB"}
     proc = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=ROOT, check=False)
