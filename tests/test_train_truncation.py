@@ -31,8 +31,9 @@ from tests.tiny_model import build_tiny_llama
 
 pytestmark = pytest.mark.train_extra
 
-#: CACTUS-like: 30 messages of ~40 words each, opened by the counselor.
-TURNS = 30
+#: CACTUS-like: 31 messages of ~40 words each, opened and closed by the counselor (a dialogue that
+#: ends on the client breaks the stage rule and is never trained on).
+TURNS = 31
 MAX_LENGTH = 700
 
 
@@ -42,6 +43,7 @@ def cactus_length_dialogue(n: int) -> str:
         speaker = "Counselor" if turn % 2 == 0 else "Client"
         words = " ".join(f"thought{n}-{turn}-{w}" if w % 7 == 0 else "evidence" for w in range(40))
         lines.append(f"{speaker}: Turn {turn} says {words}.")
+    lines[-1] += " Thank you for today; see you next week."
     return "\n".join(lines)
 
 
