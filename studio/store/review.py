@@ -30,7 +30,8 @@ from studio.store.judging import (
     register_hash,
     revert_rating,
 )
-from studio.store.store import EditConflict, RecordView, StageView, Store, imported_stage_status
+from studio.store.stages import snapshot, write_stage
+from studio.store.store import EditConflict, RecordView, Store, imported_stage_status
 from studio.store.synthesis import mark_downstream_stale
 
 #: Event actions a reviewer can undo (regeneration and imports are not decisions).
@@ -584,7 +585,7 @@ def _revert(store: Store, event: _Event, reviewer: str) -> None:
         )
     else:
         current = store.stage(event.record_id, event.stage)
-        if _snapshot(current) != {
+        if snapshot(current) != {
             "status": event.after.get("status"),
             "edited_text": event.after.get("edited_text"),
             "note": event.after.get("note", ""),
@@ -608,33 +609,25 @@ def _revert(store: Store, event: _Event, reviewer: str) -> None:
             )
         if status is StageStatus.INVALID and not error:
             error = imported_stage_status(event.stage, text)[1] or current.error
-        conn.execute(
-            "UPDATE stages SET status = ?, edited_text = ?, note = ?, error = ?, updated_at = ?"
-            " WHERE record_id = ? AND name = ?",
-            (
-                status.value,
-                edited,
-                event.before.get("note", ""),
-                error,
-                store.now(),
-                event.record_id,
-                event.stage.value,
-            ),
+        write_stage(
+            store,
+            event.record_id,
+            event.stage,
+            status=status,
+            edited_text=edited,
+            note=event.before.get("note", ""),
+            error=error,
         )
         store.log_event(
             "undo",
             reviewer=reviewer,
             record_id=event.record_id,
             stage=event.stage,
-            before=_snapshot(current),
+            before=snapshot(current),
             after=event.before,
             detail=f"{UNDOES}{event.id}",
         )
-    store._refresh_status(event.record_id, reviewer)
-
-
-def _snapshot(view: StageView) -> dict[str, Any]:
-    return {"status": view.status.value, "edited_text": view.edited_text, "note": view.note}
+    store.refresh_status(event.record_id, reviewer)
 
 
 # -- drafts -------------------------------------------------------------------------------------

@@ -31,8 +31,11 @@ from studio.model import (
     content_hash,
     record_status,
 )
+from studio.store import stages as stage_rows
 from studio.store.connect import connect, enable_wal, write_problem
 from studio.store.migrations import check_schema, migrate, rollback_quietly
+from studio.store.stages import StageView as StageView  # re-exported: its old home
+from studio.store.stages import snapshot, stage_from_row, write_stage
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -46,31 +49,6 @@ def utc_now() -> datetime:
 
 def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
-
-
-@dataclass(frozen=True, slots=True)
-class StageView:
-    record_id: int
-    stage: Stage
-    status: StageStatus
-    original_text: str | None
-    edited_text: str | None
-    note: str = ""
-    error: str = ""
-    model: str = ""
-    prompt_hash: str = ""
-    template_version: str = ""
-    tokens_in: int = 0
-    tokens_out: int = 0
-    latency_ms: int = 0
-    updated_at: str = ""
-
-    @property
-    def text(self) -> str:
-        """The current text: the reviewer's edit if there is one, else the original."""
-        if self.edited_text is not None:
-            return self.edited_text
-        return self.original_text or ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -489,11 +467,11 @@ class Store:
         for chunk in _chunks(ids, 900):
             marks = ",".join("?" * len(chunk))
             for srow in self.conn.execute(
-                f"SELECT {_STAGE_COLUMNS} FROM stages WHERE record_id IN ({marks})"
+                f"SELECT {stage_rows.STAGE_COLUMNS} FROM stages WHERE record_id IN ({marks})"
                 " ORDER BY record_id, position",
                 chunk,
             ):
-                view = _stage_from_row(srow)
+                view = stage_from_row(srow)
                 stages[view.record_id][view.stage] = view
         return [
             RecordView(
@@ -516,12 +494,12 @@ class Store:
 
     def stage(self, record_id: int, stage: Stage) -> StageView:
         row = self.conn.execute(
-            f"SELECT {_STAGE_COLUMNS} FROM stages WHERE record_id = ? AND name = ?",
+            f"SELECT {stage_rows.STAGE_COLUMNS} FROM stages WHERE record_id = ? AND name = ?",
             (record_id, stage.value),
         ).fetchone()
         if row is None:
             raise KeyError(f"record {record_id} has no stage {stage.value}")
-        return _stage_from_row(row)
+        return stage_from_row(row)
 
     # -- reviewer decisions ---------------------------------------------------------------------
 
@@ -537,20 +515,17 @@ class Store:
         """Accept or reject one stage; one event with the before/after snapshot."""
         if status not in (StageStatus.ACCEPTED, StageStatus.REJECTED):
             raise ValueError(f"a reviewer decides accepted or rejected, not {status}")
-        with self.transaction() as conn:
+        with self.transaction():
             before = self.stage(record_id, stage)
             if before.original_text is None and before.edited_text is None:
                 raise ValueError(f"{stage.label} of record {record_id} has no text to decide on")
-            conn.execute(
-                "UPDATE stages SET status = ?, note = ?, updated_at = ? WHERE record_id = ? AND name = ?",
-                (status.value, note, self.now(), record_id, stage.value),
-            )
+            write_stage(self, record_id, stage, status=status, note=note)
             self.log_event(
                 _ACTION[status],
                 reviewer=reviewer,
                 record_id=record_id,
                 stage=stage,
-                before=_snapshot(before),
+                before=snapshot(before),
                 after={"status": status.value, "edited_text": before.edited_text, "note": note},
             )
             return self._refresh_status(record_id, reviewer)
@@ -587,17 +562,15 @@ class Store:
                     raise ValueError(f"{text!r} is not one of the 12 CBT techniques")
                 text = normalized
                 conn.execute("UPDATE records SET technique = ? WHERE id = ?", (text, record_id))
-            conn.execute(
-                "UPDATE stages SET status = ?, edited_text = ?, note = ?, error = ?, updated_at = ?"
-                " WHERE record_id = ? AND name = ?",
-                (status.value, text, note, error, self.now(), record_id, stage.value),
+            write_stage(
+                self, record_id, stage, status=status, edited_text=text, note=note, error=error
             )
             self.log_event(
                 "edit",
                 reviewer=reviewer,
                 record_id=record_id,
                 stage=stage,
-                before=_snapshot(before),
+                before=snapshot(before),
                 after={"status": status.value, "edited_text": text, "note": note, "error": error},
             )
             return self._refresh_status(record_id, reviewer)
@@ -687,10 +660,6 @@ _RECORD_SELECT = (
     " s.persona, s.thought, s.patterns, s.reframes, s.source"
     " FROM records r JOIN seeds s ON s.id = r.seed_id"
 )
-_STAGE_COLUMNS = (
-    "record_id, name, status, original_text, edited_text, note, error, model, prompt_hash,"
-    " template_version, tokens_in, tokens_out, latency_ms, updated_at"
-)
 
 
 def _seed_from_row(row: Sequence[Any]) -> Seed:
@@ -701,29 +670,6 @@ def _seed_from_row(row: Sequence[Any]) -> Seed:
         reframes=tuple(orjson.loads(row[3])),
         source=row[4],
     )
-
-
-def _stage_from_row(row: Sequence[Any]) -> StageView:
-    return StageView(
-        record_id=row[0],
-        stage=Stage(row[1]),
-        status=StageStatus(row[2]),
-        original_text=row[3],
-        edited_text=row[4],
-        note=row[5],
-        error=row[6],
-        model=row[7],
-        prompt_hash=row[8],
-        template_version=row[9],
-        tokens_in=row[10],
-        tokens_out=row[11],
-        latency_ms=row[12],
-        updated_at=row[13],
-    )
-
-
-def _snapshot(view: StageView) -> dict[str, Any]:
-    return {"status": view.status.value, "edited_text": view.edited_text, "note": view.note}
 
 
 def imported_stage_status(stage: Stage, text: str) -> tuple[StageStatus, str, str]:
