@@ -19,11 +19,12 @@ import xxhash
 from studio.cbt.ctrs import CTRS_ITEMS, RATED_ITEMS, valid_score
 from studio.errors import BadInputError
 from studio.model import Stage
+from studio.store.events import EventAction
 from studio.store.store import Store
 
 SCORED = "scored"
 FAILED = "failed"
-RATE_ACTION = "rate"
+RATE_ACTION = EventAction.RATE
 
 _DIALOGUE_TEXT = "COALESCE(d.edited_text, d.original_text, '')"
 

@@ -33,6 +33,7 @@ from studio.model import (
 )
 from studio.store import stages as stage_rows
 from studio.store.connect import connect, enable_wal, write_problem
+from studio.store.events import EventAction
 from studio.store.migrations import check_schema, migrate, rollback_quietly
 from studio.store.stages import StageView as StageView  # re-exported: its old home
 from studio.store.stages import snapshot, stage_from_row, write_stage
@@ -193,7 +194,7 @@ class Store:
 
     def log_event(
         self,
-        action: str,
+        action: EventAction,
         *,
         reviewer: str = "",
         record_id: int | None = None,
@@ -201,20 +202,25 @@ class Store:
         before: Any = None,
         after: Any = None,
         detail: str = "",
+        accept_group: int | None = None,
+        undoes: int | None = None,
     ) -> int:
+        """Append one event to the audit log (see `studio.store.events`); returns its id."""
         with self.transaction() as conn:
             cur = conn.execute(
-                "INSERT INTO events (ts, reviewer, action, record_id, stage, before, after, detail)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO events (ts, reviewer, action, record_id, stage, before, after, detail,"
+                " accept_group, undoes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     self.now(),
                     reviewer,
-                    action,
+                    EventAction(action).value,  # refuses an action the log does not know
                     record_id,
                     stage.value if stage else None,
                     None if before is None else _dumps(before),
                     None if after is None else _dumps(after),
                     detail,
+                    accept_group,
+                    undoes,
                 ),
             )
             return int(cur.lastrowid or 0)
@@ -384,7 +390,7 @@ class Store:
                         (
                             now,
                             accepted_by,
-                            "accept_import",
+                            EventAction.ACCEPT_IMPORT.value,
                             record_id,
                             None,
                             _dumps({"status": rstatus}),
@@ -511,8 +517,10 @@ class Store:
         *,
         reviewer: str,
         note: str = "",
+        accept_group: int | None = None,
     ) -> RecordStatus:
-        """Accept or reject one stage; one event with the before/after snapshot."""
+        """Accept or reject one stage; one event with the before/after snapshot (in the
+        accept-all `accept_group`, if given)."""
         if status not in (StageStatus.ACCEPTED, StageStatus.REJECTED):
             raise ValueError(f"a reviewer decides accepted or rejected, not {status}")
         with self.transaction():
@@ -527,6 +535,7 @@ class Store:
                 stage=stage,
                 before=snapshot(before),
                 after={"status": status.value, "edited_text": before.edited_text, "note": note},
+                accept_group=accept_group,
             )
             return self._refresh_status(record_id, reviewer)
 
@@ -566,7 +575,7 @@ class Store:
                 self, record_id, stage, status=status, edited_text=text, note=note, error=error
             )
             self.log_event(
-                "edit",
+                EventAction.EDIT,
                 reviewer=reviewer,
                 record_id=record_id,
                 stage=stage,
@@ -582,7 +591,7 @@ class Store:
                 "UPDATE records SET rejected = 1, note = ? WHERE id = ?", (reason, record_id)
             )
             self.log_event(
-                "reject_record",
+                EventAction.REJECT_RECORD,
                 reviewer=reviewer,
                 record_id=record_id,
                 before={"status": before.status.value, "note": before.note},
@@ -652,7 +661,7 @@ class Store:
         }
 
 
-_ACTION = {StageStatus.ACCEPTED: "accept", StageStatus.REJECTED: "reject"}
+_ACTION = {StageStatus.ACCEPTED: EventAction.ACCEPT, StageStatus.REJECTED: EventAction.REJECT}
 
 _RECORD_SELECT = (
     "SELECT r.id, r.seed_id, r.status, r.mode, r.attempt, r.attitude, r.technique, r.note,"

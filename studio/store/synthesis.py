@@ -10,6 +10,7 @@ import orjson
 
 from studio.cbt.techniques import normalize_technique
 from studio.model import NEEDS_SYNTHESIS, STAGES, RecordStatus, Stage, StageStatus
+from studio.store.events import EventAction
 from studio.store.stages import StageView, snapshot, write_stage
 from studio.store.store import Store
 
@@ -141,7 +142,7 @@ def save_stage_result(
     result: StageResult,
     *,
     reviewer: str = "",
-    action: str = "generate",
+    action: EventAction | str = EventAction.GENERATE,
     expected: StageView | None = None,
 ) -> StageView:
     """Commit one synthesized stage and its audit event.
@@ -177,7 +178,7 @@ def save_stage_result(
                 "UPDATE records SET technique = ? WHERE id = ?", (technique or "", record_id)
             )
         store.log_event(
-            action,
+            EventAction(action),
             reviewer=reviewer,
             record_id=record_id,
             stage=stage,
@@ -197,7 +198,10 @@ def mark_failed(
         _check_unchanged(store, record_id, stage, expected)
         write_stage(store, record_id, stage, status=StageStatus.FAILED, error=error)
         store.log_event(
-            "generate", record_id=record_id, stage=stage, after={"status": "failed", "error": error}
+            EventAction.GENERATE,
+            record_id=record_id,
+            stage=stage,
+            after={"status": "failed", "error": error},
         )
         store.refresh_status(record_id)
 
@@ -222,7 +226,7 @@ def mark_downstream_stale(
             stale.append(later)
         if stale:
             store.log_event(
-                "stale",
+                EventAction.STALE,
                 reviewer=reviewer,
                 record_id=record_id,
                 stage=stage,
