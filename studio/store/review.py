@@ -17,7 +17,9 @@ import orjson
 
 from studio.cbt.checks import Judgement, judge_answer
 from studio.cbt.techniques import normalize_technique
-from studio.errors import BadInputError
+from studio.errors import EditConflict
+from studio.errors import InvalidStage as InvalidStage  # re-exported: its old home
+from studio.errors import UndoConflict as UndoConflict  # re-exported: its old home
 from studio.model import STAGES, RecordStatus, Stage, StageStatus
 from studio.store.events import UNDOABLE_ACTIONS, EventAction
 from studio.store.judging import (
@@ -31,21 +33,13 @@ from studio.store.judging import (
     revert_rating,
 )
 from studio.store.stages import snapshot, write_stage
-from studio.store.store import EditConflict, RecordView, Store, imported_stage_status
+from studio.store.store import RecordView, Store, imported_stage_status
 from studio.store.synthesis import mark_downstream_stale
 
 _QUEUE_SELECT = (
     "SELECT r.id, r.status, r.technique, s.thought, r.attitude, r.last_reviewer, r.updated_at"
     " FROM records r JOIN seeds s ON s.id = r.seed_id"
 )
-
-
-class InvalidStage(BadInputError):
-    """A reviewer tried to accept a stage whose text breaks its stage's rule."""
-
-
-class UndoConflict(Exception):
-    """The decision to undo was overtaken by a later change (a regeneration, another reviewer)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ import orjson
 
 from studio.cbt.checks import judge_answer
 from studio.cbt.techniques import normalize_technique
+from studio.errors import EditConflict as EditConflict  # re-exported: its old home
 from studio.errors import ReadOnlyDatabaseError
 from studio.model import (
     STAGES,
@@ -84,10 +85,6 @@ class AddResult:
     records_added: int
     duplicates: int
     record_ids: tuple[int, ...]
-
-
-class EditConflict(ValueError):
-    """A reviewer's edit was based on a text that is no longer the stage's text."""
 
 
 class Store:

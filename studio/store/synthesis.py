@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 
 from studio.cbt.techniques import normalize_technique
+from studio.errors import StageChanged as StageChanged  # re-exported: its old home
 from studio.model import NEEDS_SYNTHESIS, STAGES, RecordStatus, Stage, StageStatus
 from studio.store.events import EventAction
 from studio.store.stages import StageView, snapshot, write_stage
@@ -112,11 +113,6 @@ def create_records(
             )
             created.append(record_id)
     return created
-
-
-class StageChanged(Exception):
-    """The stage changed (a reviewer's decision or edit, another run) while its answer was being
-    generated; nothing was written, so that work is not lost."""
 
 
 def _fingerprint(view: StageView) -> tuple[object, ...]:
