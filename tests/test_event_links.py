@@ -9,29 +9,16 @@ from pathlib import Path
 import orjson
 import pytest
 
-from studio.model import STAGES, CactusRow, RecordStatus, Seed, Stage, StageStatus
+from studio.model import STAGES, RecordStatus, Stage, StageStatus
 from studio.resources import migrations_dir
 from studio.store import Store
 from studio.store import migrations as migrations_module
 from studio.store.events import EventAction
 from studio.store.review import accept_remaining, accept_stage, reject_record, undo_last
-from tests.conftest import DIALOGUE, INTAKE_FORM, PLAN
+from tests.test_store import _row  # a record with all four stages
 
 ME = "alice"
 _SNAP = {"edited_text": None, "note": ""}
-
-
-def _row(n: int) -> CactusRow:
-    return CactusRow(
-        Seed("persona", f"thought {n}", ("Labeling",), ("reframe",)),
-        {
-            Stage.INTAKE_FORM: INTAKE_FORM,
-            Stage.CBT_TECHNIQUE: "Reality Testing",
-            Stage.CBT_PLAN: PLAN,
-            Stage.DIALOGUE: DIALOGUE,
-        },
-        "positive",
-    )
 
 
 def _old_event(store: Store, action: str, record_id: int, stage: Stage, detail: str) -> int:
