@@ -157,7 +157,10 @@ def first_record_on_screen(db: Path, first_thought: str) -> float:
 
 
 async def in_app(db: Path, samples: int) -> tuple[list[float], list[float]]:
-    from studio.tui import make_app  # first: it sets the frame rate textual reads on import
+    from studio.tui.startup import configure_process
+
+    configure_process()  # as `studio review` does, before textual reads the frame rate
+    from studio.tui import make_app
 
     from textual import events  # isort: skip
     from studio.tui.screens.review import ReviewScreen

@@ -23,3 +23,39 @@ class DatabaseError(StudioError):
 class ReadOnlyDatabaseError(DatabaseError):
     """A write was asked of a store opened read-only (`Store.read_only`); refused before SQLite is
     asked, so nothing is half-written."""
+
+
+# -- the domain's refusals: each is a StudioError, so `handle_errors` maps it to its exit code ---
+
+
+class ConflictError(StudioError):
+    """What was about to be written was changed by someone else since it was read; nothing was
+    overwritten (exit 1: nobody's input was wrong, run it again on what is there now)."""
+
+
+class EditConflict(ConflictError, ValueError):
+    """A reviewer's edit was based on a text that is no longer the stage's text.
+
+    Also a `ValueError`, as it was before it joined this family."""
+
+
+class UndoConflict(ConflictError):
+    """The decision to undo was overtaken by a later change (a regeneration, another reviewer);
+    nothing was changed."""
+
+
+class StageChanged(ConflictError):
+    """The stage changed (a reviewer's decision or edit, another run) while its answer was being
+    generated; nothing was written, so that work is not lost."""
+
+
+class RatingChanged(ConflictError):
+    """The rating to undo was changed since (by a later rating)."""
+
+
+class InvalidStage(BadInputError):
+    """A reviewer tried to accept a stage whose text breaks its stage's rule (exit 2)."""
+
+
+class NoBackend(BadInputError):
+    """No synthesis backend is configured (the message says why; exit 2: configuration)."""

@@ -109,8 +109,8 @@ async def test_accept_all_accepts_the_record(db: Path) -> None:
         record_view = store.record(FIRST_TO_REVIEW)
     assert record_view.status is RecordStatus.ACCEPTED
     assert record_view.last_reviewer == REVIEWER
-    rows = query(db, "SELECT detail FROM events WHERE action = 'accept' AND record_id = 3")
-    assert len(rows) == 4 and len({detail for (detail,) in rows}) == 1
+    rows = query(db, "SELECT accept_group FROM events WHERE action = 'accept' AND record_id = 3")
+    assert len(rows) == 4 and len({group for (group,) in rows}) == 1 and rows[0][0] is not None
 
 
 async def test_edit_then_ctrl_s_saves_an_edit_beside_the_original(db: Path) -> None:

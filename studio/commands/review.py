@@ -38,6 +38,9 @@ def open_review(db: Path, reviewer: str | None = None, config_path: Path | None 
     with open_store(db, must_exist=True, read_only_ok=True):
         pass
 
+    from studio.tui.startup import configure_process
+
+    configure_process()  # before textual is imported: it reads the frame rate then
     from studio.tui import make_app
     from studio.tui.settings import ReviewSettings, parse_keymap
 

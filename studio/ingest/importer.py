@@ -16,6 +16,7 @@ from studio.errors import BadInputError
 from studio.ingest.formats import FORMATS, RowError, detect_format, parse_row
 from studio.ingest.readers import BadRow, Progress, Source, read_rows, resolve_source
 from studio.store import PreparedRow, Store, prepare_row
+from studio.store.events import EventAction
 
 BATCH_ROWS = 2000
 
@@ -201,7 +202,7 @@ def _import_one(
         file.duplicates += result.duplicates
         file.imported += len(batch) - result.duplicates
     store.log_event(
-        "import",
+        EventAction.IMPORT,
         reviewer=accepted_by or "",
         after={
             "source": source.label,

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from studio.model import Stage
+from studio.store.stages import write_stage
 from studio.store.store import Store
 
 
@@ -283,11 +284,16 @@ def finish_request(
 def return_request(store: Store, request: BatchRequest, reason: str) -> None:
     """No usable answer: the stage goes back to waiting (its status never changed) with the reason
     in its `error`, unless someone changed the stage meanwhile."""
-    with store.transaction() as conn:
+    with store.transaction():
         finish_request(store, request.custom_id, RequestState.RETURNED, error=reason)
-        conn.execute(
-            "UPDATE stages SET error = ? WHERE record_id = ? AND name = ? AND updated_at = ?",
-            (reason, request.record_id, request.stage.value, request.stage_updated_at),
+        # touch=False: the stage still waits for the same answer; only the reason is new.
+        write_stage(
+            store,
+            request.record_id,
+            request.stage,
+            touch=False,
+            if_updated_at=request.stage_updated_at,
+            error=reason,
         )
 
 

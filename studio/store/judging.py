@@ -18,12 +18,14 @@ import xxhash
 
 from studio.cbt.ctrs import CTRS_ITEMS, RATED_ITEMS, valid_score
 from studio.errors import BadInputError
+from studio.errors import RatingChanged as RatingChanged  # re-exported: its old home
 from studio.model import Stage
+from studio.store.events import EventAction
 from studio.store.store import Store
 
 SCORED = "scored"
 FAILED = "failed"
-RATE_ACTION = "rate"
+RATE_ACTION = EventAction.RATE
 
 _DIALOGUE_TEXT = "COALESCE(d.edited_text, d.original_text, '')"
 
@@ -298,10 +300,6 @@ def rate(store: Store, record_id: int, item: str, value: int, *, reviewer: str) 
             before={"item": item, "value": None if row is None else int(row[0])},
             after={"item": item, "value": value},
         )
-
-
-class RatingChanged(Exception):
-    """The rating to undo was changed since (by a later rating)."""
 
 
 def revert_rating(

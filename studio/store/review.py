@@ -17,10 +17,12 @@ import orjson
 
 from studio.cbt.checks import Judgement, judge_answer
 from studio.cbt.techniques import normalize_technique
-from studio.errors import BadInputError
+from studio.errors import EditConflict
+from studio.errors import InvalidStage as InvalidStage  # re-exported: its old home
+from studio.errors import UndoConflict as UndoConflict  # re-exported: its old home
 from studio.model import STAGES, RecordStatus, Stage, StageStatus
+from studio.store.events import UNDOABLE_ACTIONS, EventAction
 from studio.store.judging import (
-    RATE_ACTION,
     RatingChanged,
     StoredJudgement,
     current_scores,
@@ -30,28 +32,14 @@ from studio.store.judging import (
     register_hash,
     revert_rating,
 )
-from studio.store.store import EditConflict, RecordView, StageView, Store, imported_stage_status
+from studio.store.stages import snapshot, write_stage
+from studio.store.store import RecordView, Store, imported_stage_status
 from studio.store.synthesis import mark_downstream_stale
-
-#: Event actions a reviewer can undo (regeneration and imports are not decisions).
-UNDOABLE_ACTIONS: tuple[str, ...] = ("accept", "reject", "edit", "reject_record", RATE_ACTION)
-#: `events.detail` of an undo event: the id of the event it undid follows.
-UNDOES = "undoes:"
-#: `events.detail` shared by the accept events of one accept-all, so one undo reverts them all.
-ACCEPT_ALL = "accept_all:"
 
 _QUEUE_SELECT = (
     "SELECT r.id, r.status, r.technique, s.thought, r.attitude, r.last_reviewer, r.updated_at"
     " FROM records r JOIN seeds s ON s.id = r.seed_id"
 )
-
-
-class InvalidStage(BadInputError):
-    """A reviewer tried to accept a stage whose text breaks its stage's rule."""
-
-
-class UndoConflict(Exception):
-    """The decision to undo was overtaken by a later change (a regeneration, another reviewer)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +130,7 @@ class Undone:
             "edit": "edit",
             "reject_record": "record rejection",
             "accept_all": "accept all",
-            RATE_ACTION: "rating",
+            EventAction.RATE: "rating",
         }[self.action]
         where = f" of {self.stage.label}" if self.stage else ""
         return f"Undid {what}{where} (record {self.record_id})"
@@ -330,11 +318,11 @@ def review_stats(store: Store) -> ReviewStats:
 def reviewer_activity(store: Store) -> list[ReviewerActivity]:
     """Decisions per reviewer (most active first), from the audit log."""
     columns = {
-        "accept": "accepted",
-        "edit": "edited",
-        "reject": "rejected",
-        "reject_record": "records_rejected",
-        "undo": "undone",
+        EventAction.ACCEPT: "accepted",
+        EventAction.EDIT: "edited",
+        EventAction.REJECT: "rejected",
+        EventAction.REJECT_RECORD: "records_rejected",
+        EventAction.UNDO: "undone",
     }
     marks = ",".join("?" * len(columns))
     counts: dict[str, dict[str, int]] = {}
@@ -343,7 +331,7 @@ def reviewer_activity(store: Store) -> list[ReviewerActivity]:
         f" WHERE reviewer != '' AND action IN ({marks}) GROUP BY reviewer, action",
         tuple(columns),
     ):
-        counts.setdefault(reviewer, {})[columns[action]] = int(count)
+        counts.setdefault(reviewer, {})[columns[EventAction(action)]] = int(count)
     activity = [ReviewerActivity(reviewer, **fields) for reviewer, fields in counts.items()]
     return sorted(activity, key=lambda a: (-a.total, a.reviewer))
 
@@ -386,14 +374,15 @@ def accept_remaining(store: Store, record_id: int, *, reviewer: str) -> tuple[in
     with store.transaction() as conn:
         record = store.record(record_id)
         todo = [s for s in STAGES if record.stages[s].status is StageStatus.GENERATED]
-        last = int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0])
-        for stage in todo:
-            store.decide_stage(record_id, stage, StageStatus.ACCEPTED, reviewer=reviewer)
+        group = None
         if len(todo) > 1:
-            # We hold the write lock, so every event above `last` is one of ours.
-            conn.execute(
-                "UPDATE events SET detail = ? WHERE id > ? AND record_id = ? AND action = 'accept'",
-                (f"{ACCEPT_ALL}{last + 1}", last, record_id),
+            # The group is named by its first event's id: we hold the write lock, so the next
+            # event written is ours and gets MAX(id) + 1. Each event is written with its group
+            # (the log is append-only: nothing is tagged afterwards).
+            group = int(conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM events").fetchone()[0])
+        for stage in todo:
+            store.decide_stage(
+                record_id, stage, StageStatus.ACCEPTED, reviewer=reviewer, accept_group=group
             )
     return len(todo), load_item(store, record_id, reviewer=reviewer)
 
@@ -473,7 +462,7 @@ def change_technique(
                 not in (StageStatus.PENDING, StageStatus.STALE, StageStatus.FAILED)
             ]
             store.log_event(
-                "keep_downstream",
+                EventAction.KEEP_DOWNSTREAM,
                 reviewer=reviewer,
                 record_id=record_id,
                 stage=Stage.CBT_TECHNIQUE,
@@ -488,37 +477,36 @@ def change_technique(
 @dataclass(frozen=True, slots=True)
 class _Event:
     id: int
-    action: str
+    action: EventAction
     record_id: int
     stage: Stage | None
     before: dict[str, Any]
     after: dict[str, Any]
-    detail: str
+    accept_group: int | None
 
 
-def _undoable(store: Store, reviewer: str, *, detail: str | None = None) -> list[_Event]:
+def _undoable(store: Store, reviewer: str, *, accept_group: int | None = None) -> list[_Event]:
     marks = ",".join("?" * len(UNDOABLE_ACTIONS))
     sql = (
-        "SELECT e.id, e.action, e.record_id, e.stage, e.before, e.after, e.detail FROM events e"
-        f" WHERE e.reviewer = ? AND e.action IN ({marks}) AND e.record_id IS NOT NULL"
-        " AND NOT EXISTS (SELECT 1 FROM events u WHERE u.action = 'undo'"
-        f" AND u.detail = '{UNDOES}' || e.id)"
+        "SELECT e.id, e.action, e.record_id, e.stage, e.before, e.after, e.accept_group"
+        f" FROM events e WHERE e.reviewer = ? AND e.action IN ({marks})"
+        " AND e.record_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM events u WHERE u.undoes = e.id)"
     )
     params: list[Any] = [reviewer, *UNDOABLE_ACTIONS]
-    if detail is None:
+    if accept_group is None:
         sql += " ORDER BY e.id DESC LIMIT 1"
     else:
-        sql += " AND e.detail = ? ORDER BY e.id DESC"
-        params.append(detail)
+        sql += " AND e.accept_group = ? ORDER BY e.id DESC"
+        params.append(accept_group)
     return [
         _Event(
             id=row[0],
-            action=row[1],
+            action=EventAction(row[1]),
             record_id=row[2],
             stage=Stage(row[3]) if row[3] else None,
             before=orjson.loads(row[4]) if row[4] else {},
             after=orjson.loads(row[5]) if row[5] else {},
-            detail=row[6],
+            accept_group=row[6],
         )
         for row in store.conn.execute(sql, params)
     ]
@@ -528,6 +516,7 @@ def undo_last(store: Store, *, reviewer: str) -> Undone | None:
     """Revert the reviewer's newest decision or edit not undone yet; None if there is none.
 
     Raises `UndoConflict` (and changes nothing) if what the decision wrote was changed since.
+    Nothing in the audit log changes: each reverted event gets an `undo` event that names it.
     """
     with store.transaction():
         found = _undoable(store, reviewer)
@@ -535,29 +524,29 @@ def undo_last(store: Store, *, reviewer: str) -> Undone | None:
             return None
         event = found[0]
         group = [event]
-        if event.detail.startswith(ACCEPT_ALL):
-            group = _undoable(store, reviewer, detail=event.detail)
+        if event.accept_group is not None:
+            group = _undoable(store, reviewer, accept_group=event.accept_group)
         for item in group:
             _revert(store, item, reviewer)
-    action = "accept_all" if len(group) > 1 else event.action
+    action = "accept_all" if len(group) > 1 else event.action.value
     return Undone(event.record_id, None if len(group) > 1 else event.stage, action, len(group))
 
 
 def _revert(store: Store, event: _Event, reviewer: str) -> None:
     conn = store.conn
-    if event.action == RATE_ACTION:
+    if event.action is EventAction.RATE:
         try:
             revert_rating(store, event.record_id, event.before, event.after, reviewer)
         except RatingChanged as exc:
             raise UndoConflict(str(exc)) from exc
         store.log_event(
-            "undo",
+            EventAction.UNDO,
             reviewer=reviewer,
             record_id=event.record_id,
             stage=event.stage,
             before=event.after,
             after=event.before,
-            detail=f"{UNDOES}{event.id}",
+            undoes=event.id,
         )
         return
     if event.stage is None:
@@ -575,16 +564,16 @@ def _revert(store: Store, event: _Event, reviewer: str) -> None:
             (int(was_rejected), note, event.record_id),
         )
         store.log_event(
-            "undo",
+            EventAction.UNDO,
             reviewer=reviewer,
             record_id=event.record_id,
             before={"status": RecordStatus.REJECTED.value, "note": row[1]},
             after=event.before,
-            detail=f"{UNDOES}{event.id}",
+            undoes=event.id,
         )
     else:
         current = store.stage(event.record_id, event.stage)
-        if _snapshot(current) != {
+        if snapshot(current) != {
             "status": event.after.get("status"),
             "edited_text": event.after.get("edited_text"),
             "note": event.after.get("note", ""),
@@ -608,33 +597,25 @@ def _revert(store: Store, event: _Event, reviewer: str) -> None:
             )
         if status is StageStatus.INVALID and not error:
             error = imported_stage_status(event.stage, text)[1] or current.error
-        conn.execute(
-            "UPDATE stages SET status = ?, edited_text = ?, note = ?, error = ?, updated_at = ?"
-            " WHERE record_id = ? AND name = ?",
-            (
-                status.value,
-                edited,
-                event.before.get("note", ""),
-                error,
-                store.now(),
-                event.record_id,
-                event.stage.value,
-            ),
+        write_stage(
+            store,
+            event.record_id,
+            event.stage,
+            status=status,
+            edited_text=edited,
+            note=event.before.get("note", ""),
+            error=error,
         )
         store.log_event(
-            "undo",
+            EventAction.UNDO,
             reviewer=reviewer,
             record_id=event.record_id,
             stage=event.stage,
-            before=_snapshot(current),
+            before=snapshot(current),
             after=event.before,
-            detail=f"{UNDOES}{event.id}",
+            undoes=event.id,
         )
-    store._refresh_status(event.record_id, reviewer)
-
-
-def _snapshot(view: StageView) -> dict[str, Any]:
-    return {"status": view.status.value, "edited_text": view.edited_text, "note": view.note}
+    store.refresh_status(event.record_id, reviewer)
 
 
 # -- drafts -------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ import orjson
 
 from studio.cbt.checks import judge_answer
 from studio.cbt.techniques import normalize_technique
+from studio.errors import EditConflict as EditConflict  # re-exported: its old home
 from studio.errors import ReadOnlyDatabaseError
 from studio.model import (
     STAGES,
@@ -31,8 +32,12 @@ from studio.model import (
     content_hash,
     record_status,
 )
+from studio.store import stages as stage_rows
 from studio.store.connect import connect, enable_wal, write_problem
+from studio.store.events import EventAction
 from studio.store.migrations import check_schema, migrate, rollback_quietly
+from studio.store.stages import StageView as StageView  # re-exported: its old home
+from studio.store.stages import snapshot, stage_from_row, write_stage
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -46,31 +51,6 @@ def utc_now() -> datetime:
 
 def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
-
-
-@dataclass(frozen=True, slots=True)
-class StageView:
-    record_id: int
-    stage: Stage
-    status: StageStatus
-    original_text: str | None
-    edited_text: str | None
-    note: str = ""
-    error: str = ""
-    model: str = ""
-    prompt_hash: str = ""
-    template_version: str = ""
-    tokens_in: int = 0
-    tokens_out: int = 0
-    latency_ms: int = 0
-    updated_at: str = ""
-
-    @property
-    def text(self) -> str:
-        """The current text: the reviewer's edit if there is one, else the original."""
-        if self.edited_text is not None:
-            return self.edited_text
-        return self.original_text or ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,10 +85,6 @@ class AddResult:
     records_added: int
     duplicates: int
     record_ids: tuple[int, ...]
-
-
-class EditConflict(ValueError):
-    """A reviewer's edit was based on a text that is no longer the stage's text."""
 
 
 class Store:
@@ -215,7 +191,7 @@ class Store:
 
     def log_event(
         self,
-        action: str,
+        action: EventAction,
         *,
         reviewer: str = "",
         record_id: int | None = None,
@@ -223,20 +199,25 @@ class Store:
         before: Any = None,
         after: Any = None,
         detail: str = "",
+        accept_group: int | None = None,
+        undoes: int | None = None,
     ) -> int:
+        """Append one event to the audit log (see `studio.store.events`); returns its id."""
         with self.transaction() as conn:
             cur = conn.execute(
-                "INSERT INTO events (ts, reviewer, action, record_id, stage, before, after, detail)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO events (ts, reviewer, action, record_id, stage, before, after, detail,"
+                " accept_group, undoes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     self.now(),
                     reviewer,
-                    action,
+                    EventAction(action).value,  # refuses an action the log does not know
                     record_id,
                     stage.value if stage else None,
                     None if before is None else _dumps(before),
                     None if after is None else _dumps(after),
                     detail,
+                    accept_group,
+                    undoes,
                 ),
             )
             return int(cur.lastrowid or 0)
@@ -406,7 +387,7 @@ class Store:
                         (
                             now,
                             accepted_by,
-                            "accept_import",
+                            EventAction.ACCEPT_IMPORT.value,
                             record_id,
                             None,
                             _dumps({"status": rstatus}),
@@ -489,11 +470,11 @@ class Store:
         for chunk in _chunks(ids, 900):
             marks = ",".join("?" * len(chunk))
             for srow in self.conn.execute(
-                f"SELECT {_STAGE_COLUMNS} FROM stages WHERE record_id IN ({marks})"
+                f"SELECT {stage_rows.STAGE_COLUMNS} FROM stages WHERE record_id IN ({marks})"
                 " ORDER BY record_id, position",
                 chunk,
             ):
-                view = _stage_from_row(srow)
+                view = stage_from_row(srow)
                 stages[view.record_id][view.stage] = view
         return [
             RecordView(
@@ -516,12 +497,12 @@ class Store:
 
     def stage(self, record_id: int, stage: Stage) -> StageView:
         row = self.conn.execute(
-            f"SELECT {_STAGE_COLUMNS} FROM stages WHERE record_id = ? AND name = ?",
+            f"SELECT {stage_rows.STAGE_COLUMNS} FROM stages WHERE record_id = ? AND name = ?",
             (record_id, stage.value),
         ).fetchone()
         if row is None:
             raise KeyError(f"record {record_id} has no stage {stage.value}")
-        return _stage_from_row(row)
+        return stage_from_row(row)
 
     # -- reviewer decisions ---------------------------------------------------------------------
 
@@ -533,25 +514,25 @@ class Store:
         *,
         reviewer: str,
         note: str = "",
+        accept_group: int | None = None,
     ) -> RecordStatus:
-        """Accept or reject one stage; one event with the before/after snapshot."""
+        """Accept or reject one stage; one event with the before/after snapshot (in the
+        accept-all `accept_group`, if given)."""
         if status not in (StageStatus.ACCEPTED, StageStatus.REJECTED):
             raise ValueError(f"a reviewer decides accepted or rejected, not {status}")
-        with self.transaction() as conn:
+        with self.transaction():
             before = self.stage(record_id, stage)
             if before.original_text is None and before.edited_text is None:
                 raise ValueError(f"{stage.label} of record {record_id} has no text to decide on")
-            conn.execute(
-                "UPDATE stages SET status = ?, note = ?, updated_at = ? WHERE record_id = ? AND name = ?",
-                (status.value, note, self.now(), record_id, stage.value),
-            )
+            write_stage(self, record_id, stage, status=status, note=note)
             self.log_event(
                 _ACTION[status],
                 reviewer=reviewer,
                 record_id=record_id,
                 stage=stage,
-                before=_snapshot(before),
+                before=snapshot(before),
                 after={"status": status.value, "edited_text": before.edited_text, "note": note},
+                accept_group=accept_group,
             )
             return self._refresh_status(record_id, reviewer)
 
@@ -587,17 +568,15 @@ class Store:
                     raise ValueError(f"{text!r} is not one of the 12 CBT techniques")
                 text = normalized
                 conn.execute("UPDATE records SET technique = ? WHERE id = ?", (text, record_id))
-            conn.execute(
-                "UPDATE stages SET status = ?, edited_text = ?, note = ?, error = ?, updated_at = ?"
-                " WHERE record_id = ? AND name = ?",
-                (status.value, text, note, error, self.now(), record_id, stage.value),
+            write_stage(
+                self, record_id, stage, status=status, edited_text=text, note=note, error=error
             )
             self.log_event(
-                "edit",
+                EventAction.EDIT,
                 reviewer=reviewer,
                 record_id=record_id,
                 stage=stage,
-                before=_snapshot(before),
+                before=snapshot(before),
                 after={"status": status.value, "edited_text": text, "note": note, "error": error},
             )
             return self._refresh_status(record_id, reviewer)
@@ -609,7 +588,7 @@ class Store:
                 "UPDATE records SET rejected = 1, note = ? WHERE id = ?", (reason, record_id)
             )
             self.log_event(
-                "reject_record",
+                EventAction.REJECT_RECORD,
                 reviewer=reviewer,
                 record_id=record_id,
                 before={"status": before.status.value, "note": before.note},
@@ -682,17 +661,13 @@ class Store:
         }
 
 
-_ACTION = {StageStatus.ACCEPTED: "accept", StageStatus.REJECTED: "reject"}
+_ACTION = {StageStatus.ACCEPTED: EventAction.ACCEPT, StageStatus.REJECTED: EventAction.REJECT}
 
 _RECORD_SELECT = (
     "SELECT r.id, r.seed_id, r.status, r.mode, r.attempt, r.attitude, r.technique, r.note,"
     " r.last_reviewer, r.created_at, r.updated_at,"
     " s.persona, s.thought, s.patterns, s.reframes, s.source"
     " FROM records r JOIN seeds s ON s.id = r.seed_id"
-)
-_STAGE_COLUMNS = (
-    "record_id, name, status, original_text, edited_text, note, error, model, prompt_hash,"
-    " template_version, tokens_in, tokens_out, latency_ms, updated_at"
 )
 
 
@@ -704,29 +679,6 @@ def _seed_from_row(row: Sequence[Any]) -> Seed:
         reframes=tuple(orjson.loads(row[3])),
         source=row[4],
     )
-
-
-def _stage_from_row(row: Sequence[Any]) -> StageView:
-    return StageView(
-        record_id=row[0],
-        stage=Stage(row[1]),
-        status=StageStatus(row[2]),
-        original_text=row[3],
-        edited_text=row[4],
-        note=row[5],
-        error=row[6],
-        model=row[7],
-        prompt_hash=row[8],
-        template_version=row[9],
-        tokens_in=row[10],
-        tokens_out=row[11],
-        latency_ms=row[12],
-        updated_at=row[13],
-    )
-
-
-def _snapshot(view: StageView) -> dict[str, Any]:
-    return {"status": view.status.value, "edited_text": view.edited_text, "note": view.note}
 
 
 def imported_stage_status(stage: Stage, text: str) -> tuple[StageStatus, str, str]:

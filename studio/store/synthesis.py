@@ -9,8 +9,11 @@ from typing import Any
 import orjson
 
 from studio.cbt.techniques import normalize_technique
+from studio.errors import StageChanged as StageChanged  # re-exported: its old home
 from studio.model import NEEDS_SYNTHESIS, STAGES, RecordStatus, Stage, StageStatus
-from studio.store.store import StageView, Store
+from studio.store.events import EventAction
+from studio.store.stages import StageView, snapshot, write_stage
+from studio.store.store import Store
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,11 +115,6 @@ def create_records(
     return created
 
 
-class StageChanged(Exception):
-    """The stage changed (a reviewer's decision or edit, another run) while its answer was being
-    generated; nothing was written, so that work is not lost."""
-
-
 def _fingerprint(view: StageView) -> tuple[object, ...]:
     return (view.status, view.original_text, view.edited_text, view.note, view.updated_at)
 
@@ -140,7 +138,7 @@ def save_stage_result(
     result: StageResult,
     *,
     reviewer: str = "",
-    action: str = "generate",
+    action: EventAction | str = EventAction.GENERATE,
     expected: StageView | None = None,
 ) -> StageView:
     """Commit one synthesized stage and its audit event.
@@ -152,24 +150,21 @@ def save_stage_result(
     """
     with store.transaction() as conn:
         before = _check_unchanged(store, record_id, stage, expected)
-        conn.execute(
-            "UPDATE stages SET status = ?, original_text = ?, edited_text = NULL, note = '', error = ?,"
-            " model = ?, prompt_hash = ?, template_version = ?, tokens_in = ?, tokens_out = ?,"
-            " latency_ms = ?, updated_at = ? WHERE record_id = ? AND name = ?",
-            (
-                result.status.value,
-                result.text,
-                result.error,
-                result.model,
-                result.prompt_hash,
-                result.template_version,
-                result.tokens_in,
-                result.tokens_out,
-                result.latency_ms,
-                store.now(),
-                record_id,
-                stage.value,
-            ),
+        write_stage(
+            store,
+            record_id,
+            stage,
+            status=result.status,
+            original_text=result.text,
+            edited_text=None,
+            note="",
+            error=result.error,
+            model=result.model,
+            prompt_hash=result.prompt_hash,
+            template_version=result.template_version,
+            tokens_in=result.tokens_in,
+            tokens_out=result.tokens_out,
+            latency_ms=result.latency_ms,
         )
         if stage is Stage.CBT_TECHNIQUE:
             technique = (
@@ -179,15 +174,11 @@ def save_stage_result(
                 "UPDATE records SET technique = ? WHERE id = ?", (technique or "", record_id)
             )
         store.log_event(
-            action,
+            EventAction(action),
             reviewer=reviewer,
             record_id=record_id,
             stage=stage,
-            before={
-                "status": before.status.value,
-                "original_text": before.original_text,
-                "edited_text": before.edited_text,
-            },
+            before=snapshot(before, ("status", "original_text", "edited_text")),
             after={"status": result.status.value, "error": result.error, "model": result.model},
         )
         store.refresh_status(record_id, reviewer)
@@ -199,14 +190,14 @@ def mark_failed(
 ) -> None:
     """A stage whose call failed after the last retry; its text (if any) is left alone, and a
     stage that a reviewer changed meanwhile keeps its status (`StageChanged`)."""
-    with store.transaction() as conn:
+    with store.transaction():
         _check_unchanged(store, record_id, stage, expected)
-        conn.execute(
-            "UPDATE stages SET status = ?, error = ?, updated_at = ? WHERE record_id = ? AND name = ?",
-            (StageStatus.FAILED.value, error, store.now(), record_id, stage.value),
-        )
+        write_stage(store, record_id, stage, status=StageStatus.FAILED, error=error)
         store.log_event(
-            "generate", record_id=record_id, stage=stage, after={"status": "failed", "error": error}
+            EventAction.GENERATE,
+            record_id=record_id,
+            stage=stage,
+            after={"status": "failed", "error": error},
         )
         store.refresh_status(record_id)
 
@@ -216,25 +207,22 @@ def mark_downstream_stale(
 ) -> list[Stage]:
     """After `stage` changed, the stages generated from it are stale (those that have any text)."""
     stale = []
-    with store.transaction() as conn:
+    with store.transaction():
         for later in stage.downstream():
             view = store.stage(record_id, later)
             if view.status in (StageStatus.PENDING, StageStatus.STALE):
                 continue
-            conn.execute(
-                "UPDATE stages SET status = ?, error = ?, updated_at = ? WHERE record_id = ? AND name = ?",
-                (
-                    StageStatus.STALE.value,
-                    f"{stage.label} changed after this was generated",
-                    store.now(),
-                    record_id,
-                    later.value,
-                ),
+            write_stage(
+                store,
+                record_id,
+                later,
+                status=StageStatus.STALE,
+                error=f"{stage.label} changed after this was generated",
             )
             stale.append(later)
         if stale:
             store.log_event(
-                "stale",
+                EventAction.STALE,
                 reviewer=reviewer,
                 record_id=record_id,
                 stage=stage,

@@ -1,17 +1,24 @@
 """The clinician review studio: a Textual app over the store (queue, review, help, stats,
 training).
 
-The only package of CBT Studio that imports textual. Build the app with `make_app`.
+The only package of CBT Studio that imports textual. Build the app with `make_app`. Importing this
+package changes no process-wide state; `studio.tui.startup.configure_process` does, for the CLI.
+The app is imported on first use, so `studio.tui.startup` can run before textual is imported.
 """
 
-import os
+from __future__ import annotations
 
-# Textual paces screen updates at TEXTUAL_FPS (default 60), read once when textual is imported:
-# a new record waited up to a whole 16.7 ms tick before it was drawn. At 120 the next-record p95
-# on a 100k-record database drops from ~44 ms to ~23 ms (bench/tui.py); an idle app draws nothing,
-# so this costs nothing at rest. A user's own TEXTUAL_FPS wins.
-os.environ.setdefault("TEXTUAL_FPS", "120")
+from typing import TYPE_CHECKING, Any
 
-from studio.tui.app import StudioApp, make_app
+if TYPE_CHECKING:
+    from studio.tui.app import StudioApp, make_app
 
 __all__ = ["StudioApp", "make_app"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from studio.tui import app
+
+        return getattr(app, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import gc
 import itertools
 import sqlite3
-import sys
 from concurrent.futures import Future
 from datetime import datetime
 from pathlib import Path
@@ -48,6 +46,7 @@ from studio.tui.screens.review import ReviewScreen
 from studio.tui.screens.stats import StatsScreen
 from studio.tui.screens.training import TrainingScreen
 from studio.tui.settings import ReviewSettings
+from studio.tui.startup import freeze_startup_objects
 from studio.tui.store_lane import StoreLane, StoreOpener, store_is_read_only
 from studio.tui.training import RecipeForm, TrainingRun, new_run_folder
 
@@ -56,7 +55,6 @@ DATABASE_GROUP = "database"
 #: Worker groups of the training run: a failure there ends the run's follow (and is reported).
 TRAINING_GROUPS = frozenset({"training-launch", "training-follow"})
 #: How often a thread holding the GIL hands it over (Python's default is 5 ms).
-SWITCH_INTERVAL_S = 0.0005
 
 if TYPE_CHECKING:
     from studio.synth import Backend, SynthSettings
@@ -123,19 +121,10 @@ class StudioApp(App[None]):
         # that an unusable file ends the app with its reason rather than a spinner.
         self.check_database(self.lane.submit(store_is_read_only))
         self.push_screen(QueueScreen())
-        # A full garbage collection walks every object of textual, rich and the store (tens of
-        # milliseconds on a 2-core box: a visible stall on `n`). What is alive once the first
-        # screen is up (modules, widgets) stays for the session, so collections may skip it.
-        self.call_after_refresh(gc.freeze)
-        # The store thread needs the GIL back after every SQLite call; with the default 5 ms
-        # switch interval a key press's write queues behind the frame being rendered, again and
-        # again (bench/tui.py: key → persisted p95 42 ms → 7 ms with 0.5 ms).
-        self._switch_interval = sys.getswitchinterval()
-        sys.setswitchinterval(SWITCH_INTERVAL_S)
+        # Only where the CLI tuned the process (`studio.tui.startup`).
+        self.call_after_refresh(freeze_startup_objects)
 
     def on_unmount(self) -> None:
-        sys.setswitchinterval(self._switch_interval)
-        gc.unfreeze()
         self.regenerator.close()
         self.lane.close()
 

@@ -16,6 +16,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from studio.errors import NoBackend as NoBackend  # re-exported: its old home
 from studio.model import Stage
 from studio.store import StageView, Store
 from studio.store.store import Clock, utc_now
@@ -26,10 +27,6 @@ if TYPE_CHECKING:
 
 #: Builds the backend (and the synthesis settings to use with it) on the first `r`.
 BackendFactory = Callable[[], "tuple[Backend, SynthSettings | None]"]
-
-
-class NoBackend(Exception):
-    """No synthesis backend is configured (the message says why)."""
 
 
 class Regenerator:
