@@ -224,3 +224,19 @@ def open_store(
         raise database_error(db, exc) from exc
     finally:
         store.close()
+
+
+def progress_bar(*, info: bool, transient: bool) -> Any:
+    """The studio's one progress bar (a `rich.progress.Progress`): description, bar, n/m done,
+    time elapsed, and with `info` a free-text field per task. rich is imported here, on use."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = [
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    ]
+    if info:
+        columns.append(TextColumn("{task.fields[info]}"))
+    return Progress(*columns, transient=transient)

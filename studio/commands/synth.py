@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from studio.commands.common import db_option, handle_errors, open_store
+from studio.commands.common import db_option, handle_errors, open_store, progress_bar
 from studio.errors import BadInputError, StudioError
 
 
@@ -244,22 +244,7 @@ class _Progress:
     """A rich progress display fed by `SynthEvent`s."""
 
     def __init__(self) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-        )
-
-        self.bar = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("{task.fields[info]}"),
-            transient=False,
-        )
+        self.bar = progress_bar(info=True, transient=False)
         self.records = self.bar.add_task("records", total=None, info="")
         self.stages = self.bar.add_task("stages", total=None, info="")
         self.tokens = 0

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from studio.commands.common import open_store
+from studio.commands.common import open_store, progress_bar
 from studio.errors import StudioError
 
 
@@ -150,21 +150,7 @@ class _Progress:
     """A progress bar over the requests in flight, as the server counts them."""
 
     def __init__(self) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-        )
-
-        self.bar = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            transient=True,
-        )
+        self.bar = progress_bar(info=False, transient=True)
         self.task = self.bar.add_task("batches", total=None)
         self.bar.start()
 

@@ -8,7 +8,6 @@ answer that was received and readable is in the cache).
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 from collections.abc import Callable
@@ -27,7 +26,7 @@ from studio.store.judging import (
     text_hash,
 )
 from studio.synth.backends import Backend
-from studio.synth.engine import CallFailed, Synthesizer, _Usage
+from studio.synth.engine import CallFailed, Synthesizer, _Usage, for_each_concurrently
 from studio.synth.settings import SynthSettings
 from studio.synth.templates import Messages, Template, load_template, prompt_hash
 
@@ -135,24 +134,8 @@ class Judge:
         started = time.monotonic()
         ids = records_to_judge(self.store, limit=limit, rejudge=rejudge)
         self.summary.records = len(ids)
-        queue: asyncio.Queue[int] = asyncio.Queue()
-        for record_id in ids:
-            queue.put_nowait(record_id)
-
-        async def worker() -> None:
-            while not queue.empty():
-                await self.judge_record(queue.get_nowait())
-
-        workers = [
-            asyncio.create_task(worker()) for _ in range(min(self.settings.concurrency, len(ids)))
-        ]
         try:
-            await asyncio.gather(*workers)
-        except BaseException:
-            for task in workers:
-                task.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
-            raise
+            await for_each_concurrently(ids, self.judge_record, self.settings.concurrency)
         finally:
             self.summary.elapsed_s = time.monotonic() - started
         return self.summary

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -161,31 +161,14 @@ class Synthesizer:
             self.store, mode=self.settings.mode, attitudes=chain.ATTITUDES, limit=limit
         )
         self.summary.records = len(record_ids)
-        queue: asyncio.Queue[int] = asyncio.Queue()
-        for record_id in record_ids:
-            queue.put_nowait(record_id)
 
-        async def worker() -> None:
-            while True:
-                try:
-                    record_id = queue.get_nowait()
-                except asyncio.QueueEmpty:
-                    return
-                await self.synthesize_record(record_id)
-                self.summary.records_finished += 1
-                self.on_event(SynthEvent("record_done", record_id))
+        async def one(record_id: int) -> None:
+            await self.synthesize_record(record_id)
+            self.summary.records_finished += 1
+            self.on_event(SynthEvent("record_done", record_id))
 
-        workers = [
-            asyncio.create_task(worker())
-            for _ in range(min(self.settings.concurrency, len(record_ids)))
-        ]
         try:
-            await asyncio.gather(*workers)
-        except BaseException:
-            for task in workers:
-                task.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
-            raise
+            await for_each_concurrently(record_ids, one, self.settings.concurrency)
         finally:
             self.summary.elapsed_s = time.monotonic() - started
             self.summary.rate_limited = self.limiter.stats.rate_limited
@@ -591,6 +574,33 @@ class Synthesizer:
         usage.tokens_in += response.tokens_in
         usage.tokens_out += response.tokens_out
         self.on_event(SynthEvent("call", tokens=response.tokens_in + response.tokens_out))
+
+
+async def for_each_concurrently(
+    ids: list[int], job: Callable[[int], Awaitable[object]], concurrency: int
+) -> None:
+    """Run `job` on every id with at most `concurrency` in flight. A failure (or Ctrl-C) cancels
+    the others and is raised once they have stopped, so no task outlives the run."""
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for item in ids:
+        queue.put_nowait(item)
+
+    async def worker() -> None:
+        while True:
+            try:
+                item = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            await job(item)
+
+    workers = [asyncio.create_task(worker()) for _ in range(min(concurrency, len(ids)))]
+    try:
+        await asyncio.gather(*workers)
+    except BaseException:
+        for task in workers:
+            task.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        raise
 
 
 def failure_reason(exc: BackendError) -> str:
