@@ -125,3 +125,30 @@ def protect() -> Iterator[Callable[[Path], None]]:
             subprocess.run(["chattr", "-i", str(path)], check=False)
         else:
             path.chmod(0o700 if path.is_dir() else 0o600)
+
+
+# -- tests that need the `train` extra ------------------------------------------------------------
+
+#: What the `train` extra brings; a reviewer's install has none of it.
+TRAIN_EXTRA = ("torch", "transformers", "peft", "trl", "datasets")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "train_extra: needs the train extra (torch, transformers, peft, trl, datasets)"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On a review-only install, tests marked `train_extra` skip, saying what is missing."""
+    import importlib.util
+
+    missing = [name for name in TRAIN_EXTRA if importlib.util.find_spec(name) is None]
+    if not missing:
+        return
+    skip = pytest.mark.skip(
+        reason=f"needs the train extra ({', '.join(missing)} missing): pip install -e '.[train]'"
+    )
+    for item in items:
+        if item.get_closest_marker("train_extra") is not None:
+            item.add_marker(skip)

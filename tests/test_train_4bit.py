@@ -22,6 +22,8 @@ from studio.train.recipes import recipe_config
 from tests.conftest import cactus_row
 from tests.tiny_model import build_tiny_llama
 
+pytestmark = pytest.mark.train_extra
+
 
 def _lora_grads(model: Any, batch: dict[str, Any]) -> dict[str, Any]:
     import torch
@@ -44,7 +46,13 @@ def test_4bit_on_cpu_trains_with_real_gradients(tmp_path: Path) -> None:
     from bitsandbytes.nn.modules import Linear4bit
     from transformers import AutoTokenizer
 
-    from studio.train.model import build_trainer, keep_cpu_4bit_weights_unpacked, load_base_model
+    from studio.train.model import (
+        build_trainer,
+        keep_cpu_4bit_weights_unpacked,
+        load_base_model,
+        match_adapter_dtype,
+        prepare_4bit_model,
+    )
 
     hardware = detect_hardware()
     if hardware.cuda or not hardware.bnb_cpu_4bit:
@@ -65,6 +73,9 @@ def test_4bit_on_cpu_trains_with_real_gradients(tmp_path: Path) -> None:
     assert len(linear4bit) == 2 * 7  # q, k, v, o, gate, up, down in each of 2 layers
     assert keep_cpu_4bit_weights_unpacked(model) == len(linear4bit)
     assert not any(m.support_avx512bf16_for_cpu for m in linear4bit)
+    model = prepare_4bit_model(model, config)  # QLoRA practice: the rest in fp32, base frozen
+    rest = [p for p in model.parameters() if p.__class__.__name__ != "Params4bit"]
+    assert rest and all(p.dtype == torch.float32 and not p.requires_grad for p in rest)
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     ensure_chat_template(tokenizer, dataset.train[0])
@@ -73,6 +84,9 @@ def test_4bit_on_cpu_trains_with_real_gradients(tmp_path: Path) -> None:
     )
     peft_model = trainer.model
     assert peft_model is not None
+    assert match_adapter_dtype(peft_model, config) > 0  # TRL made them bf16; no bf16 here
+    trainable = [p for p in peft_model.parameters() if p.requires_grad]
+    assert trainable and all(p.dtype == torch.float32 for p in trainable)
     batch = next(iter(trainer.get_train_dataloader()))
     before_eval = _lora_grads(peft_model, batch)
     lora_b = [g for name, g in before_eval.items() if "lora_B" in name]

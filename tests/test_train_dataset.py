@@ -178,6 +178,7 @@ def _example() -> SftExample:
     return next(iter(examples_from_messages(1, SYSTEM_PROMPT, messages)))
 
 
+@pytest.mark.train_extra
 def test_model_chat_template_renders_prompt_as_prefix_and_stats(tiny_model_dir: Path) -> None:
     from transformers import AutoTokenizer
 
@@ -195,6 +196,7 @@ def test_model_chat_template_renders_prompt_as_prefix_and_stats(tiny_model_dir: 
     assert token_length_stats([], tokenizer).examples == 0
 
 
+@pytest.mark.train_extra
 def test_plain_template_when_the_model_has_none_or_refuses_counselor_first(
     tiny_model_dir: Path,
 ) -> None:

@@ -16,15 +16,18 @@ import pytest
 from studio.ingest.formats import parse_cactus
 from studio.store import Store
 from studio.store.runs import RunStatus, get_run, list_runs, run_metrics
+from studio.train.control import RunControl, find_live_run
 from studio.train.dataset import build_sft_dataset, render_prompt
 from studio.train.events import EndEvent, EvalEvent, StartEvent, StepEvent, parse_event
 from studio.train.launch import RunnerOptions
-from studio.train.monitor import follow_events, replay, running_runs
+from studio.train.monitor import replay
 from tests.conftest import cactus_row
 from tests.tiny_model import build_tiny_llama
 
 RECORDS = 6
 LONG_RUN = "100000"  # steps: runs until it is stopped
+
+pytestmark = pytest.mark.train_extra
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +117,22 @@ def test_train_end_to_end_then_the_adapter_loads_and_generates(
         )
     assert generated.shape[1] > inputs["input_ids"].shape[1]
 
+    # The adapter speaks its own format: `studio synth --backend local --adapter` loads the
+    # tokenizer (chat template) it was trained with, and its system prompt and context mode.
+    from studio.synth import SynthSettings
+    from studio.synth.backends import LocalBackend
+    from studio.train.adapter import AdapterInfo
+    from studio.train.dataset import SYSTEM_PROMPT
+
+    info = AdapterInfo.load(out)
+    assert info is not None and info.system_prompt == SYSTEM_PROMPT
+    assert (info.context, info.chat_template) == ("history", "model")
+    local = LocalBackend(
+        SynthSettings(backend="local", model=str(tiny_model_dir), adapter=str(out), max_tokens=4)
+    )
+    local._load()
+    assert local._tokenizer.name_or_path == str(out) and local._adapter_info == info
+
 
 def _kill_after(proc: subprocess.Popen[str], seconds: float) -> threading.Timer:
     timer = threading.Timer(seconds, proc.kill)  # a hung run must not hang the test suite
@@ -166,14 +185,16 @@ def test_sigterm_to_the_runner_stops_it_and_a_viewer_can_reattach(
     timer = _kill_after(proc, 120)
     log = out / "events.jsonl"
     seen = []
-    for event in follow_events(log, poll_interval=0.05, timeout=90):
+    found = None
+    for event in (e for batch in RunControl.attach(out).follow(interval=0.05) for e in batch):
         seen.append(event)
         if isinstance(event, StepEvent) and event.step == 3:
             # A pane opened now (or a reopened studio) finds the run and replays it from the start.
             with Store(training_db) as store:
-                ((run_row, run_log),) = running_runs(store)
-            assert run_log == log.resolve()
-            assert [s for s, _ in replay(run_log).losses][:3] == [1, 2, 3]
+                found = find_live_run(store)
+            assert found is not None and found.folder / "events.jsonl" == log.resolve()
+            assert found.pid == proc.pid
+            assert [s for s, _ in replay(log).losses][:3] == [1, 2, 3]
             proc.send_signal(signal.SIGTERM)
     assert proc.wait() == 0
     timer.cancel()
@@ -183,8 +204,9 @@ def test_sigterm_to_the_runner_stops_it_and_a_viewer_can_reattach(
     steps = [e.step for e in seen if isinstance(e, StepEvent)]
     assert steps == list(range(1, len(steps) + 1))  # no point dropped
     assert (out / "adapter_config.json").is_file()
+    assert found is not None
     with Store(training_db) as store:
-        row = get_run(store, run_row.id)
+        row = get_run(store, found.run_id)
         logged = run_metrics(store, row.id, kind="train")
     assert row.status is RunStatus.STOPPED and len(logged) == len(steps)
 

@@ -20,10 +20,12 @@ from studio.store.runs import (
     finish_run,
     get_run,
     list_runs,
+    process_alive,
     record_metric,
     reviewers_of,
     run_metrics,
 )
+from studio.train.control import RunControl, find_live_run
 from studio.train.events import (
     CheckpointEvent,
     EndEvent,
@@ -37,14 +39,7 @@ from studio.train.events import (
     finite,
     parse_event,
 )
-from studio.train.monitor import (
-    EventLogTail,
-    RunProgress,
-    follow_events,
-    process_alive,
-    replay,
-    running_runs,
-)
+from studio.train.monitor import EventLogTail, RunProgress, replay
 from tests.conftest import cactus_row
 
 
@@ -65,7 +60,7 @@ def test_every_event_round_trips_and_junk_is_skipped() -> None:
         EvalEvent(step=1, eval_loss=0.5, metrics={"eval_loss": 0.5}),
         CheckpointEvent(step=1, path="/runs/1/checkpoints/checkpoint-1"),
         ErrorEvent(message="boom", traceback="Traceback…"),
-        EndEvent(status="failed", adapter_path=None, metrics={"global_step": 1}),
+        EndEvent(status=RunStatus.FAILED, adapter_path=None, metrics={"global_step": 1}),
     ]
     for event in events:
         assert parse_event(event_to_json(event)) == event
@@ -108,15 +103,17 @@ def test_a_viewer_reattaches_mid_run_without_losing_points(tmp_path: Path) -> No
             writer.emit(step(n))
         writer.emit(EvalEvent(step=5, eval_loss=0.9))
         writer.emit(CheckpointEvent(step=5, path="ckpt"))
-        writer.emit(EndEvent(status="completed", adapter_path="/runs/1", metrics={"x": 1}))
+        writer.emit(EndEvent(status=RunStatus.COMPLETED, adapter_path="/runs/1", metrics={"x": 1}))
 
     thread = threading.Thread(target=keep_writing)
     thread.start()
     followed = RunProgress()
     seen = []
-    for event in follow_events(log, poll_interval=0.01, timeout=10):
-        followed.apply(event)
-        seen.append(event.kind)
+    control = RunControl.attach(tmp_path)
+    for batch in control.follow(interval=0.01):
+        for event in batch:
+            followed.apply(event)
+            seen.append(event.kind)
     thread.join()
     writer.close()
     assert seen == ["start", *["step"] * 5, "eval", "checkpoint", "end"]
@@ -141,10 +138,13 @@ def test_follow_stops_when_the_runner_vanishes_without_an_end(tmp_path: Path) ->
     writer.emit(start_event(pid=pid))
     writer.emit(step(1))
     writer.close()
-    events = list(follow_events(log, poll_interval=0.01, timeout=5))
-    assert [e.kind for e in events] == ["start", "step"]
-    stopped = list(follow_events(log, should_stop=lambda: True))
-    assert stopped == []
+    control = RunControl.attach(tmp_path)
+    events = [e for batch in control.follow(interval=0.01) for e in batch]
+    assert [e.kind for e in events] == ["start", "step"] and control.finished
+    conclusion = control.conclude()
+    assert conclusion.status is RunStatus.FAILED and conclusion.end is None
+    assert conclusion.problem.startswith("the training process ended without a final event")
+    assert list(RunControl.attach(tmp_path).follow(should_stop=lambda: True)) == []
 
 
 def test_error_and_failure_fold_into_progress() -> None:
@@ -152,7 +152,7 @@ def test_error_and_failure_fold_into_progress() -> None:
     for event in (
         start_event(pid=42),
         ErrorEvent(message="CUDA out of memory", traceback="…"),
-        EndEvent(status="failed", adapter_path=None),
+        EndEvent(status=RunStatus.FAILED, adapter_path=None),
     ):
         progress.apply(event)
     assert progress.pid == 42 and progress.error == "CUDA out of memory"
@@ -185,10 +185,9 @@ def test_runs_bookkeeping(accepted_store: Store, tmp_path: Path) -> None:
     record_metric(store, run_id, step=1, loss=1.5, lr=1e-4, epoch=0.1)  # logged again: replaced
     record_metric(store, run_id, step=1, kind="eval", loss=1.7)
     record_metric(store, run_id, step=2, loss=1.0)
-    (running,) = running_runs(store)
-    assert running[0].id == run_id and running[1] == tmp_path / "run" / "events.jsonl"
+    assert [r.id for r in list_runs(store, status=RunStatus.RUNNING)] == [run_id]
     finish_run(store, run_id, status=RunStatus.COMPLETED, metrics={"train_loss": 1.2})
-    assert running_runs(store) == []
+    assert list_runs(store, status=RunStatus.RUNNING) == [] and find_live_run(store) is None
     run = get_run(store, run_id)
     assert run.status is RunStatus.COMPLETED and run.metrics == {"train_loss": 1.2}
     assert run.reviewers == ("ann", "bo") and run.n_examples == 6 and run.ended_at

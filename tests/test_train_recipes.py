@@ -21,6 +21,7 @@ from studio.train.recipes import (
 )
 
 CPU = Hardware(cuda=False, bnb_cpu_4bit=True)
+CPU_BF16 = Hardware(cuda=False, bnb_cpu_4bit=True, cpu_bf16=True)
 OLD_GPU = Hardware(cuda=True, cuda_devices=1, cuda_bf16=False, flash_attn=False)
 NEW_GPU = Hardware(cuda=True, cuda_devices=2, cuda_bf16=True, flash_attn=True)
 
@@ -101,7 +102,13 @@ def test_defaults_adapt_to_a_cpu_and_the_change_is_recorded() -> None:
     assert any(note.startswith("optim: paged_adamw_8bit -> adamw_torch") for note in config.notes)
     assert any(note.startswith("load_in_4bit: True -> False") for note in config.notes)
     fast = adapt_to_hardware(FAST, CPU)
-    assert fast.attn_implementation == "sdpa" and fast.packing and fast.bf16
+    assert fast.attn_implementation == "sdpa" and fast.packing
+    # No native bf16 on this CPU: autocast would be emulated (0.08x seed, issue 16), so off.
+    assert not fast.bf16 and not fast.fp16
+    assert any(n.startswith("bf16: True -> False (this CPU emulates bf16") for n in fast.notes)
+    assert adapt_to_hardware(FAST, CPU_BF16).bf16  # where it is native, it stays
+    with pytest.raises(BadInputError, match="bf16=True needs a CPU with native bf16"):
+        adapt_to_hardware(FAST, CPU, explicit={"bf16"})
     # --4bit on a CPU uses bitsandbytes' CPU backend.
     four_bit = adapt_to_hardware(SEED, CPU, explicit={"load_in_4bit"})
     assert four_bit.load_in_4bit and four_bit.optim == "adamw_torch"

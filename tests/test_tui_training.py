@@ -47,7 +47,7 @@ from tests.tiny_model import build_tiny_llama
 
 RECORDS = 6
 SIZE = (120, 40)
-RUN_TIMEOUT_S = 90.0
+RUN_TIMEOUT_S = 300.0  # generous: a busy 2-core machine runs a tiny training slowly
 LONG_RUN = "100000"  # steps: trains until it is stopped
 
 
@@ -67,7 +67,8 @@ def training_db(tmp_path: Path) -> Path:
 @pytest.fixture
 def sleeper() -> Iterator[subprocess.Popen[bytes]]:
     """A live process to stand for a run's trainer (its pid goes into the start event)."""
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    # Sleeps far longer than any test takes on a busy machine (it is killed at the end).
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])
     yield proc
     proc.kill()
     proc.wait()
@@ -99,7 +100,7 @@ async def open_pane(pilot: Pilot[Any]) -> TrainingScreen:
     await pilot.press("t")
     screen = pilot.app.screen
     assert isinstance(screen, TrainingScreen)
-    await wait_for(pilot, lambda: screen.summary is not None, "the dataset summary", 30)
+    await wait_for(pilot, lambda: screen.summary is not None, "the dataset summary")
     return screen
 
 
@@ -131,6 +132,7 @@ def log_text(screen: TrainingScreen) -> str:
 # -- real runs ----------------------------------------------------------------------------------
 
 
+@pytest.mark.train_extra
 async def test_a_run_started_from_the_pane_streams_its_loss_and_completes(
     training_db: Path, tiny_model_dir: Path, tmp_path: Path
 ) -> None:
@@ -191,6 +193,7 @@ async def test_a_run_started_from_the_pane_streams_its_loss_and_completes(
     assert [e.step for e in batches[-1].events if isinstance(e, StepEvent)] == [1, 2, 3, 4]
 
 
+@pytest.mark.train_extra
 async def test_stop_ends_the_run_stopped_with_its_adapter(
     training_db: Path, tiny_model_dir: Path, tmp_path: Path
 ) -> None:
@@ -226,6 +229,7 @@ async def test_stop_ends_the_run_stopped_with_its_adapter(
     assert row.status is RunStatus.STOPPED
 
 
+@pytest.mark.train_extra
 async def test_bad_input_shows_the_runners_own_message(training_db: Path, tmp_path: Path) -> None:
     app = training_app(training_db, tmp_path / "runs")
     async with app.run_test(size=SIZE) as pilot:
@@ -236,7 +240,7 @@ async def test_bad_input_shows_the_runners_own_message(training_db: Path, tmp_pa
             await pilot.click("#start")
             training = app.training
             assert training is not None
-            await wait_for(pilot, lambda: training.ended, "the runner to give up", 30)
+            await wait_for(pilot, lambda: training.ended, "the runner to give up")
         finally:
             kill_run(app)
         status = str(screen.query_one("#run-status").render())
@@ -245,6 +249,47 @@ async def test_bad_input_shows_the_runners_own_message(training_db: Path, tmp_pa
     assert training.problem.startswith("The runner refused to start: --base-model")
     assert "no such model folder" in status
     assert any("no such model folder" in n.message for n in app._notifications)
+
+
+@pytest.mark.train_extra
+async def test_the_pane_follows_and_stops_a_run_started_from_the_cli(
+    training_db: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """`studio train` in a terminal, the pane already open: it follows the run and stops it."""
+    out = tmp_path / "runs" / "cli"
+    argv = [
+        sys.executable, "-m", "studio", "train", "--db", str(training_db),
+        "--base-model", str(tiny_model_dir), "--output", str(out), "--max-steps", LONG_RUN,
+        "--no-4bit", "--events",
+    ]  # fmt: skip
+    app = training_app(training_db, tmp_path / "runs")
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = await open_pane(pilot)
+        assert not app.training
+        cli = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            await wait_for(pilot, lambda: app.training is not None, "the pane to find the run")
+            training = app.training
+            assert training is not None and training.output_dir == out.resolve()
+            plot = screen.query_one(LossPlot)
+            await wait_for(pilot, lambda: len(plot.steps) >= 1, "a loss point on the pane")
+            assert screen.query_one("#start").disabled
+            await wait_for(pilot, lambda: training.can_stop, "the run to be stoppable")
+            await pilot.click("#stop")
+            assert training.stop_requested
+            await wait_for(pilot, lambda: training.ended, "the stopped run")
+            assert cli.wait(RUN_TIMEOUT_S) == 0  # `studio train` saw the same end
+        finally:
+            if cli.poll() is None:
+                cli.kill()
+                cli.wait()
+        assert training.progress.status is RunStatus.STOPPED
+        assert "stopped" in str(screen.query_one("#run-status").render())
+    assert (out / "adapter_model.safetensors").is_file()
+    with Store(training_db) as store:
+        (row,) = list_runs(store)
+    assert row.status is RunStatus.STOPPED
 
 
 # -- a run found at start-up --------------------------------------------------------------------
@@ -285,10 +330,10 @@ async def test_a_reopened_studio_follows_a_running_run_without_dropping_points(
     app = training_app(training_db, tmp_path / "runs")
     try:
         async with app.run_test(size=SIZE) as pilot:
-            await wait_for(pilot, lambda: app.training is not None, "the running run", 10)
+            await wait_for(pilot, lambda: app.training is not None, "the running run")
             training = app.training
             assert training is not None and training.process is None  # not ours: only its pid
-            await wait_for(pilot, lambda: training.progress.step == 3, "its first 3 steps", 10)
+            await wait_for(pilot, lambda: training.progress.step == 3, "its first 3 steps")
             await pilot.press("t")
             screen = app.screen
             assert isinstance(screen, TrainingScreen)
@@ -296,20 +341,22 @@ async def test_a_reopened_studio_follows_a_running_run_without_dropping_points(
             assert plot.steps == [1, 2, 3]  # at once: the app has followed it since start-up
             assert screen.query_one("#start").disabled and not screen.query_one("#stop").disabled
             writer.emit(step_event(4))
-            await wait_for(pilot, lambda: plot.steps == [1, 2, 3, 4], "the next step", 10)
+            await wait_for(pilot, lambda: plot.steps == [1, 2, 3, 4], "the next step")
             await pilot.press("escape")  # leaving the pane...
             assert isinstance(app.screen, QueueScreen)
             writer.emit(step_event(5))
             writer.emit(EvalEvent(step=5, eval_loss=2.6))
-            await wait_for(pilot, lambda: training.progress.step == 5, "a step while away", 10)
+            await wait_for(pilot, lambda: training.progress.step == 5, "a step while away")
             await pilot.press("t")  # ...and coming back: nothing missed
             again = app.screen
             assert isinstance(again, TrainingScreen) and again is not screen
             plot = again.query_one(LossPlot)
             assert plot.steps == [1, 2, 3, 4, 5] and plot.eval_steps == [5]
             assert again.query_one(ProgressBar).progress == 5
-            writer.emit(EndEvent(status="completed", adapter_path=str(tmp_path / "runs" / "r1")))
-            await wait_for(pilot, lambda: training.ended, "the end of the run", 10)
+            writer.emit(
+                EndEvent(status=RunStatus.COMPLETED, adapter_path=str(tmp_path / "runs" / "r1"))
+            )
+            await wait_for(pilot, lambda: training.ended, "the end of the run")
             assert not again.query_one("#start").disabled
     finally:
         writer.close()
@@ -321,15 +368,18 @@ async def test_stop_reaches_a_run_found_at_start_up(
     fake_run(training_db, tmp_path / "runs" / "r1", sleeper.pid, steps=2).close()
     app = training_app(training_db, tmp_path / "runs")
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: app.training is not None, "the running run", 10)
+        await wait_for(pilot, lambda: app.training is not None, "the running run")
         training = app.training
         assert training is not None
         screen = await open_pane(pilot)
+        await wait_for(pilot, lambda: training.can_stop, "the run to be stoppable")
+        await pilot.pause()  # (not settle: the follower of a live run is a worker that never ends)
         await pilot.press("shift+f5")  # SIGINT to the pid of its start event
         assert training.stop_requested
-        await wait_for(pilot, lambda: training.ended, "the follower to notice", 10)
-        assert "gone without ending its run" in str(screen.query_one("#run-status").render())
-    assert sleeper.wait(5) != 0  # the stand-in has no handler: SIGINT ended it
+        await wait_for(pilot, lambda: training.ended, "the follower to notice")
+        status = str(screen.query_one("#run-status").render())
+        assert "the training process ended without a final event" in status
+    assert sleeper.wait(30) != 0  # the stand-in has no handler: SIGINT ended it
 
 
 async def test_a_run_whose_process_died_is_not_followed(training_db: Path, tmp_path: Path) -> None:
@@ -342,8 +392,13 @@ async def test_a_run_whose_process_died_is_not_followed(training_db: Path, tmp_p
         assert app.training is None
         screen = await open_pane(pilot)
         await settle(pilot)
-        assert history_statuses(screen) == {"1": "gone"}
+        assert history_statuses(screen) == {"1": "failed"}  # concluded by listing it
         assert screen.query_one(LossPlot).steps == [1, 2]  # its log, shown from the history
+        status = str(screen.query_one("#run-status").render())
+        assert "failed: the training process ended without a final event" in status
+    with Store(training_db) as store:
+        (row,) = list_runs(store)
+    assert row.status is RunStatus.FAILED
 
 
 async def test_quitting_while_a_run_trains_asks_first_and_leaves_it_running(
@@ -352,7 +407,7 @@ async def test_quitting_while_a_run_trains_asks_first_and_leaves_it_running(
     fake_run(training_db, tmp_path / "runs" / "r1", sleeper.pid, steps=2).close()
     app = training_app(training_db, tmp_path / "runs")
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: app.training is not None, "the running run", 10)
+        await wait_for(pilot, lambda: app.training is not None, "the running run")
         await pilot.press("ctrl+q")
         question = app.screen
         assert isinstance(question, ConfirmScreen)
@@ -360,7 +415,7 @@ async def test_quitting_while_a_run_trains_asks_first_and_leaves_it_running(
         await pilot.press("n")
         assert isinstance(app.screen, QueueScreen)
         await pilot.press("ctrl+q", "y")
-        await wait_for(pilot, lambda: app._exit, "the app to quit", 5)
+        await wait_for(pilot, lambda: app._exit, "the app to quit")
     assert sleeper.poll() is None  # quitting never stops a run
 
 
@@ -446,7 +501,7 @@ def test_events_are_formatted_for_the_log() -> None:
 
     events: list[TrainEvent] = [
         StepEvent(step=3, max_steps=10, loss=2.5, lr=1e-4, epoch=0.3, eta_s=75, ts="T09:00:01"),
-        EndEvent(status="stopped", adapter_path=None, ts="2026-01-05T09:00:02.000+00:00"),
+        EndEvent(status=RunStatus.STOPPED, adapter_path=None, ts="2026-01-05T09:00:02.000+00:00"),
     ]
     lines = [format_event(event).plain for event in events]
     assert lines[0].endswith("step 3/10  loss 2.5000  lr 1.00e-04  epoch 0.30  ETA 1:15")
@@ -455,7 +510,7 @@ def test_events_are_formatted_for_the_log() -> None:
 
 def test_finished_runs_stay_out_of_the_live_view(training_db: Path, tmp_path: Path) -> None:
     """`finish_run` rows are history: `find_live_run` only reattaches to `running` ones."""
-    from studio.tui.training import find_live_run
+    from studio.train.control import find_live_run
 
     folder = tmp_path / "runs" / "r1"
     fake_run(training_db, folder, pid=1, steps=1).close()
@@ -504,7 +559,7 @@ def finished_run(db: Path, folder: Path) -> None:
         ),
         EvalEvent(step=8, eval_loss=2.33, ts=ts(9)),
         EndEvent(
-            status="completed",
+            status=RunStatus.COMPLETED,
             adapter_path=str(folder),
             metrics={"global_step": 8, "train_loss": 2.44, "eval_loss": 2.33},
             ts=ts(10),

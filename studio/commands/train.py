@@ -1,41 +1,40 @@
-"""`studio train`: start a training run in its own process and show it (or pass its events on).
+"""`studio train`: start a training run in its own process and follow it (bar or JSON events).
 
 The command checks what it can cheaply (accepted records, the base model, the output folder),
-then runs `python -m studio.train --events …` and turns the event stream into a progress bar — or,
-with `--events`, copies it to stdout. Ctrl-C (or SIGTERM) is passed to the run once: it finishes
-the step, saves the adapter and ends as `stopped`; a second Ctrl-C stops it at once.
+then launches `python -m studio.train` through `studio.train.control.RunControl` — the same core
+the review app's Training pane uses — and follows the run's event log: a progress bar, or with
+`--events` the events as JSON lines on stdout. The runner is its own session with its own log, so
+this command can die (`kill -9`, a closed terminal) without harming the run; the Training pane or
+another `studio train` can still follow it. Ctrl-C (or SIGTERM) is passed to the run once: it
+finishes the step, saves the adapter and ends as `stopped`; a second Ctrl-C stops it at once.
 """
 
 from __future__ import annotations
 
 import signal
-import subprocess
 import threading
-from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import IO
 
 import click
 
 from studio.commands.common import db_option, handle_errors, open_store
 from studio.errors import BadInputError, StudioError
+from studio.store.runs import RunStatus
+from studio.train.control import RunConclusion, RunControl
+from studio.train.dataset import FitReport
 from studio.train.events import (
     CheckpointEvent,
-    EndEvent,
     ErrorEvent,
     EvalEvent,
     StartEvent,
     StepEvent,
     TrainEvent,
-    parse_event,
+    event_to_json,
 )
 from studio.train.launch import run_options
-
-STDERR_TAIL_LINES = 40
 
 
 @click.command("train")
@@ -61,7 +60,7 @@ def train_command(
     be set with `python -m studio.train --set FIELD=VALUE` (see its --help); for several GPUs,
     `accelerate launch --multi_gpu --num_processes N -m studio.train …` takes the same options.
     """
-    from studio.train.launch import RunnerOptions, runner_command
+    from studio.train.launch import RunnerOptions
     from studio.train.preflight import (
         check_accepted_records,
         check_output_dir,
@@ -85,20 +84,13 @@ def train_command(
         epochs=epochs,
         load_in_4bit=load_in_4bit,
         context=context,
-        events=True,  # the bar is drawn from the events too
     )
     view: RunView = EventEcho() if events else ProgressView()
-    outcome = watch_runner(runner_command(options), view)
-    finish(outcome, output)
-
-
-@dataclass
-class RunOutcome:
-    exit_code: int
-    end: EndEvent | None = None
-    """How the run ended, if it got that far."""
-    error: ErrorEvent | None = None
-    stderr_tail: list[str] = field(default_factory=list)
+    control = RunControl.launch(options)
+    watch(control, view)
+    with open_store(db) as store:
+        conclusion = control.conclude(store)  # a runner gone without its end: `failed` now
+    finish(conclusion, output)
 
 
 class RunView:
@@ -110,15 +102,15 @@ class RunView:
     def __exit__(self, *exc: object) -> None:
         return None
 
-    def line(self, text: str, event: TrainEvent) -> None:
+    def show(self, event: TrainEvent) -> None:
         raise NotImplementedError
 
 
 class EventEcho(RunView):
     """`--events`: the runner's JSON lines, unchanged, on stdout."""
 
-    def line(self, text: str, event: TrainEvent) -> None:
-        click.echo(text)
+    def show(self, event: TrainEvent) -> None:
+        click.echo(event_to_json(event))
 
 
 class ProgressView(RunView):
@@ -154,7 +146,7 @@ class ProgressView(RunView):
     def __exit__(self, *exc: object) -> None:
         self.progress.stop()
 
-    def line(self, text: str, event: TrainEvent) -> None:
+    def show(self, event: TrainEvent) -> None:
         log = self.progress.console.print
         if isinstance(event, StartEvent):
             data = event.dataset
@@ -165,6 +157,9 @@ class ProgressView(RunView):
                 f"({data.get('train_examples')} train / {data.get('validation_examples')} "
                 f"validation); tokens mean {lengths.get('mean')}, max {lengths.get('max')}"
             )
+            fit = data.get("fit")
+            if isinstance(fit, dict):
+                log(f"  {FitReport(**fit).describe()}")
             for note in event.config.get("notes", []):
                 log(f"  [dim]{note}[/]")
             self.progress.update(self.task, description="loading the model")
@@ -188,52 +183,26 @@ class ProgressView(RunView):
                 log(event.traceback, markup=False, highlight=False)
 
 
-def watch_runner(argv: list[str], view: RunView) -> RunOutcome:
-    """Run the training process to its end, showing its events; returns how it ended."""
-    # A session of its own: Ctrl-C reaches only this process, which passes it on exactly once
-    # per press (the runner reads a second signal as "stop now").
-    proc = subprocess.Popen(
-        argv,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        encoding="utf-8",
-        errors="replace",
-        start_new_session=True,
-    )
-    assert proc.stdout is not None and proc.stderr is not None
-    outcome = RunOutcome(exit_code=0)
-    stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
-    drain = threading.Thread(target=_drain, args=(proc.stderr, stderr_tail), daemon=True)
-    drain.start()
-    with _forward_stop_signals(proc), view:
-        for raw in proc.stdout:
-            text = raw.rstrip("\n")
-            event = parse_event(text)
-            if event is None:
-                continue
-            if isinstance(event, EndEvent):
-                outcome.end = event
-            elif isinstance(event, ErrorEvent):
-                outcome.error = event
-            view.line(text, event)
-        outcome.exit_code = proc.wait()
-    drain.join(timeout=5)
-    outcome.stderr_tail = list(stderr_tail)
-    return outcome
+def watch(control: RunControl, view: RunView) -> RunConclusion:
+    """Follow the run to its end, showing each event once; returns how it ended."""
+    with _forward_stop_signals(control), view:
+        for batch in control.follow():
+            for event in batch:
+                view.show(event)
+    return control.conclude()
 
 
-def finish(outcome: RunOutcome, output: Path) -> None:
+def finish(conclusion: RunConclusion, output: Path) -> None:
     """Report how the run ended; bad input exits 2, a failure 1."""
-    if outcome.exit_code == BadInputError.exit_code:
-        message = outcome.error.message if outcome.error else _last_error_line(outcome)
-        raise BadInputError(message)
-    end = outcome.end
-    if end is None or end.status == "failed":
-        detail = outcome.error.message if outcome.error else _last_error_line(outcome)
-        raise StudioError(
-            f"training failed: {detail} (exit code {outcome.exit_code}; log: {output}/events.jsonl)"
-        )
+    if conclusion.refused:
+        raise BadInputError(conclusion.problem.removeprefix("The runner refused to start: "))
+    end = conclusion.end
+    if end is None and conclusion.status is RunStatus.STOPPED:  # Ctrl-C while it was checking
+        click.echo(conclusion.problem, err=True)
+        return
+    if end is None or end.status is RunStatus.FAILED:
+        detail = conclusion.error.message if conclusion.error else conclusion.problem
+        raise StudioError(f"training failed: {detail} (run folder: {output})")
     metrics = end.metrics
     summary = f"{end.status}: step {metrics.get('global_step', 0)}"
     if "train_loss" in metrics:
@@ -246,14 +215,14 @@ def finish(outcome: RunOutcome, output: Path) -> None:
 
 
 @contextmanager
-def _forward_stop_signals(proc: subprocess.Popen[str]) -> Iterator[None]:
+def _forward_stop_signals(control: RunControl) -> Iterator[None]:
+    """Ctrl-C / SIGTERM here become `control.stop()`: once per signal, to the runner only."""
     if threading.current_thread() is not threading.main_thread():
         yield  # signal handlers can only be set from the main thread
         return
 
     def forward(signum: int, frame: FrameType | None) -> None:
-        if proc.poll() is None:
-            proc.send_signal(signum)
+        control.stop()
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -261,19 +230,6 @@ def _forward_stop_signals(proc: subprocess.Popen[str]) -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-
-
-def _drain(stream: IO[str], tail: deque[str]) -> None:
-    # Read continuously, so that a chatty library can never fill the pipe and block the run.
-    for line in stream:
-        tail.append(line.rstrip("\n"))
-
-
-def _last_error_line(outcome: RunOutcome) -> str:
-    for line in reversed(outcome.stderr_tail):
-        if line.startswith("error: "):
-            return line.removeprefix("error: ")
-    return outcome.stderr_tail[-1] if outcome.stderr_tail else "no output"
 
 
 def _duration(seconds: float | None) -> str:

@@ -6,14 +6,26 @@ whoever started the run — the CLI, the review app or `accelerate launch` — a
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 import orjson
 
 from studio.store.store import Store
+
+#: A run folder's event log (one JSON event per line; the first is `start`, with the runner's
+#: pid) and the runner's console (stdout + stderr), written by the runner process itself.
+EVENT_LOG_NAME = "events.jsonl"
+CONSOLE_LOG_NAME = "console.log"
+#: Why a `running` row whose process is gone is marked `failed`.
+ABANDONED = "the training process ended without a final event"
 
 
 class RunStatus(StrEnum):
@@ -131,7 +143,12 @@ def get_run(store: Store, run_id: int) -> RunRow:
 def list_runs(
     store: Store, *, status: RunStatus | None = None, limit: int | None = None
 ) -> list[RunRow]:
-    """Runs, newest first; only those with `status` when given."""
+    """Runs, newest first; only those with `status` when given.
+
+    A `running` row whose process is gone is marked `failed` first (`conclude_abandoned_runs`),
+    so no listing ever shows a dead run as running.
+    """
+    conclude_abandoned_runs(store)
     sql = f"SELECT {_RUN_COLUMNS} FROM runs"
     params: list[Any] = []
     if status is not None:
@@ -211,3 +228,133 @@ def _run_from_row(row: Sequence[Any]) -> RunRow:
 
 def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
+
+
+# -- runs whose process is gone -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerIdentity:
+    """Who writes a run: the pid and time of its start event (the first line of its log)."""
+
+    pid: int
+    started: datetime | None
+
+
+def runner_identity(run_folder: Path) -> RunnerIdentity | None:
+    """The runner of a run folder, from its log's start event; None before it is written."""
+    try:
+        with (run_folder / EVENT_LOG_NAME).open("rb") as log:
+            first = log.readline()
+        data = orjson.loads(first)
+    except (OSError, orjson.JSONDecodeError):
+        return None
+    if not isinstance(data, dict) or data.get("event") != "start":
+        return None
+    pid = data.get("pid")
+    if not isinstance(pid, int) or pid <= 0:
+        return None
+    started = None
+    with contextlib.suppress(TypeError, ValueError):
+        started = datetime.fromisoformat(str(data.get("ts")))
+    return RunnerIdentity(pid, started)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id exists (and is not a zombie waiting to be reaped)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # it exists, under another user
+    with contextlib.suppress(OSError, IndexError):
+        # A finished child that nobody has waited for yet still answers kill(0); /proc says "Z".
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    return True
+
+
+def runner_alive(identity: RunnerIdentity) -> bool:
+    """The runner still runs: its pid is alive and was not reused by a later process."""
+    if not process_alive(identity.pid):
+        return False
+    started = _process_start_time(identity.pid)
+    if started is None or identity.started is None:
+        return True
+    # The start event is written after the process started; a process that started later is
+    # another one that got the pid after the runner died. A second of slack for clock ticks.
+    return started <= identity.started + timedelta(seconds=1)
+
+
+def _process_start_time(pid: int) -> datetime | None:
+    """When a process started (Linux /proc); None where that cannot be read."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        ticks = int(stat.rsplit(")", 1)[1].split()[19])
+        boot = next(
+            int(line.split()[1])
+            for line in Path("/proc/stat").read_text().splitlines()
+            if line.startswith("btime ")
+        )
+        per_second = os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+    return datetime.fromtimestamp(boot + ticks / per_second).astimezone()
+
+
+def last_log_line(run_folder: Path, *, tail_bytes: int = 8192) -> str:
+    """The last line the runner wrote on its console (else in its event log), for a reason."""
+    for name in (CONSOLE_LOG_NAME, EVENT_LOG_NAME):
+        try:
+            with (run_folder / name).open("rb") as log:
+                log.seek(0, os.SEEK_END)
+                log.seek(max(0, log.tell() - tail_bytes))
+                text = log.read().decode("utf-8", errors="replace")
+        except OSError:
+            continue
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        if lines:
+            return lines[-1]
+    return ""
+
+
+def abandoned_reason(run_folder: Path) -> str:
+    last = last_log_line(run_folder)
+    return f"{ABANDONED} (last line of its log: {last})" if last else ABANDONED
+
+
+def conclude_abandoned_runs(store: Store) -> list[int]:
+    """Mark `failed` every `running` run whose process is gone; returns their ids.
+
+    A runner killed with SIGKILL, or one that died on a full disk, never writes its end event
+    nor its row. Its start event names its pid; once that process is gone the run is over. A run
+    whose log has no start event yet is left alone (its runner is between the row and the log).
+    On a read-only database nothing is written, and the rows stay as they are.
+    """
+    rows = store.conn.execute(
+        "SELECT id, output_dir FROM runs WHERE status = ?", (RunStatus.RUNNING.value,)
+    ).fetchall()
+    concluded: list[int] = []
+    for run_id, output_dir in rows:
+        folder = Path(output_dir)
+        identity = runner_identity(folder)
+        if identity is None or runner_alive(identity):
+            continue
+        try:
+            with store.transaction() as conn:
+                conn.execute(
+                    "UPDATE runs SET status = ?, metrics = ?, ended_at = ?"
+                    " WHERE id = ? AND status = ?",
+                    (
+                        RunStatus.FAILED.value,
+                        _dumps({"error": abandoned_reason(folder)}),
+                        store.now(),
+                        run_id,
+                        RunStatus.RUNNING.value,
+                    ),
+                )
+        except sqlite3.Error:
+            return concluded  # read-only or locked: the next listing tries again
+        concluded.append(int(run_id))
+    return concluded

@@ -647,6 +647,9 @@ class Store:
 
     def stats(self) -> dict[str, Any]:
         """Counts in the shape of `studio stats --json` (every known status present, zeros too)."""
+        from studio.store.runs import RunStatus, conclude_abandoned_runs
+
+        conclude_abandoned_runs(self)  # a dead run is `failed`, never counted as running
 
         def counts(sql: str, statuses: Sequence[str]) -> dict[str, int]:
             found = dict(self.conn.execute(sql).fetchall())
@@ -666,7 +669,7 @@ class Store:
             ),
             "runs": counts(
                 "SELECT status, COUNT(*) FROM runs GROUP BY status",
-                ["running", "completed", "stopped", "failed"],
+                [s.value for s in RunStatus],
             ),
         }
 

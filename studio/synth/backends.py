@@ -296,6 +296,8 @@ class LocalBackend:
         self.adapter = settings.adapter
         self._model: Any = None
         self._tokenizer: Any = None
+        self._adapter_info: Any = None
+        """The adapter's `AdapterInfo` (studio.train.adapter), when it was trained here."""
         self._load_lock = threading.Lock()
         self._gate = asyncio.Semaphore(1)
 
@@ -303,10 +305,18 @@ class LocalBackend:
         with self._load_lock:
             if self._model is not None:
                 return
+            from pathlib import Path
+
             from transformers import AutoModelForCausalLM, AutoTokenizer
 
+            from studio.train.adapter import AdapterInfo, has_tokenizer
+
+            # A studio adapter carries the tokenizer and chat template it was trained with.
+            adapter = Path(self.adapter) if self.adapter else None
+            tokenizer_from = adapter if adapter and has_tokenizer(adapter) else self.model
+            self._adapter_info = AdapterInfo.load(adapter) if adapter else None
             try:
-                tokenizer = AutoTokenizer.from_pretrained(self.model)
+                tokenizer = AutoTokenizer.from_pretrained(tokenizer_from)
                 model = AutoModelForCausalLM.from_pretrained(self.model)
             except OSError as exc:
                 raise BackendConfigError(
@@ -325,12 +335,17 @@ class LocalBackend:
 
         self._load()
         tokenizer, model = self._tokenizer, self._model
+        messages = list(request.messages)
+        if self._adapter_info is not None:  # the system message the adapter was trained on
+            from studio.train.adapter import trained_messages
+
+            messages = trained_messages(self._adapter_info, messages)
         if getattr(tokenizer, "chat_template", None):
             ids = tokenizer.apply_chat_template(
-                request.messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+                messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
             )["input_ids"]
         else:
-            text = "\n\n".join(f"{m['role']}: {m['content']}" for m in request.messages)
+            text = "\n\n".join(f"{m['role']}: {m['content']}" for m in messages)
             ids = tokenizer(text + "\n\nassistant:", return_tensors="pt")["input_ids"]
         ids = ids.to(model.device)
         with torch.no_grad():

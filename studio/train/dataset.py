@@ -15,6 +15,7 @@ Pure Python (no torch): the review app computes the dataset summary with it.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 from collections.abc import Iterable, Iterator, Sequence
@@ -286,7 +287,8 @@ class TokenStats:
     completion_mean: float
     """Mean length of the counselor turns alone (what the loss is computed on)."""
     over_max_length: int
-    """Examples longer than `max_length` (they are cut at the end when training)."""
+    """Examples longer than `max_length` (their oldest turns are dropped when training)."""
+    p99: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -298,6 +300,7 @@ class TokenStats:
             "max": self.max,
             "completion_mean": round(self.completion_mean, 1),
             "over_max_length": self.over_max_length,
+            "p99": self.p99,
         }
 
 
@@ -313,14 +316,180 @@ def token_length_stats(
     full_ids = tokenizer(fulls, add_special_tokens=False)["input_ids"]
     totals = sorted(len(ids) for ids in full_ids)
     completions = [len(f) - len(p) for p, f in zip(prompt_ids, full_ids, strict=True)]
-    p95_index = min(len(totals) - 1, math.ceil(0.95 * len(totals)) - 1)
     return TokenStats(
         examples=len(totals),
         min=totals[0],
         mean=statistics.fmean(totals),
         median=float(statistics.median(totals)),
-        p95=totals[p95_index],
+        p95=percentile(totals, 0.95),
         max=totals[-1],
         completion_mean=statistics.fmean(completions),
         over_max_length=sum(1 for n in totals if max_length is not None and n > max_length),
+        p99=percentile(totals, MAX_LENGTH_PERCENTILE),
+    )
+
+
+def percentile(sorted_values: Sequence[int], fraction: float) -> int:
+    """The nearest-rank percentile of values sorted ascending (0 for none)."""
+    if not sorted_values:
+        return 0
+    index = min(len(sorted_values) - 1, max(0, math.ceil(fraction * len(sorted_values)) - 1))
+    return sorted_values[index]
+
+
+# -- fitting examples to max_length ---------------------------------------------------------------
+
+#: The default max_length covers this share of the examples whole; the rest lose their oldest
+#: turns. A higher percentile would let a handful of marathon sessions set the memory of every
+#: batch (and, with packing, the block size).
+MAX_LENGTH_PERCENTILE = 0.99
+#: The default max_length is rounded up to a multiple of this (tensor-core friendly shapes).
+MAX_LENGTH_MULTIPLE = 64
+
+
+def default_max_length(token_lengths: Sequence[int], model_context: int | None) -> tuple[int, str]:
+    """max_length from the data: the 99th percentile of the example lengths, rounded up to a
+    multiple of 64 and capped by the model's context; returns it with a note saying so."""
+    ranked = sorted(token_lengths)
+    high = percentile(ranked, MAX_LENGTH_PERCENTILE)
+    chosen = max(MAX_LENGTH_MULTIPLE, math.ceil(high / MAX_LENGTH_MULTIPLE) * MAX_LENGTH_MULTIPLE)
+    note = f"max_length {chosen}: the 99th percentile of the examples' token lengths ({high})"
+    if model_context is not None and chosen > model_context:
+        chosen = model_context
+        note = f"max_length {chosen}: the model's context (the examples' 99th percentile is {high})"
+    return chosen, note
+
+
+@dataclass(frozen=True, slots=True)
+class FitReport:
+    """What fitting the examples to `max_length` did. No example is ever cut at the end."""
+
+    max_length: int
+    examples: int
+    """Examples that went in."""
+    shortened: int = 0
+    """Examples that lost their oldest turns (the system prompt and the completion are whole)."""
+    dropped_turns: int = 0
+    """Turns removed from the start of those examples' histories, in all."""
+    left_out: int = 0
+    """Examples whose system prompt and completion alone exceed `max_length`: not trained on."""
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "max_length": self.max_length,
+            "examples": self.examples,
+            "shortened": self.shortened,
+            "dropped_turns": self.dropped_turns,
+            "left_out": self.left_out,
+        }
+
+    def describe(self) -> str:
+        """One line for the CLI, the pane and the log."""
+        text = (
+            f"max length {self.max_length:,}: {self.shortened:,} of {self.examples:,} examples "
+            f"shortened from the start ({self.dropped_turns:,} oldest turns dropped)"
+        )
+        if self.left_out:
+            text += (
+                f"; {self.left_out:,} left out (the system prompt and the counselor turn alone "
+                "are longer)"
+            )
+        return text
+
+
+def full_token_lengths(examples: Sequence[SftExample], tokenizer: Any) -> list[int]:
+    """Tokens of each example (prompt + completion as the chat template renders them)."""
+    rendered = [render_full(tokenizer, e) for e in examples]
+    return [len(ids) for ids in tokenizer(rendered, add_special_tokens=False)["input_ids"]]
+
+
+def fit_examples(
+    examples: Sequence[SftExample],
+    tokenizer: Any,
+    max_length: int,
+    *,
+    lengths: Sequence[int] | None = None,
+) -> tuple[list[SftExample], FitReport]:
+    """Fit every example into `max_length` tokens by dropping its oldest turns.
+
+    TRL cuts a long example at the end, which is exactly where the counselor turn (the only
+    part with a loss) and its EOS are; so examples are shortened here, from the start of the
+    history instead: the system prompt (with the plan context) stays, the most recent turns stay,
+    the completion stays whole with its EOS. An example that cannot fit even with no history at
+    all is left out and counted, never dropped silently.
+    """
+    if lengths is None:
+        lengths = full_token_lengths(examples, tokenizer)
+    fitted: list[SftExample] = []
+    shortened = dropped_turns = left_out = 0
+    for example, length in zip(examples, lengths, strict=True):
+        if length <= max_length:
+            fitted.append(example)
+            continue
+        result = _drop_oldest_turns(example, tokenizer, max_length, length)
+        if result is None:
+            left_out += 1
+            continue
+        short, dropped = result
+        fitted.append(short)
+        shortened += 1
+        dropped_turns += dropped
+    report = FitReport(max_length, len(examples), shortened, dropped_turns, left_out)
+    return fitted, report
+
+
+def _drop_oldest_turns(
+    example: SftExample, tokenizer: Any, max_length: int, length: int
+) -> tuple[SftExample, int] | None:
+    """The example without its `k` oldest history turns, for the smallest k that fits."""
+    system, history = example.prompt[0], example.prompt[1:]
+
+    def without(k: int) -> SftExample:
+        return dataclasses.replace(example, prompt=(system, *history[k:]))
+
+    def fits(k: int) -> bool:
+        rendered = render_full(tokenizer, without(k))
+        return len(tokenizer(rendered, add_special_tokens=False)["input_ids"]) <= max_length
+
+    # A first guess from the turns' own token counts (one batched call), then exact renders:
+    # the guess is one turn short of enough, so the loop below usually renders once or twice.
+    contents = [m["content"] for m in history]
+    sizes = [len(ids) for ids in tokenizer(contents, add_special_tokens=False)["input_ids"]]
+    excess, guess = length - max_length, 0
+    while guess < len(history) and excess > 0:
+        excess -= sizes[guess]
+        guess += 1
+    k = max(0, guess - 1)
+    while k <= len(history):
+        if fits(k):
+            break
+        k += 1
+    else:
+        return None
+    # The guess may have overshot (a turn costs more in context than alone): keep what fits.
+    while k > 0 and fits(k - 1):
+        k -= 1
+    return without(k), k
+
+
+def fit_dataset(
+    dataset: SftDataset, tokenizer: Any, max_length: int, *, lengths: Sequence[int] | None = None
+) -> tuple[SftDataset, FitReport]:
+    """`fit_examples` over both splits; the hash is of what is actually trained on."""
+    fitted, report = fit_examples(dataset.examples, tokenizer, max_length, lengths=lengths)
+    by_key = {(e.record_id, e.turn): e for e in fitted}
+    train = tuple(
+        by_key[(e.record_id, e.turn)] for e in dataset.train if (e.record_id, e.turn) in by_key
+    )
+    validation = tuple(
+        by_key[(e.record_id, e.turn)] for e in dataset.validation if (e.record_id, e.turn) in by_key
+    )
+    return (
+        dataclasses.replace(
+            dataset,
+            train=train,
+            validation=validation,
+            dataset_hash=dataset_hash(train, validation),
+        ),
+        report,
     )

@@ -17,7 +17,10 @@ from typing import IO, Any, ClassVar
 
 import orjson
 
-EVENT_LOG_NAME = "events.jsonl"
+from studio.store.runs import EVENT_LOG_NAME, RunStatus
+
+__all__ = ["EVENT_LOG_NAME"]  # re-exported: the log's name belongs to the runs bookkeeping
+
 CONFIG_NAME = "run_config.json"
 
 
@@ -69,7 +72,7 @@ class CheckpointEvent:
 @dataclass(frozen=True, slots=True)
 class EndEvent:
     kind: ClassVar[str] = "end"
-    status: str
+    status: RunStatus
     """completed, stopped or failed (the `runs` table's statuses)."""
     adapter_path: str | None
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -112,9 +115,12 @@ def parse_event(line: str | bytes) -> TrainEvent | None:
     if cls is None:
         return None
     known = {f.name for f in dataclasses.fields(cls)}
+    values = {key: value for key, value in data.items() if key in known}
     try:
-        return cls(**{key: value for key, value in data.items() if key in known})
-    except TypeError:  # a required field is missing
+        if cls is EndEvent:
+            values["status"] = RunStatus(str(values.get("status")))
+        return cls(**values)
+    except (TypeError, ValueError):  # a required field is missing, or an unknown status
         return None
 
 

@@ -82,6 +82,41 @@ def keep_cpu_4bit_weights_unpacked(model: torch.nn.Module) -> int:
     return patched
 
 
+def prepare_4bit_model(model: PreTrainedModel, config: RunConfig) -> PreTrainedModel:
+    """PEFT's k-bit preparation, as QLoRA is done today (checked against peft 0.21 / trl 1.16).
+
+    `prepare_model_for_kbit_training` freezes the base, casts what is not 4-bit (norms,
+    embeddings, the LM head) to fp32 for stable training, and turns on gradient checkpointing;
+    with `use_reentrant=False` it needs no input-grad hook. TRL's SFTTrainer does not call it.
+    """
+    from peft import prepare_model_for_kbit_training
+
+    # peft's function has no annotations.
+    prepared: PreTrainedModel = prepare_model_for_kbit_training(  # type: ignore[no-untyped-call]
+        model,
+        use_gradient_checkpointing=config.gradient_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False},
+    )
+    return prepared
+
+
+def match_adapter_dtype(model: torch.nn.Module, config: RunConfig) -> int:
+    """Keep the LoRA weights fp32 unless the run computes in bf16; returns how many were cast.
+
+    TRL (1.16) casts the adapter of a quantized model to bf16, after the QLoRA paper, whatever
+    the hardware. That suits bf16 compute; with fp16 mixed precision the gradient scaler wants
+    fp32 weights to update, and a CPU without native bf16 would emulate every LoRA matmul.
+    """
+    if config.bf16:
+        return 0
+    cast = 0
+    for param in model.parameters():
+        if param.requires_grad and param.dtype != torch.float32:
+            param.data = param.data.to(torch.float32)
+            cast += 1
+    return cast
+
+
 def lora_config(config: RunConfig) -> LoraConfig:
     return LoraConfig(
         r=config.lora_r,
@@ -125,7 +160,8 @@ def sft_config(
         "completion_only_loss": config.completion_only_loss,
         "logging_steps": config.logging_steps,
         "eval_strategy": "steps" if has_validation else "no",
-        "eval_steps": config.eval_steps,
+        # The runner resolves None (from the eval budget) before the trainer is built.
+        "eval_steps": config.eval_steps or 1,
         "save_strategy": "steps",
         "save_steps": config.save_steps,
         "save_total_limit": config.save_total_limit,

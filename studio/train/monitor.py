@@ -1,26 +1,19 @@
-"""Watch a training run through its event log, from the start or from wherever it is now.
+"""Reading a run's event log: `EventLogTail` (only what was appended) and `RunProgress` (events
+folded into what a view shows).
 
 The runner appends one JSON line per event to `<run folder>/events.jsonl`. `EventLogTail` reads
 what was appended since its last read (a half-written last line waits for the next read), so a
 viewer that opens mid-run first gets every event so far — the loss plot never drops points —
-and then the new ones as they come. `RunProgress` folds events into what a view shows.
-
-No textual here: the review app's Training pane is a thin view over this module, and the CLI uses
-the same events from the runner's stdout.
+and then the new ones as they come. `studio.train.control.RunControl` follows runs with it.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import time
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from studio.store import Store
-from studio.store.runs import RunRow, RunStatus, list_runs
+from studio.store.runs import RunRow, RunStatus
 from studio.train.events import (
     EVENT_LOG_NAME,
     CheckpointEvent,
@@ -32,8 +25,6 @@ from studio.train.events import (
     TrainEvent,
     parse_event,
 )
-
-POLL_INTERVAL_S = 0.25
 
 
 class EventLogTail:
@@ -69,57 +60,6 @@ class EventLogTail:
         return events
 
 
-def follow_events(
-    path: Path,
-    *,
-    poll_interval: float = POLL_INTERVAL_S,
-    should_stop: Callable[[], bool] = lambda: False,
-    timeout: float | None = None,
-) -> Iterator[TrainEvent]:
-    """Yield a run's events from the first one, waiting for new ones, until its end event.
-
-    Also returns when `should_stop()` says so, when `timeout` seconds pass without any event, or
-    when the runner's process (its pid is in the start event) is gone without writing an end
-    event (killed with SIGKILL, or the machine went down).
-    """
-    tail = EventLogTail(path)
-    pid: int | None = None
-    last_event = time.monotonic()
-    while not should_stop():
-        events = tail.read_new()
-        for event in events:
-            if isinstance(event, StartEvent):
-                pid = event.pid
-            yield event
-            if isinstance(event, EndEvent):
-                return
-        now = time.monotonic()
-        if events:
-            last_event = now
-        elif pid is not None and not process_alive(pid):
-            yield from tail.read_new()  # whatever it wrote just before exiting
-            return
-        elif timeout is not None and now - last_event > timeout:
-            return
-        else:
-            time.sleep(poll_interval)
-
-
-def process_alive(pid: int) -> bool:
-    """Whether a process with this id exists (and is not a zombie waiting to be reaped)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # it exists, under another user
-    with contextlib.suppress(OSError):
-        # A finished child that nobody has waited for yet still answers kill(0); /proc says "Z".
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[1].split()[0] != "Z"
-    return True
-
-
 @dataclass
 class RunProgress:
     """What a view shows about one run, built by folding its events in order."""
@@ -129,8 +69,8 @@ class RunProgress:
     output_dir: str = ""
     config: dict[str, Any] = field(default_factory=dict)
     dataset: dict[str, Any] = field(default_factory=dict)
-    status: str = "starting"
-    """starting (no step yet), running, then completed / stopped / failed."""
+    status: RunStatus | None = None
+    """None while starting (no step yet), running, then completed / stopped / failed."""
     step: int = 0
     max_steps: int = 0
     epoch: float | None = None
@@ -159,7 +99,7 @@ class RunProgress:
             self.run_id, self.pid, self.output_dir = event.run_id, event.pid, event.output_dir
             self.config, self.dataset = event.config, event.dataset
         elif isinstance(event, StepEvent):
-            self.status = RunStatus.RUNNING.value
+            self.status = RunStatus.RUNNING
             self.step, self.max_steps, self.epoch = event.step, event.max_steps, event.epoch
             self.learning_rate, self.tokens_per_s, self.eta_s = (
                 event.lr,
@@ -194,12 +134,3 @@ def replay(path: Path) -> RunProgress:
 
 def event_log_path(run: RunRow) -> Path:
     return Path(run.output_dir) / EVENT_LOG_NAME
-
-
-def running_runs(store: Store) -> list[tuple[RunRow, Path]]:
-    """Runs the database says are running, with their logs: what a reopened studio reattaches to.
-
-    A run whose process died without a word (SIGKILL) stays `running` in the table; a view can
-    tell by `process_alive(replay(log).pid)`.
-    """
-    return [(run, event_log_path(run)) for run in list_runs(store, status=RunStatus.RUNNING)]

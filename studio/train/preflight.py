@@ -5,6 +5,7 @@ Each failure is a `BadInputError` (exit 2) whose message says what to do about i
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from studio.errors import BadInputError
 from studio.store import Store
-from studio.store.runs import accepted_record_count
+from studio.store.runs import CONSOLE_LOG_NAME, accepted_record_count
 
 # owner/name, as the Hugging Face hub spells repository ids.
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -111,8 +112,25 @@ def default_output_dir(recipe: str, *, now: datetime | None = None) -> Path:
 
 def check_output_dir(path: Path) -> None:
     """A run never writes into a folder that already holds something (another run's adapter)."""
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+    # The launcher creates the folder with the runner's console log in it before the runner
+    # starts: that much is still an unused folder.
+    if path.exists() and (
+        not path.is_dir() or any(p.name != CONSOLE_LOG_NAME for p in path.iterdir())
+    ):
         raise BadInputError(
             f"--output {path}: already exists and is not an empty folder; "
             "choose a new folder (each run gets its own)"
         )
+
+
+def model_context_length(model_dir: Path) -> int | None:
+    """The longest sequence the model was built for (`max_position_embeddings`), if it says."""
+    try:
+        config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    for section in (config, config.get("text_config") or {}):
+        value = section.get("max_position_embeddings") if isinstance(section, dict) else None
+        if isinstance(value, int) and value > 0:
+            return value
+    return None

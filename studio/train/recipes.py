@@ -57,8 +57,10 @@ class RunConfig:
     # -- data ----------------------------------------------------------------------------------
     validation_fraction: float = 0.1
     """Share of records (never single examples) held out for evaluation; 0 disables evaluation."""
-    max_length: int = 1024
-    """Longest tokenized example; longer ones are cut at the end. With packing: the block size."""
+    max_length: int | None = None
+    """Longest tokenized example; a longer one loses its oldest turns (never its system prompt or
+    counselor turn). None: the data's 99th percentile, capped by the model's context (the run
+    records the value chosen). With packing: the block size."""
 
     # -- LoRA ----------------------------------------------------------------------------------
     lora_r: int = 16
@@ -132,8 +134,13 @@ class RunConfig:
     # -- bookkeeping ---------------------------------------------------------------------------
     logging_steps: int = 1
     """Optimizer steps between step events; 1 keeps the live loss plot and the ETA smooth."""
-    eval_steps: int = 50
-    """Optimizer steps between evaluations (and once more at the end)."""
+    eval_steps: int | None = None
+    """Optimizer steps between evaluations (and once more at the end). None: as many steps as
+    keep evaluation within `eval_budget` of the training time."""
+    eval_budget: float = 0.1
+    """Largest share of the training time that evaluation may cost (when `eval_steps` is None)."""
+    max_eval_examples: int = 512
+    """Validation examples evaluated each time (a fixed, seeded subset of the held-out split)."""
     save_steps: int = 100
     """Optimizer steps between checkpoints (the final adapter is always saved)."""
     save_total_limit: int = 2
@@ -176,7 +183,15 @@ class RunConfig:
 #: The notebook's settings: QLoRA nf4, batch 1 x 2 accumulation, paged 8-bit AdamW.
 SEED = RunConfig(recipe="seed")
 
-#: Same LoRA, trained the way a GPU is fastest: packed, padding-free, bf16, 8x more tokens a step.
+#: Same LoRA, trained the way a GPU is fastest: packed, padding-free, bf16, bigger steps.
+#: Tokens per optimizer step: 4.4x the seed's (measured on the demo data, issue 10; 4 packed blocks of
+#: max_length against 2 single examples). Memory is the price: a micro-batch holds 4 blocks of
+#: max_length tokens instead of one example, so activation memory (and the logits, vocab x tokens)
+#: grows with it. Gradient checkpointing keeps activations small next to the 4-bit weights, but
+#: `fast` is not claimed to fit in the seed's peak memory: where it does not, lower
+#: per_device_train_batch_size (bench/train_gpu.py measures both).
+#: On the machine it finds, `adapt_to_hardware` drops what would not help there and says so in
+#: the run's notes (no bf16 on a CPU that emulates it, no flash-attn where it is missing).
 FAST = dataclasses.replace(
     SEED,
     recipe="fast",
@@ -236,19 +251,24 @@ def check_config(config: RunConfig) -> None:
         problems.append(f"context must be one of {', '.join(CONTEXTS)}, not {config.context!r}")
     if not 0.0 <= config.validation_fraction < 1.0:
         problems.append("validation_fraction must be in [0, 1)")
+    if config.max_length is not None and config.max_length < 1:
+        problems.append("max_length must be at least 1 (or none: from the data)")
     for name in (
-        "max_length",
         "lora_r",
         "lora_alpha",
         "per_device_train_batch_size",
         "per_device_eval_batch_size",
         "gradient_accumulation_steps",
         "logging_steps",
-        "eval_steps",
+        "max_eval_examples",
         "save_steps",
     ):
         if getattr(config, name) < 1:
             problems.append(f"{name} must be at least 1")
+    if config.eval_steps is not None and config.eval_steps < 1:
+        problems.append("eval_steps must be at least 1 (or none: from the eval budget)")
+    if not 0.0 < config.eval_budget <= 1.0:
+        problems.append("eval_budget must be in (0, 1]")
     if config.max_steps == 0 or config.max_steps < -1:
         problems.append("max_steps must be positive (or -1 for whole epochs)")
     if config.num_train_epochs <= 0:
@@ -272,6 +292,8 @@ def _parse_value(name: str, hint: Any, raw: str) -> Any:
     if origin is tuple:
         return tuple(part.strip() for part in raw.split(",") if part.strip())
     if origin in (typing.Union, types.UnionType):
+        if raw.lower() in ("", "none", "auto"):
+            return None
         hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
     try:
         if hint is bool:

@@ -24,12 +24,20 @@ from typing import IO, Any
 from studio.errors import BadInputError
 from studio.store import Store
 from studio.store.runs import RunStatus, create_run, finish_run, record_metric, reviewers_of
+from studio.train.adapter import AdapterInfo
+from studio.train.control import create_run_folder
 from studio.train.dataset import (
+    SYSTEM_PROMPT,
     SftDataset,
     build_sft_dataset,
+    dataset_hash,
+    default_max_length,
     ensure_chat_template,
+    fit_dataset,
+    full_token_lengths,
     token_length_stats,
 )
+from studio.train.evaluation import eval_subset, plan_evaluation
 from studio.train.events import (
     CONFIG_NAME,
     EVENT_LOG_NAME,
@@ -51,6 +59,7 @@ from studio.train.preflight import (
     default_output_dir,
     download_failed,
     locate_base_model,
+    model_context_length,
 )
 from studio.train.recipes import RECIPES, RunConfig, parse_override, with_overrides
 from studio.train.signals import StopRequest
@@ -111,9 +120,7 @@ class RunSink:
                     data=event.metrics,
                 )
             elif isinstance(event, EndEvent):
-                finish_run(
-                    self.store, self.run_id, status=RunStatus(event.status), metrics=event.metrics
-                )
+                finish_run(self.store, self.run_id, status=event.status, metrics=event.metrics)
         except sqlite3.Error as exc:
             print(f"warning: could not record {event.kind} in the database: {exc}", file=sys.stderr)
 
@@ -190,10 +197,39 @@ def prepare(options: RunnerOptions, *, main_process: bool = True) -> PreparedRun
     model_dir = _model_dir(location)
     tokenizer = _load_tokenizer(model_dir)
     template = ensure_chat_template(tokenizer, dataset.train[0])
+    lengths = full_token_lengths(dataset.examples, tokenizer)
+    if config.max_length is None:
+        chosen, note = default_max_length(lengths, model_context_length(Path(model_dir)))
+        config = dataclasses.replace(config, max_length=chosen, notes=(*config.notes, note))
+    assert config.max_length is not None
     stats = token_length_stats(dataset.examples, tokenizer, max_length=config.max_length)
+    dataset, fit = fit_dataset(dataset, tokenizer, config.max_length, lengths=lengths)
+    if not dataset.train:
+        raise BadInputError(
+            f"nothing to train on: {fit.describe()}; raise max_length (--set max_length=N)"
+        )
+    plan = plan_evaluation(
+        config,
+        train_examples=len(dataset.train),
+        validation_examples=len(dataset.validation),
+        world_size=int(os.environ.get("WORLD_SIZE", "1")),
+    )
+    validation_examples = len(dataset.validation)
+    if plan.eval_examples < validation_examples:
+        subset = eval_subset(dataset.validation, plan.eval_examples, config.seed)
+        dataset = dataclasses.replace(
+            dataset, validation=subset, dataset_hash=dataset_hash(dataset.train, subset)
+        )
+    if config.eval_steps is None:
+        config = dataclasses.replace(
+            config, eval_steps=plan.eval_steps, notes=(*config.notes, plan.describe())
+        )
     dataset_info = {
         **dataset.summary(),
+        "validation_examples_held_out": validation_examples,
+        "evaluation": plan.describe(),
         "token_lengths": stats.as_dict(),
+        "fit": fit.as_dict(),
         "chat_template": template,
         "reviewers": reviewers,
     }
@@ -215,7 +251,7 @@ def execute(
     writer: EventWriter | None = None
     run_id: int | None = None
     if main_process:
-        output.mkdir(parents=True, exist_ok=True)
+        create_run_folder(output)
         prepared.config.save(output / CONFIG_NAME)
         writer = EventWriter(output / EVENT_LOG_NAME, event_stream)
         store = Store(options.db)
@@ -242,16 +278,14 @@ def execute(
         )
         metrics = train(prepared, sink, stop)
         status = RunStatus.STOPPED if stop.requested else RunStatus.COMPLETED
-        sink.emit(
-            EndEvent(status=status.value, adapter_path=str(output.resolve()), metrics=metrics)
-        )
+        sink.emit(EndEvent(status=status, adapter_path=str(output.resolve()), metrics=metrics))
         if event_stream is None and main_process:
             print(f"{status.value}: adapter saved to {output}")
         return 0
     except KeyboardInterrupt:
         sink.emit(
             EndEvent(
-                status=RunStatus.STOPPED.value,
+                status=RunStatus.STOPPED,
                 adapter_path=None,
                 metrics={"note": "stopped by a second signal before the adapter was saved"},
             )
@@ -260,7 +294,7 @@ def execute(
     except Exception as exc:
         tail = traceback.format_exc().rstrip().splitlines()[-TRACEBACK_TAIL_LINES:]
         sink.emit(ErrorEvent(message=f"{type(exc).__name__}: {exc}", traceback="\n".join(tail)))
-        sink.emit(EndEvent(status=RunStatus.FAILED.value, adapter_path=None))
+        sink.emit(EndEvent(status=RunStatus.FAILED, adapter_path=None))
         print("\n".join(tail), file=sys.stderr)
         return 1
     finally:
@@ -279,12 +313,15 @@ def train(prepared: PreparedRun, sink: RunSink, stop: StopRequest) -> dict[str, 
         build_trainer,
         keep_cpu_4bit_weights_unpacked,
         load_base_model,
+        match_adapter_dtype,
+        prepare_4bit_model,
     )
 
     config, dataset = prepared.config, prepared.dataset
     model = load_base_model(config, prepared.model_dir, prepared.hardware)
     if config.load_in_4bit:
         keep_cpu_4bit_weights_unpacked(model)
+        model = prepare_4bit_model(model, config)
     callback = EventCallback(sink, stop)
     trainer = build_trainer(
         config,
@@ -295,12 +332,21 @@ def train(prepared: PreparedRun, sink: RunSink, stop: StopRequest) -> dict[str, 
         hardware=prepared.hardware,
         callbacks=[callback],
     )
+    if config.load_in_4bit and trainer.model is not None:
+        match_adapter_dtype(trainer.model, config)
     # Our events replace the trainer's own printing (which would also pollute stdout).
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
     if not stop.requested:
         trainer.train()
-    trainer.save_model(str(prepared.output))
+    trainer.save_model(str(prepared.output))  # the adapter, and the tokenizer as trained
+    if _rank() == 0:
+        AdapterInfo(
+            system_prompt=SYSTEM_PROMPT,
+            context=config.context,
+            chat_template=str(prepared.dataset_info.get("chat_template", "")),
+            base_model=config.base_model,
+        ).save(prepared.output)
     if (
         not stop.requested
         and dataset.validation

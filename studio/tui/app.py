@@ -8,11 +8,15 @@ import asyncio
 import dataclasses
 import gc
 import itertools
+<<<<<<< HEAD
 import sqlite3
 import subprocess
 import sys
 import time
 from concurrent.futures import Future
+=======
+import sys
+>>>>>>> h-train
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -26,7 +30,8 @@ from studio.errors import StudioError
 from studio.model import Stage
 from studio.store.review import Draft, QueueFilter, delete_draft, drafts
 from studio.store.store import Clock
-from studio.train.events import EVENT_LOG_NAME, TrainEvent
+from studio.train.control import POLL_INTERVAL_S, RunControl, find_live_run
+from studio.train.events import TrainEvent
 from studio.train.launch import RunnerOptions
 from studio.tui.commands import StudioCommands
 from studio.tui.messages import (
@@ -49,6 +54,7 @@ from studio.tui.screens.review import ReviewScreen
 from studio.tui.screens.stats import StatsScreen
 from studio.tui.screens.training import TrainingScreen
 from studio.tui.settings import ReviewSettings
+<<<<<<< HEAD
 from studio.tui.store_lane import StoreLane, StoreOpener, store_is_read_only
 from studio.tui.training import (
     FOLLOW_INTERVAL_S,
@@ -60,6 +66,10 @@ from studio.tui.training import (
     launch_runner,
     new_run_folder,
 )
+=======
+from studio.tui.store_lane import StoreLane
+from studio.tui.training import RecipeForm, TrainingRun, new_run_folder
+>>>>>>> h-train
 
 #: The worker group of the first read: if it fails, the database is unusable and the app exits.
 DATABASE_GROUP = "database"
@@ -356,7 +366,9 @@ class StudioApp(App[None]):
     def launch_training(self, token: int, options: RunnerOptions) -> None:
         output = new_run_folder(self.runs_dir, options.recipe, self.now())
         options = dataclasses.replace(options, output=output)
-        self.post_message(TrainingLaunched(token, options, launch_runner(options)))
+        control = RunControl.launch(options)
+        assert control.process is not None
+        self.post_message(TrainingLaunched(token, options, control.process))
 
     def on_training_launched(self, message: TrainingLaunched) -> None:
         training = self.training
@@ -364,14 +376,17 @@ class StudioApp(App[None]):
             message.process.terminate()  # superseded before it was followed: never orphan it
             return
         training.options = message.options
+        assert message.options.output is not None
         training.output_dir = message.options.output
-        training.process = message.process
-        training.pid = message.process.pid
+        training.control = RunControl(message.options.output, process=message.process)
         self._follow(training)
         self._training_changed([], reset=True)
 
     @work(group="training-attach", exit_on_error=False, description="Look for a training run")
     async def find_running_training(self) -> None:
+        """Follow a run in progress (started earlier, or by `studio train`), if there is one."""
+        if self.training is not None and self.training.active:
+            return
         found = await self.lane.run(find_live_run)
         if found is not None:
             self.post_message(RunningRunFound(found))
@@ -380,19 +395,19 @@ class StudioApp(App[None]):
         if self.training is not None and self.training.active:
             return
         found = message.run
+        if self.training is not None and self.training.progress.run_id == found.run_id:
+            return  # the run just followed to its end, its row not yet updated by its runner
         self.training = TrainingRun(
-            token=next(self._training_tokens), output_dir=found.log_path.parent, pid=found.pid
+            token=next(self._training_tokens),
+            output_dir=found.folder,
+            control=RunControl.attach(found.folder),
         )
         self._follow(self.training)
         self._training_changed([], reset=True)
 
     def _follow(self, training: TrainingRun) -> None:
-        folder = training.output_dir
-        assert folder is not None, "a run is followed once its folder is known"
-        console = console_log_path(folder) if training.process is not None else None
-        self.follow_training(
-            training.token, folder / EVENT_LOG_NAME, training.process, training.pid, console
-        )
+        assert training.control is not None, "a run is followed once it has a control"
+        self.follow_training(training.token, training.control)
 
     @work(
         thread=True,
@@ -401,26 +416,16 @@ class StudioApp(App[None]):
         exit_on_error=False,
         description="Follow the training run",
     )
-    def follow_training(
-        self,
-        token: int,
-        log_path: Path,
-        process: subprocess.Popen[bytes] | None,
-        pid: int | None,
-        console_log: Path | None,
-    ) -> None:
+    def follow_training(self, token: int, control: RunControl) -> None:
         worker = get_current_worker()
-        follower = RunFollower(log_path, process=process, pid=pid)
-        while not worker.is_cancelled:
-            if follower.poll():
-                self.post_message(TrainingEvents(token, tuple(follower.events)))
-            if follower.finished:
-                follower.reap()
-                self.post_message(
-                    TrainingEnded(token, follower.exit_code, follower.problem(console_log))
-                )
-                return
-            time.sleep(FOLLOW_INTERVAL_S)
+        for _batch in control.follow(
+            interval=POLL_INTERVAL_S, should_stop=lambda: worker.is_cancelled
+        ):
+            # Every event so far: a newer message replaces one still queued, losing nothing.
+            self.post_message(TrainingEvents(token, tuple(control.events)))
+        if control.finished:
+            conclusion = control.conclude()
+            self.post_message(TrainingEnded(token, control.exit_code, conclusion.problem))
 
     def on_training_events(self, message: TrainingEvents) -> None:
         training = self.training

@@ -1,18 +1,14 @@
-"""The studio's side of a training run: the recipe form, the dataset summary, the runner process
-and the follow loop over its event log.
+"""The Training pane's model: the recipe form, the dataset summary, the run history and the
+run the app follows.
 
-No textual here (the Training pane, `screens/training.py`, is the view over it), so each piece is
-testable on its own. The training itself happens in `python -m studio.train`, a process of its
-own that outlives the studio; the studio only starts it, watches its `events.jsonl`, and sends it
-SIGINT to stop (the runner then saves the adapter and ends `stopped`).
+No textual here (the Training pane, `screens/training.py`, is the view over it). Launching,
+following and stopping a run is `studio.train.control.RunControl`'s job, shared with
+`studio train`; `TrainingRun` is the UI thread's record of what the follower reported.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
-import signal
 import statistics
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -24,32 +20,22 @@ from typing import Any, Literal
 from studio.errors import BadInputError
 from studio.store import RecordView, Store
 from studio.store.runs import RunRow, RunStatus, list_runs
+from studio.train.control import LiveRun, RunControl
 from studio.train.dataset import (
+    FitReport,
     SftDataset,
     SftExample,
     build_sft_dataset,
+    default_max_length,
     ensure_chat_template,
-    token_length_stats,
+    fit_examples,
+    full_token_lengths,
 )
-from studio.train.events import EndEvent, StartEvent, TrainEvent
-from studio.train.launch import RunnerOptions, runner_command
-from studio.train.monitor import (
-    EventLogTail,
-    RunProgress,
-    event_log_path,
-    process_alive,
-    replay,
-    running_runs,
-)
+from studio.train.events import TrainEvent
+from studio.train.launch import RunnerOptions
+from studio.train.monitor import EventLogTail, RunProgress
+from studio.train.preflight import model_context_length
 from studio.train.recipes import CONTEXTS, RECIPES, RunConfig, with_overrides
-
-#: Seconds between two reads of a followed run's event log.
-FOLLOW_INTERVAL_S = 0.25
-#: How long the follower waits for a run's process to exit after its end event (to reap it).
-REAP_TIMEOUT_S = 15.0
-#: The runner's console (stdout + stderr) lands beside its run folder, as `<folder>.console.log`:
-#: the run folder itself must be new or empty when the runner starts.
-CONSOLE_SUFFIX = ".console.log"
 
 # -- the recipe form ----------------------------------------------------------------------------
 
@@ -76,7 +62,9 @@ FORM_FIELDS: tuple[FormField, ...] = (
     FormField("lora_alpha", "LoRA alpha", int, 1),
     FormField("per_device_train_batch_size", "Batch size", int, 1),
     FormField("gradient_accumulation_steps", "Grad accum.", int, 1),
-    FormField("max_length", "Max length", int, 1),
+    FormField("max_length", "Max length", int, 1, optional=True),
+    FormField("max_eval_examples", "Eval examples", int, 1),
+    FormField("eval_steps", "Eval every", int, 1, optional=True),
 )
 #: The 4-bit choice: auto = 4-bit with CUDA, plain LoRA on the CPU (the runner decides).
 FOUR_BIT: Mapping[str, bool | None] = {"auto": None, "on": True, "off": False}
@@ -93,7 +81,10 @@ def format_value(value: object) -> str:
 def preset_values(preset: str) -> dict[str, str]:
     """The form's numeric fields as the preset sets them (max steps blank: whole epochs)."""
     config = RECIPES[preset]
-    values = {f.name: format_value(getattr(config, f.name)) for f in FORM_FIELDS}
+    values = {
+        f.name: "" if getattr(config, f.name) is None else format_value(getattr(config, f.name))
+        for f in FORM_FIELDS
+    }
     values["max_steps"] = "" if config.max_steps < 1 else str(config.max_steps)
     return values
 
@@ -214,6 +205,12 @@ class TokenLengths:
     """Counted with the base model's own tokenizer; otherwise characters / 4."""
     note: str = ""
     """Why the lengths are estimated (no local model folder, no tokenizer, …)."""
+    max_length: int | None = None
+    """The max length a run would use: the one typed, else the one chosen from the data."""
+    max_length_note: str = ""
+    """How a max length from the data was chosen (empty when one was typed)."""
+    fit: FitReport | None = None
+    """What fitting to `max_length` does (exact lengths only): examples shortened, turns dropped."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,17 +262,37 @@ def measure(dataset: SftDataset, base_model: str, max_length: int | None) -> Tok
     tokenizer, why_not = load_tokenizer(base_model)
     if tokenizer is not None:
         ensure_chat_template(tokenizer, dataset.examples[0])
-        stats = token_length_stats(dataset.examples, tokenizer, max_length=max_length)
-        return TokenLengths(stats.min, stats.median, stats.max, stats.over_max_length, exact=True)
-    lengths = sorted(estimated_tokens(e) for e in dataset.examples)
-    over = sum(1 for n in lengths if max_length is not None and n > max_length)
+        lengths = full_token_lengths(dataset.examples, tokenizer)
+        note = ""
+        if max_length is None:
+            context = model_context_length(Path(base_model.strip()).expanduser())
+            max_length, note = default_max_length(lengths, context)
+        _, fit = fit_examples(dataset.examples, tokenizer, max_length, lengths=lengths)
+        ranked = sorted(lengths)
+        return TokenLengths(
+            ranked[0],
+            float(statistics.median(ranked)),
+            ranked[-1],
+            sum(1 for n in ranked if n > max_length),
+            exact=True,
+            max_length=max_length,
+            max_length_note=note,
+            fit=fit,
+        )
+    estimates = sorted(estimated_tokens(e) for e in dataset.examples)
+    note = ""
+    if max_length is None:
+        max_length, note = default_max_length(estimates, None)
+    over = sum(1 for n in estimates if n > max_length)
     return TokenLengths(
-        lengths[0],
-        float(statistics.median(lengths)),
-        lengths[-1],
+        estimates[0],
+        float(statistics.median(estimates)),
+        estimates[-1],
         over,
         exact=False,
         note=why_not,
+        max_length=max_length,
+        max_length_note=note,
     )
 
 
@@ -305,42 +322,14 @@ def load_tokenizer(base_model: str) -> tuple[Any | None, str]:
 
 # -- run history --------------------------------------------------------------------------------
 
-
-@dataclass(frozen=True, slots=True)
-class HistoryRow:
-    run: RunRow
-    process_gone: bool = False
-    """The table says `running`, but no process writes its log any more (it was killed)."""
+#: A row of the pane's run history (the messages module names it so).
+HistoryRow = RunRow
+__all__ = ["HistoryRow", "LiveRun"]
 
 
-def run_history(store: Store, *, limit: int = 100) -> list[HistoryRow]:
-    """The newest runs first; a `running` row is checked against its process."""
-    rows = []
-    for run in list_runs(store, limit=limit):
-        gone = False
-        if run.status is RunStatus.RUNNING:
-            progress = replay(event_log_path(run))
-            gone = progress.finished or not (progress.pid and process_alive(progress.pid))
-        rows.append(HistoryRow(run, gone))
-    return rows
-
-
-@dataclass(frozen=True, slots=True)
-class LiveRun:
-    """A run in progress found through the database and its event log."""
-
-    run_id: int
-    log_path: Path
-    pid: int
-
-
-def find_live_run(store: Store) -> LiveRun | None:
-    """The newest `running` run whose process is still alive: what a reopened studio follows."""
-    for run, log in running_runs(store):
-        progress = replay(log)
-        if not progress.finished and progress.pid and process_alive(progress.pid):
-            return LiveRun(run.id, log, progress.pid)
-    return None
+def run_history(store: Store, *, limit: int = 100) -> list[RunRow]:
+    """The newest runs first (listing them concludes those whose process is gone: `failed`)."""
+    return list_runs(store, limit=limit)
 
 
 def read_events(log_path: Path) -> list[TrainEvent]:
@@ -352,10 +341,10 @@ def read_events(log_path: Path) -> list[TrainEvent]:
 
 
 def new_run_folder(runs_dir: Path, recipe: str, now: datetime) -> Path:
-    """`<runs_dir>/<UTC time>-<recipe>`, never one that exists (its console log neither)."""
+    """`<runs_dir>/<UTC time>-<recipe>`, never one that exists."""
     candidate = run_folder_name(runs_dir, recipe, now)
     suffix = 2
-    while candidate.exists() or console_log_path(candidate).exists():
+    while candidate.exists():
         candidate = candidate.with_name(f"{run_folder_name(runs_dir, recipe, now).name}-{suffix}")
         suffix += 1
     return candidate
@@ -365,40 +354,14 @@ def run_folder_name(runs_dir: Path, recipe: str, now: datetime) -> Path:
     return runs_dir / f"{now.strftime('%Y%m%d-%H%M%S')}-{recipe}"
 
 
-def console_log_path(run_folder: Path) -> Path:
-    return run_folder.with_name(run_folder.name + CONSOLE_SUFFIX)
-
-
-def launch_runner(options: RunnerOptions) -> subprocess.Popen[bytes]:
-    """Start `python -m studio.train …` as a process of its own.
-
-    Its own session, so a Ctrl-C at the studio's terminal never reaches it and quitting the
-    studio leaves it running; stdin closed and its console in a file (never a pipe, which would
-    break when the studio exits).
-    """
-    if options.output is None:
-        raise ValueError("the run folder must be chosen before starting (RunnerOptions.output)")
-    console = console_log_path(options.output)
-    console.parent.mkdir(parents=True, exist_ok=True)
-    with console.open("wb") as sink:
-        return subprocess.Popen(
-            runner_command(options),
-            stdin=subprocess.DEVNULL,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-
-# -- following a run ----------------------------------------------------------------------------
+# -- the run the app follows --------------------------------------------------------------------
 
 
 @dataclass
 class TrainingRun:
-    """The run the studio follows (the UI thread's view of it; the follower thread owns the log).
+    """The run the studio follows, as the UI thread sees it (the follower thread polls `control`).
 
-    Started from the Training pane (then `process` is ours), or found running when the studio
-    opened (then only the pid from its start event is known).
+    Started from the Training pane, or found running (started earlier, or by `studio train`).
     """
 
     token: int
@@ -406,8 +369,8 @@ class TrainingRun:
     output_dir: Path | None = None
     """The run folder (None until the launch has chosen it)."""
     options: RunnerOptions | None = None
-    process: subprocess.Popen[bytes] | None = None
-    pid: int | None = None
+    control: RunControl | None = None
+    """The run control (None until launched); `stop()` goes through it."""
     events: list[TrainEvent] = field(default_factory=list)
     progress: RunProgress = field(default_factory=RunProgress)
     ended: bool = False
@@ -418,21 +381,23 @@ class TrainingRun:
     stop_requested: bool = False
 
     @property
+    def process(self) -> subprocess.Popen[bytes] | None:
+        return self.control.process if self.control is not None else None
+
+    @property
     def active(self) -> bool:
         """Starting or training: neither an end event nor a vanished process yet."""
         return not self.ended and not self.progress.finished
 
     @property
     def can_stop(self) -> bool:
-        return self.active and (self.process is not None or self.pid is not None)
+        return self.active and self.control is not None and self.control.pid is not None
 
     def absorb(self, events_so_far: Sequence[TrainEvent]) -> list[TrainEvent]:
         """Take the follower's events (all of them so far); returns those not seen before."""
         new = list(events_so_far[len(self.events) :])
         for event in new:
             self.progress.apply(event)
-            if isinstance(event, StartEvent):
-                self.pid = event.pid
         self.events.extend(new)
         return new
 
@@ -450,100 +415,15 @@ class TrainingRun:
         name = f"Run {progress.run_id}" if progress.run_id is not None else "The training run"
         if self.problem and not progress.finished:
             return self.problem, "error"
-        if progress.status == RunStatus.COMPLETED:
+        if progress.status is RunStatus.COMPLETED:
             return f"{name} completed: adapter in {progress.adapter_path}", "information"
-        if progress.status == RunStatus.STOPPED:
+        if progress.status is RunStatus.STOPPED:
             saved = f"adapter in {progress.adapter_path}" if progress.adapter_path else "no adapter"
             return f"{name} stopped: {saved}", "warning"
         return f"{name} failed: {progress.error or 'see its event log'}", "error"
 
     def stop(self) -> None:
-        """SIGINT: the runner finishes its step, saves the adapter and ends `stopped`.
-
-        A second call sends it again, which stops the runner at once, without saving.
-        """
-        if self.process is not None:
-            if self.process.poll() is None:
-                self.process.send_signal(signal.SIGINT)
-        elif self.pid is not None and process_alive(self.pid):
-            os.kill(self.pid, signal.SIGINT)
+        """SIGINT through the run control (a second call stops it at once, without saving)."""
+        if self.control is not None:
+            self.control.stop()
         self.stop_requested = True
-
-
-class RunFollower:
-    """Reads a run's event log as it grows, and notices when its process is gone.
-
-    The follower thread's side: `poll()` reads what was appended; `finished` turns true after the
-    end event, or once the process has exited (its last lines are read after the exit, so none
-    is lost).
-    """
-
-    def __init__(
-        self, log_path: Path, *, process: subprocess.Popen[bytes] | None, pid: int | None
-    ) -> None:
-        self.tail = EventLogTail(log_path)
-        self.process = process
-        self.pid = pid
-        self.events: list[TrainEvent] = []
-        self.saw_end = False
-        self.finished = False
-        self.exit_code: int | None = None
-
-    def poll(self) -> bool:
-        """Read new events; True if there were any."""
-        gone = not self.saw_end and self._process_gone()
-        new = self.tail.read_new()
-        for event in new:
-            if isinstance(event, StartEvent) and self.pid is None:
-                self.pid = event.pid
-            elif isinstance(event, EndEvent):
-                self.saw_end = True
-        self.events.extend(new)
-        self.finished = self.saw_end or gone
-        return bool(new)
-
-    def _process_gone(self) -> bool:
-        if self.process is not None:
-            self.exit_code = self.process.poll()
-            return self.exit_code is not None
-        return self.pid is not None and not process_alive(self.pid)
-
-    def reap(self, timeout: float = REAP_TIMEOUT_S) -> None:
-        """Wait for our process to exit after its end event (it only closes its files)."""
-        if self.process is None or self.exit_code is not None:
-            return
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.exit_code = self.process.wait(timeout)
-
-    def problem(self, console_log: Path | None) -> str:
-        """Why the run ended without an end event; empty when it has one."""
-        if self.saw_end:
-            return ""
-        said = console_error(console_log)
-        if self.process is None:
-            return (
-                "The training process is gone without ending its run (killed?); its row in "
-                "the runs table stays 'running'."
-            )
-        if self.exit_code == 2:
-            return f"The runner refused to start: {said or 'bad input'}"
-        if self.exit_code == 0 and not self.events:
-            return "Stopped before the run started; nothing was written."
-        where = f" (see {console_log})" if console_log is not None else ""
-        detail = f": {said}" if said else ""
-        return f"The runner exited with code {self.exit_code}{detail}{where}"
-
-
-def console_error(console_log: Path | None, *, lines: int = 40) -> str:
-    """The runner's own last word on its console: an `error: …` line, else the last line."""
-    if console_log is None:
-        return ""
-    try:
-        text = console_log.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return ""
-    tail = [line.strip() for line in text.splitlines()[-lines:] if line.strip()]
-    errors = [line.removeprefix("error: ") for line in tail if line.startswith("error: ")]
-    if errors:
-        return errors[-1]
-    return tail[-1] if tail else ""

@@ -35,6 +35,7 @@ from textual.worker import get_current_worker
 
 from studio.store import RecordView, Store
 from studio.store.runs import RunRow, RunStatus
+from studio.train.dataset import FitReport
 from studio.train.events import (
     CheckpointEvent,
     EndEvent,
@@ -56,7 +57,6 @@ from studio.tui.training import (
     FOUR_BIT,
     DatasetSummary,
     FormInvalid,
-    HistoryRow,
     RecipeForm,
     parse_gpus,
     preset_values,
@@ -71,8 +71,16 @@ from studio.tui.widgets.loss_plot import LossPlot
 
 #: Lines the live log keeps; a reattached long run shows its newest events (all are in the file).
 LOG_LINES = 1000
+#: Seconds between two looks for a run started elsewhere, while the pane is open.
+ATTACH_INTERVAL_S = 1.0
 #: Seconds of quiet typing before the dataset is summarized again.
 SUMMARY_DELAY_S = 0.6
+#: What a blank optional field means.
+FIELD_PLACEHOLDERS = {
+    "max_steps": "(epochs)",
+    "max_length": "(auto)",  # from the data: the summary above says the value
+    "eval_steps": "(auto)",  # as often as 10 % of the training time allows
+}
 PRESET_LABELS = {"seed": "seed (the notebook's)", "fast": "fast (packed, bf16)"}
 FOUR_BIT_LABELS = {"auto": "auto (with CUDA)", "on": "on", "off": "off"}
 RUN_STATUS_COLOR = {
@@ -129,6 +137,9 @@ def format_event(event: TrainEvent) -> Text:
             f" · {config.get('recipe', '?')} recipe · {data.get('train_examples', '?')} train /"
             f" {data.get('validation_examples', '?')} validation examples",
         )
+        fit = data.get("fit")
+        if isinstance(fit, dict):
+            line.append(f"\n         {FitReport(**fit).describe()}")
         for note in config.get("notes", []):
             line.append(f"\n         note: {note}", style="dim")
         return line
@@ -198,19 +209,29 @@ def summary_text(summary: DatasetSummary, max_length: int | None) -> Text:
     text.append(
         f"  min {lengths.min:,} · median {lengths.median:,.0f} · max {lengths.max:,}",
     )
-    if lengths.over_max_length and max_length is not None:
+    if lengths.max_length is not None:
+        chosen = "from the data" if max_length is None else "as set"
+        text.append(f"\n  max length {lengths.max_length:,} ({chosen})")
+    if lengths.fit is not None and (lengths.fit.shortened or lengths.fit.left_out):
+        fit = lengths.fit
         text.append(
-            f"\n  {lengths.over_max_length} longer than max length {max_length:,} (cut at the end)",
+            f"\n  {fit.shortened:,} shortened from the start ({fit.dropped_turns:,} oldest turns "
+            "dropped; the counselor turn stays whole)",
+            "yellow",
+        )
+        if fit.left_out:
+            text.append(f"\n  {fit.left_out:,} too long even so: left out", "yellow")
+    elif lengths.over_max_length and lengths.max_length is not None:
+        text.append(
+            f"\n  {lengths.over_max_length} longer than max length {lengths.max_length:,} "
+            "(their oldest turns are dropped)",
             "yellow",
         )
     return text
 
 
-def history_cells(row: HistoryRow) -> tuple[Content | str, ...]:
-    run = row.run
+def history_cells(run: RunRow) -> tuple[Content | str, ...]:
     status = Content.styled(run.status.value, f"${RUN_STATUS_COLOR[run.status]}")
-    if row.process_gone:
-        status = Content.styled("gone", "$error")
     metrics = run.metrics
 
     def loss(key: str) -> str:
@@ -236,6 +257,7 @@ def history_cells(row: HistoryRow) -> tuple[Content | str, ...]:
 
 class TrainingScreen(StudioScreen):
     CSS_PATH = "training.tcss"
+    AUTO_FOCUS = ""
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding(
             "f5", "start", "Start", id="training.start", tooltip="Start a run with this recipe"
@@ -273,7 +295,7 @@ class TrainingScreen(StudioScreen):
         self.summary: DatasetSummary | None = None
         self.summary_key: SummaryKey | None = None
         """What the summary on screen (or being computed) is for."""
-        self.history: list[HistoryRow] = []
+        self.history: list[RunRow] = []
         self.preview_time = datetime.min
         """When the pane opened: names the run folder in the `accelerate launch` command."""
         self.accelerate_line = ""
@@ -318,7 +340,7 @@ class TrainingScreen(StudioScreen):
                             f"field-{spec.name}",
                             form.values.get(spec.name, ""),
                             docs[spec.name],
-                            placeholder="(epochs)" if spec.optional else "",
+                            placeholder=FIELD_PLACEHOLDERS.get(spec.name, ""),
                         )
                     yield Label("4-bit")
                     yield self._select(
@@ -371,15 +393,24 @@ class TrainingScreen(StudioScreen):
             table.add_column(label, width=width)
         self.refresh_form(summarize_at_once=True)
         self.load_history()
+        # A run started elsewhere (`studio train` in a terminal) is followed once it shows up.
+        self.set_interval(ATTACH_INTERVAL_S, self.look_for_run)
         if self.studio.training is not None:
             self.show_live()
         else:
             self.show_progress()
         self.update_buttons()
+        # The focus is decided here alone, from the form as composed (never from what loads
+        # later); Textual's own auto-focus is off, so the two never race.
         if not self.query_one("#base-model", Input).value:
             self.query_one("#base-model", Input).focus()
         else:
             self.query_one("#start", Button).focus()
+
+    def look_for_run(self) -> None:
+        training = self.studio.training
+        if training is None or not training.active:
+            self.studio.find_running_training()
 
     # -- the recipe form ------------------------------------------------------------------------
 
@@ -512,10 +543,10 @@ class TrainingScreen(StudioScreen):
         table = self.query_one("#runs", DataTable)
         table.clear()
         for row in message.rows:
-            table.add_row(*history_cells(row), key=str(row.run.id))
+            table.add_row(*history_cells(row), key=str(row.id))
         if not message.rows:
             return
-        newest = message.rows[0].run
+        newest = message.rows[0]
         if not self.live and self.shown_run_id is None:
             self.show_past_run(newest)
         base_model = self.query_one("#base-model", Input)
@@ -539,8 +570,8 @@ class TrainingScreen(StudioScreen):
             )
             return
         for row in self.history:
-            if row.run.id == run_id:
-                self.show_past_run(row.run)
+            if row.id == run_id:
+                self.show_past_run(row)
 
     def show_past_run(self, run: RunRow) -> None:
         self.live = False
@@ -561,10 +592,16 @@ class TrainingScreen(StudioScreen):
         if self.live or message.run_id != self.shown_run_id:
             return
         self.reset_view(message.events)
+        log = self.query_one("#log", RichLog)
         if not message.events:
-            self.query_one("#log", RichLog).write(
-                Text(f"Run {message.run_id}: its event log is gone.", style="italic")
-            )
+            log.write(Text(f"Run {message.run_id}: its event log is gone.", style="italic"))
+        row = next((run for run in self.history if run.id == message.run_id), None)
+        if row is not None and row.status is RunStatus.FAILED and not self.view.finished:
+            # Its process vanished without an end event; listing the runs concluded it.
+            self.view.status = RunStatus.FAILED
+            self.view.error = str(row.metrics.get("error", "its process is gone"))
+            log.write(Text(f"failed: {self.view.error}", style="bold red"))
+            self.show_progress()
 
     # -- the run on screen ----------------------------------------------------------------------
 
