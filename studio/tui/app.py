@@ -8,15 +8,9 @@ import asyncio
 import dataclasses
 import gc
 import itertools
-<<<<<<< HEAD
 import sqlite3
-import subprocess
 import sys
-import time
 from concurrent.futures import Future
-=======
-import sys
->>>>>>> h-train
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -54,22 +48,8 @@ from studio.tui.screens.review import ReviewScreen
 from studio.tui.screens.stats import StatsScreen
 from studio.tui.screens.training import TrainingScreen
 from studio.tui.settings import ReviewSettings
-<<<<<<< HEAD
 from studio.tui.store_lane import StoreLane, StoreOpener, store_is_read_only
-from studio.tui.training import (
-    FOLLOW_INTERVAL_S,
-    RecipeForm,
-    RunFollower,
-    TrainingRun,
-    console_log_path,
-    find_live_run,
-    launch_runner,
-    new_run_folder,
-)
-=======
-from studio.tui.store_lane import StoreLane
 from studio.tui.training import RecipeForm, TrainingRun, new_run_folder
->>>>>>> h-train
 
 #: The worker group of the first read: if it fails, the database is unusable and the app exits.
 DATABASE_GROUP = "database"
