@@ -1,0 +1,226 @@
+"""`studio eval` end to end: the tiny random Llama with an adapter trained here is the counselor
+under test, a loopback chat-completions server plays the client and the judge."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from studio.evaluate.panas import FEELINGS, NEGATIVE
+from studio.ingest.formats import parse_cactus
+from studio.store import Store
+from tests.chat_server import ChatServer, Reply, cbt_reply, detect_stage
+from tests.conftest import cactus_row
+from tests.judge_server import is_judge_prompt, judgement
+from tests.tiny_model import build_tiny_llama
+
+pytestmark = pytest.mark.train_extra
+
+RECORDS = 6
+#: A condition waited on longer than this means the code under test hangs: fail, never hang.
+PATIENCE_S = 600
+
+
+class EvalResponder:
+    """Client turns (the two-agent client prompt), judgements and PANAS ratings; the judge can be
+    held after `hold_after` calls, so a test can kill a run with sessions in flight."""
+
+    def __init__(self) -> None:
+        self.calls: dict[str, int] = {}
+        self.hold_after: int | None = None
+        self.release = threading.Event()
+        self._lock = threading.Lock()
+
+    def __call__(self, body: dict[str, Any]) -> Reply:
+        messages = body["messages"]
+        system = str(messages[0]["content"])
+        user = str(messages[-1]["content"])
+        kind = (
+            "judge"
+            if is_judge_prompt(body)
+            else "panas"
+            if "PANAS" in system
+            else detect_stage(body)
+        )
+        with self._lock:
+            self.calls[kind] = self.calls.get(kind, 0) + 1
+            count = self.calls[kind]
+        if kind == "judge":
+            if self.hold_after is not None and count > self.hold_after:
+                self.release.wait(timeout=PATIENCE_S)
+            return Reply(content=judgement(4, steps=()))
+        if kind == "panas":
+            after = "from its transcript" in user
+            ratings = {
+                f: (2 if after else 4) if f in NEGATIVE else (3 if after else 2) for f in FEELINGS
+            }
+            return Reply(content=json.dumps(ratings))
+        return cbt_reply(body)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A database with accepted records and one finished training run (3 steps)."""
+    folder = tmp_path_factory.mktemp("eval")
+    model = build_tiny_llama(folder / "model")
+    db = folder / "studio.db"
+    with Store(db) as store:
+        store.add_rows([parse_cactus(cactus_row(n)) for n in range(RECORDS)], accepted_by="ann")
+    subprocess.run(
+        [sys.executable, "-m", "studio", "train", "--db", str(db), "--base-model", str(model),
+         "--output", str(folder / "run"), "--max-steps", "2", "--events"],
+        env=_env(), check=True, capture_output=True, timeout=PATIENCE_S,
+    )  # fmt: skip
+    return db, model
+
+
+def _env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k != "STUDIO_DB"}
+
+
+@pytest.fixture
+def db(trained: tuple[Path, Path], tmp_path: Path) -> Path:
+    copy = tmp_path / "studio.db"
+    shutil.copy(trained[0], copy)
+    return copy
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[ChatServer, EvalResponder]]:
+    responder = EvalResponder()
+    with ChatServer(responder) as chat:
+        yield chat, responder
+    responder.release.set()
+
+
+def clients_file(path: Path) -> Path:
+    """Two clients × two attitudes, in the CACTUS evaluation shape."""
+    entries = []
+    for n, name in enumerate(("Mia", "Tom")):
+        for attitude in ("positive", "negative"):
+            entries.append(
+                {
+                    "AI_client": {
+                        "intake_form": f"1. Basic Information\nName: {name}\nAge: {30 + n}\n\n"
+                        "2. Presenting Problem\nShe keeps thinking she will be fired.",
+                        "attitude": attitude,
+                        "dialogue_history_init": "Counselor: Hi, what brings you here today?\n"
+                        f"Client: I am sure I will be fired ({name}).",
+                    }
+                }
+            )
+    path.write_text(json.dumps(entries))
+    return path
+
+
+def eval_argv(db: Path, url: str, *extra: str) -> list[str]:
+    return [
+        sys.executable, "-m", "studio", "eval", "--db", str(db), "--run", "1",
+        "--client-backend", "openai", "--client-base-url", url, "--client-model", "client",
+        "--judge-backend", "openai", "--judge-base-url", url, "--judge-model", "judge",
+        "--max-exchanges", "3", "--min-turns", "4", "--concurrency", "2", "--json", *extra,
+    ]  # fmt: skip
+
+
+def finished_sessions(db: Path) -> int:
+    try:
+        with sqlite3.connect(db, timeout=30) as conn:
+            row = conn.execute("SELECT COUNT(*) FROM eval_sessions WHERE status = 'finished'")
+            return int(row.fetchone()[0])
+    except sqlite3.OperationalError:  # the table is not there yet
+        return 0
+
+
+def wait_for(condition: Any, what: str) -> None:
+    deadline = time.monotonic() + PATIENCE_S
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up waiting for {what}")
+        time.sleep(0.1)
+
+
+def test_evaluation_runs_stores_and_resumes_after_kill_9(
+    db: Path, server: tuple[ChatServer, EvalResponder], tmp_path: Path
+) -> None:
+    chat, responder = server
+    clients = clients_file(tmp_path / "clients.json")
+    argv = eval_argv(db, chat.openai_base_url, "--clients", str(clients),
+                     "--attitudes", "positive,negative")  # fmt: skip
+    responder.hold_after = 1  # the first session is judged; the next ones wait at the judge
+    proc = subprocess.Popen(argv, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: finished_sessions(db) == 1, "the first finished session")
+        wait_for(lambda: responder.calls.get("judge", 0) >= 2, "a second session at the judge")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate()
+    first_run = dict(responder.calls)
+    responder.hold_after = None
+    responder.release.set()
+
+    done = subprocess.run(argv, env=_env(), capture_output=True, text=True, timeout=PATIENCE_S)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["progress"]["resumed_from"] == 1 and summary["progress"]["ran"] == 3
+    assert summary["sessions"] == 4 and summary["failed"] == 0 and summary["run"] == 1
+    assert summary["label"] == "run 1 (adapter)"
+    assert summary["counselor"]["kind"] == "adapter" and summary["counselor"]["adapter"]
+    for item, stat in summary["items"].items():
+        assert stat["mean"] == 4 and stat["ci95"] == [4, 4] and stat["n"] == 4, item
+    panas = summary["panas"]
+    assert panas["positive_change"]["mean"] == 10 and panas["negative_change"]["mean"] == -20
+    assert set(summary["per_attitude"]) == {"positive", "negative"}
+    assert all(p["sessions"] == 2 for p in summary["per_attitude"].values())
+
+    # Nothing paid twice: every client turn answered before the kill came from the cache (four
+    # sessions of three client turns), and the PANAS of the finished session was not asked again.
+    assert responder.calls["client_agent"] == 4 * 3, (first_run, responder.calls)
+    assert responder.calls["panas"] == 4 * 2
+
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute(
+            "SELECT client_key, attitude, transcript, turns, ended_by, ctrs, panas_before,"
+            " panas_after, evaluation_id FROM eval_sessions ORDER BY client_key, attitude"
+        ).fetchall()
+        (evaluation,) = conn.execute("SELECT id, run_id FROM evaluations").fetchall()
+    assert [(r[0], r[1]) for r in rows] == [
+        ("file:0", "positive"), ("file:1", "negative"), ("file:2", "positive"),
+        ("file:3", "negative"),
+    ]  # fmt: skip
+    for row in rows:
+        lines = row[2].splitlines()
+        assert lines[0] == "Counselor: Hi, what brings you here today?"
+        assert len(lines) == row[3] == 2 + 2 * 3 and row[4] == "limit"
+        assert [line.split(":")[0] for line in lines] == ["Counselor", "Client"] * 4
+        assert len(json.loads(row[5])) == 6 and len(json.loads(row[6])) == 20
+        assert row[8] == evaluation[0]
+    assert evaluation[1] == 1
+
+
+def test_default_clients_are_the_runs_held_out_records(
+    db: Path, server: tuple[ChatServer, EvalResponder]
+) -> None:
+    chat, _responder = server
+    argv = eval_argv(db, chat.openai_base_url, "--attitudes", "neutral", "--max-exchanges", "1")
+    done = subprocess.run(argv, env=_env(), capture_output=True, text=True, timeout=PATIENCE_S)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["sessions"] == 1 and summary["settings"]["clients"] == "held-out"
+    with Store(db) as store:
+        from studio.train.dataset import build_sft_dataset
+
+        held_out = {e.record_id for e in build_sft_dataset(store.accepted_records()).validation}
+        (row,) = store.conn.execute("SELECT record_id, client_key FROM eval_sessions").fetchall()
+    assert {row[0]} == held_out and row[1] == f"record:{row[0]}"

@@ -1,0 +1,94 @@
+"""The evaluation's pure parts: PANAS answers, intervals, client files, the counselor's prompt."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from studio.cbt.dialogue import Role, Turn
+from studio.errors import BadInputError
+from studio.evaluate.clients import EvalClient, file_clients, parse_attitudes
+from studio.evaluate.engine import Counselor, counselor_messages
+from studio.evaluate.panas import FEELINGS, PanasError, affect, parse_panas
+from studio.evaluate.stats import mean_ci
+from studio.synth.settings import SynthSettings
+from studio.train.adapter import AdapterInfo, trained_messages
+from studio.train.dataset import SYSTEM_PROMPT
+
+
+def test_panas_answer_is_read_strictly() -> None:
+    ratings = dict.fromkeys(FEELINGS, 3)
+    assert parse_panas("```json\n" + json.dumps(ratings) + "\n```") == ratings
+    assert affect(ratings) == (30, 30)
+    with pytest.raises(PanasError, match="no rating for afraid"):
+        parse_panas(json.dumps({k: v for k, v in ratings.items() if k != "afraid"}))
+    with pytest.raises(PanasError, match="upset: 6"):
+        parse_panas(json.dumps(ratings | {"upset": 6}))
+    with pytest.raises(PanasError, match="not JSON"):
+        parse_panas("I feel fine.")
+
+
+def test_mean_ci_uses_students_t() -> None:
+    assert mean_ci([]).mean is None
+    one = mean_ci([4.0])
+    assert (one.mean, one.low, one.n) == (4.0, None, 1)
+    two = mean_ci([2.0, 4.0])  # sd √2, se 1, t(1) = 12.706
+    assert two.mean == 3.0 and two.low == pytest.approx(3 - 12.706)
+    assert two.to_json() == {"mean": 3.0, "ci95": [-9.706, 15.706], "n": 2}
+
+
+def test_attitudes_and_client_files_say_what_is_wrong(tmp_path: Path) -> None:
+    assert parse_attitudes(None) == ("positive", "neutral", "negative")
+    assert parse_attitudes("negative, positive") == ("negative", "positive")
+    with pytest.raises(BadInputError, match="unknown attitude cheerful"):
+        parse_attitudes("positive,cheerful")
+    path = tmp_path / "clients.json"
+    path.write_text(
+        json.dumps([{"AI_client.intake_form": "Name: Ann", "AI_client.attitude": "sad"}])
+    )
+    with pytest.raises(BadInputError, match=r"entry 0: AI_client.attitude 'sad'"):
+        file_clients(path)
+    path.write_text("{not json")
+    with pytest.raises(BadInputError, match="not JSON"):
+        file_clients(path)
+    entry = {
+        "AI_client": {
+            "intake_form": "Name: Ann",
+            "attitude": "neutral",
+            "dialogue_history_init": [
+                {"role": "counselor", "message": "Hello."},
+                {"role": "client", "message": "Hi."},
+            ],
+        }
+    }
+    path.write_text(json.dumps([entry, entry | {}]))
+    (client, _) = file_clients(path)
+    assert client.opening == (Turn(Role.COUNSELOR, "Hello."), Turn(Role.CLIENT, "Hi."))
+    assert file_clients(path, ("positive",)) == []
+
+
+def test_an_adapter_counselor_is_prompted_as_it_was_trained() -> None:
+    client = EvalClient("file:0", "Name: Ann", "neutral", (), technique="T", plan="1. Step")
+    turns = [Turn(Role.COUNSELOR, "Hello."), Turn(Role.CLIENT, "Hi."), Turn(Role.CLIENT, "Um.")]
+    settings = SynthSettings(backend="local", model="m", adapter="a")
+    history = Counselor(settings, "run 1", "adapter", context="history")
+    messages = counselor_messages(history, client, turns)
+    # Counselor → assistant, client → user, consecutive turns merged (training's format).
+    assert messages[1:] == [
+        {"role": "assistant", "content": "Hello."},
+        {"role": "user", "content": "Hi.\nUm."},
+    ]
+    info = AdapterInfo(system_prompt="TRAINED", context="history", chat_template="model")
+    assert trained_messages(info, messages)[0] == {"role": "system", "content": "TRAINED"}
+    plan = Counselor(settings, "run 1", "adapter", context="plan")
+    system = trained_messages(
+        AdapterInfo("TRAINED", "plan", "model"), counselor_messages(plan, client, turns)
+    )[0]["content"]
+    assert (
+        system.startswith("TRAINED\n\nClient intake:\nName: Ann")
+        and "Counseling plan:\n1." in system
+    )
+    base = Counselor(SynthSettings(backend="local", model="m"), "base", "base")
+    assert counselor_messages(base, client, turns)[0]["content"] == SYSTEM_PROMPT
