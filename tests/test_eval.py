@@ -224,3 +224,34 @@ def test_default_clients_are_the_runs_held_out_records(
         held_out = {e.record_id for e in build_sft_dataset(store.accepted_records()).validation}
         (row,) = store.conn.execute("SELECT record_id, client_key FROM eval_sessions").fetchall()
     assert {row[0]} == held_out and row[1] == f"record:{row[0]}"
+
+
+def test_a_local_counselor_generates_for_waiting_sessions_in_one_batch(
+    trained: tuple[Path, Path],
+) -> None:
+    import asyncio
+
+    from studio.evaluate.batching import BatchedLocalBackend
+    from studio.synth.backends import ChatRequest, LocalBackend
+    from studio.synth.settings import SynthSettings
+
+    _db, model = trained
+    adapter = str(model.parent / "run")
+    settings = SynthSettings(backend="local", model=str(model), adapter=adapter, temperature=0.0)
+    conversations = [
+        [{"role": "system", "content": ""}, {"role": "assistant", "content": "Hello."},
+         {"role": "user", "content": "Hi." * n}]
+        for n in (1, 4, 9)
+    ]  # fmt: skip
+    requests = [ChatRequest(messages=m, max_tokens=6, temperature=0.0) for m in conversations]
+    batched = BatchedLocalBackend(settings)
+    single = LocalBackend(settings)
+
+    async def both() -> tuple[list[str], list[str]]:
+        together = await asyncio.gather(*(batched.complete(r) for r in requests))
+        alone = [await single.complete(r) for r in requests]
+        return [a.text for a in together], [a.text for a in alone]
+
+    together, alone = asyncio.run(both())
+    assert batched.batches == [3]  # three sessions waiting: one generate call
+    assert any(together) and together == alone  # left padding changes nothing (greedy decoding)

@@ -39,6 +39,8 @@ BACKENDS = ["groq", "openai", "local"]
               help="Sessions in flight at once.")  # fmt: skip
 @click.option("--temperature", type=float, default=0.7, show_default=True,
               help="The counselor's sampling temperature.")  # fmt: skip
+@click.option("--batch/--no-batch", default=True, show_default=True,
+              help="A local counselor generates for all waiting sessions in one batch.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 @click.option(
     "--config",
@@ -62,6 +64,7 @@ def eval_command(
     min_turns: int,
     concurrency: int,
     temperature: float,
+    batch: bool,
     as_json: bool,
     config_path: Path | None,
     **agents: Any,
@@ -140,7 +143,9 @@ def eval_command(
                 )
 
         try:
-            progress = run_evaluation(store, prepared, concurrency=concurrency, on_session=echo)
+            progress = run_evaluation(
+                store, prepared, concurrency=concurrency, on_session=echo, batch=batch
+            )
         except KeyboardInterrupt:
             click.echo("interrupted — finished sessions are saved; run the same command to go on")
             sys.exit(130)

@@ -138,11 +138,23 @@ def prepare(
 
 
 def run_evaluation(
-    store: Store, prepared: Prepared, *, concurrency: int, on_session: Any = None
+    store: Store,
+    prepared: Prepared,
+    *,
+    concurrency: int,
+    on_session: Any = None,
+    batch: bool = True,
 ) -> EvalProgress:
-    from studio.synth.backends import make_backend
+    """Run (or resume) the evaluation. A local counselor generates for the sessions waiting on
+    it in one batch (`batch`), else one answer at a time."""
+    from studio.evaluate.batching import BatchedLocalBackend
+    from studio.synth.backends import Backend, make_backend
 
-    counselor_backend = make_backend(prepared.counselor.settings)
+    counselor_backend: Backend
+    if batch and prepared.counselor.settings.backend == "local":
+        counselor_backend = BatchedLocalBackend(prepared.counselor.settings, max_batch=concurrency)
+    else:
+        counselor_backend = make_backend(prepared.counselor.settings)
     client_backend = make_backend(prepared.client)
     judge_backend = make_backend(prepared.judge)
     evaluator = Evaluator(
