@@ -255,3 +255,46 @@ def test_a_local_counselor_generates_for_waiting_sessions_in_one_batch(
     together, alone = asyncio.run(both())
     assert batched.batches == [3]  # three sessions waiting: one generate call
     assert any(together) and together == alone  # left padding changes nothing (greedy decoding)
+
+
+def test_chat_streams_the_adapter_and_saves_the_conversation_scored(
+    db: Path, server: tuple[ChatServer, EvalResponder], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from studio.cli import cli
+
+    chat, responder = server
+    monkeypatch.delenv("STUDIO_DB", raising=False)
+    argv = ["chat", "--db", str(db), "--run", "1", "--max-tokens", "8", "--judge",
+            "--judge-backend", "openai", "--judge-base-url", chat.openai_base_url,
+            "--judge-model", "judge"]  # fmt: skip
+    result = CliRunner().invoke(cli, argv, input="I keep failing.\nIt is hard.\n/end\n")
+    assert result.exit_code == 0, result.output
+    assert result.output.count("Counselor: ") == 3  # the greeting and two answers
+    assert "saved as a session of evaluation 1 (5 turns, CTRS mean 4.00)" in result.output
+    assert responder.calls == {"judge": 1}
+    with Store(db) as store:
+        (row,) = store.conn.execute(
+            "SELECT e.run_id, s.attitude, s.ended_by, s.transcript, s.ctrs_mean"
+            " FROM eval_sessions s JOIN evaluations e ON e.id = s.evaluation_id"
+        ).fetchall()
+    assert row[:3] == (1, "clinician", "clinician") and row[4] == 4
+    lines = row[3].splitlines()
+    assert [line.split(":")[0] for line in lines] == ["Counselor", "Client"] * 2 + ["Counselor"]
+    assert lines[1] == "Client: I keep failing."
+
+
+def test_chat_reply_streams_pieces_that_make_the_turn(trained: tuple[Path, Path]) -> None:
+    from studio.evaluate.chat import ChatSession
+    from studio.evaluate.engine import Counselor
+    from studio.synth.settings import SynthSettings
+
+    _db, model = trained
+    settings = SynthSettings(
+        backend="local", model=str(model), adapter=str(model.parent / "run"), temperature=0.0
+    )
+    session = ChatSession(Counselor(settings, "run 1", "adapter"))
+    session.say("I keep failing.")
+    pieces = list(session.reply(max_tokens=12))
+    assert pieces and session.turns[-1].text == " ".join("".join(pieces).split())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -193,3 +194,106 @@ def _print(summary: dict[str, Any]) -> None:
             f"  {attitude:<9} CTRS {_fmt(part['ctrs_mean'])}, PANAS +{_fmt(part['panas']['positive_change'])}"
             f" / -{_fmt(part['panas']['negative_change'])} ({part['sessions']} sessions)"
         )
+
+
+@click.command("chat")
+@db_option
+@click.option("--run", "run_id", type=int, required=True, help="Talk to this run's adapter.")
+@click.option("--max-tokens", type=click.IntRange(min=1), default=256, show_default=True)
+@click.option("--temperature", type=float, default=0.7, show_default=True)
+@click.option("--save/--no-save", default=True, show_default=True,
+              help="Keep the conversation as a session of the run's chat evaluation.")  # fmt: skip
+@click.option("--judge", "judged", is_flag=True, help="Score the saved conversation (CTRS, flags).")
+@click.option("--judge-backend", type=click.Choice(BACKENDS), help="Judge backend.")
+@click.option("--judge-model", help="Judge model.")
+@click.option("--judge-base-url", help="Judge server URL.")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="STUDIO_CONFIG",
+    help="TOML config file ([synth] is the default judge).",
+)
+@handle_errors
+def chat_command(
+    db: Path,
+    run_id: int,
+    max_tokens: int,
+    temperature: float,
+    save: bool,
+    judged: bool,
+    config_path: Path | None,
+    **judge_options: Any,
+) -> None:
+    """Talk to a trained counselor: you write as the client, the run's adapter answers as the
+    counselor in the format it was trained on, token by token. An empty line or /end ends the
+    session; it is then saved as a session of the run's chat evaluation (scored with --judge).
+    """
+    from studio.evaluate.chat import ChatSession, save_chat
+    from studio.evaluate.launch import find_run, run_counselor
+    from studio.synth import SynthSettings
+
+    judge = None
+    if judged:
+        judge = SynthSettings.load(
+            config_path,
+            backend=judge_options["judge_backend"],
+            model=judge_options["judge_model"],
+            base_url=judge_options["judge_base_url"],
+        ).validate()
+    with open_store(db, must_exist=True) as store:
+        run = find_run(store, run_id)
+    counselor = run_counselor(run, temperature=temperature, max_tokens=max_tokens)
+    session = ChatSession(counselor)
+    click.echo(f"Talking to {counselor.label}. An empty line or /end ends the session.")
+    click.echo(f"Counselor: {session.turns[0].text}")
+    while True:
+        try:
+            line = click.prompt("Client", default="", show_default=False, prompt_suffix=": ")
+        except (EOFError, click.Abort):
+            line = ""
+        if not line.strip() or line.strip() == "/end":
+            break
+        session.say(line)
+        click.echo("Counselor: ", nl=False)
+        for piece in session.reply(max_tokens=max_tokens):
+            click.echo(piece, nl=False)
+        click.echo()
+    if not save or len(session.turns) < 2:
+        click.echo("not saved")
+        return
+    ctrs, flags = _judge_chat(db, judge, session.transcript) if judge else ({}, [])
+    with open_store(db, must_exist=True) as store:
+        evaluation_id = save_chat(store, session, ctrs=ctrs, flags=flags)
+    scored = f", CTRS mean {sum(v['score'] for v in ctrs.values()) / len(ctrs):.2f}" if ctrs else ""
+    click.echo(
+        f"saved as a session of evaluation {evaluation_id} ({len(session.turns)} turns{scored})"
+    )
+
+
+def _judge_chat(db: Path, judge: Any, transcript: str) -> tuple[dict[str, Any], list[Any]]:
+    import asyncio
+
+    from studio.evaluate.clients import EvalClient
+    from studio.evaluate.engine import score_transcript
+    from studio.judge.answer import AnswerError
+    from studio.synth.backends import make_backend
+    from studio.synth.engine import CallFailed, Synthesizer, _Usage
+
+    judge = replace(judge, temperature=0.0)  # a judge reads, it does not write
+    backend = make_backend(judge)
+    with open_store(db, must_exist=True) as store:
+        engine = Synthesizer(store, backend, judge)
+
+        async def go() -> tuple[dict[str, Any], list[Any]]:
+            try:
+                client = EvalClient("chat", "", "clinician", ())
+                return await score_transcript(engine, client, transcript, _Usage())
+            finally:
+                await backend.aclose()
+
+        try:
+            return asyncio.run(go())
+        except (CallFailed, AnswerError) as exc:
+            click.echo(f"not scored: the judge failed ({exc})", err=True)
+            return {}, []

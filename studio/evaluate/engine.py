@@ -303,38 +303,7 @@ class Evaluator:
     async def score(
         self, client: EvalClient, transcript: str, usage: _Usage
     ) -> tuple[dict[str, Any], list[Any]]:
-        """The judge's CTRS items and safety flags (its prompt and answer format as `studio judge`)."""
-        import re
-
-        shown = JudgeInput(
-            technique=client.technique,
-            plan=client.plan,
-            dialogue=transcript,
-            turns=len(parse_dialogue(transcript).turns),
-            steps=len(re.findall(r"^\s*(\d+)[.)]", client.plan, re.M)),
-        )
-        template = load_template(JUDGE_TEMPLATE, self.judge.settings.prompts_dir)
-
-        def readable(text: str) -> bool:
-            try:
-                parse_answer(text, turns=shown.turns, steps=shown.steps)
-            except AnswerError:
-                return False
-            return True
-
-        answer = await self.judge.call(
-            shown.messages(template),
-            kind="judge",
-            schema=judge_schema(),
-            usage=usage,
-            passes=readable,
-        )
-        items, _steps, flags = parse_answer(answer, turns=shown.turns, steps=shown.steps)
-        ctrs = {
-            item: {"score": items[item].score, "explanation": items[item].explanation}
-            for item in CTRS_ITEMS
-        }
-        return ctrs, [f.to_json() for f in flags]
+        return await score_transcript(self.judge, client, transcript, usage)
 
     async def panas(
         self, client: EvalClient, moment: str, material: str, usage: _Usage
@@ -359,3 +328,36 @@ class Evaluator:
     async def aclose(self) -> None:
         for engine in (self.speaker, self.client, self.judge):
             await engine.aclose()
+
+
+async def score_transcript(
+    judge: Synthesizer, client: EvalClient, transcript: str, usage: _Usage
+) -> tuple[dict[str, Any], list[Any]]:
+    """The judge's CTRS items and safety flags (its prompt and answer format as `studio judge`)."""
+    import re
+
+    shown = JudgeInput(
+        technique=client.technique,
+        plan=client.plan,
+        dialogue=transcript,
+        turns=len(parse_dialogue(transcript).turns),
+        steps=len(re.findall(r"^\s*(\d+)[.)]", client.plan, re.M)),
+    )
+    template = load_template(JUDGE_TEMPLATE, judge.settings.prompts_dir)
+
+    def readable(text: str) -> bool:
+        try:
+            parse_answer(text, turns=shown.turns, steps=shown.steps)
+        except AnswerError:
+            return False
+        return True
+
+    answer = await judge.call(
+        shown.messages(template), kind="judge", schema=judge_schema(), usage=usage, passes=readable
+    )
+    items, _steps, flags = parse_answer(answer, turns=shown.turns, steps=shown.steps)
+    ctrs = {
+        item: {"score": items[item].score, "explanation": items[item].explanation}
+        for item in CTRS_ITEMS
+    }
+    return ctrs, [f.to_json() for f in flags]
