@@ -40,8 +40,9 @@ BACKENDS = ["groq", "openai", "local"]
               help="Sessions in flight at once.")  # fmt: skip
 @click.option("--temperature", type=float, default=0.7, show_default=True,
               help="The counselor's sampling temperature.")  # fmt: skip
-@click.option("--batch/--no-batch", default=True, show_default=True,
-              help="A local counselor generates for all waiting sessions in one batch.")  # fmt: skip
+@click.option("--batch/--no-batch", default=None,
+              help="A local counselor generates for all waiting sessions in one batch"
+              " [on a GPU: batch; on a CPU: one at a time].")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as one JSON object.")
 @click.option(
     "--config",
@@ -65,7 +66,7 @@ def eval_command(
     min_turns: int,
     concurrency: int,
     temperature: float,
-    batch: bool,
+    batch: bool | None,
     as_json: bool,
     config_path: Path | None,
     **agents: Any,

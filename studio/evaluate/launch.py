@@ -143,15 +143,22 @@ def run_evaluation(
     *,
     concurrency: int,
     on_session: Any = None,
-    batch: bool = True,
+    batch: bool | None = None,
 ) -> EvalProgress:
     """Run (or resume) the evaluation. A local counselor generates for the sessions waiting on
-    it in one batch (`batch`), else one answer at a time."""
+    it in one batch (`batch`), else one answer at a time. None: batched on a GPU only; on a CPU a
+    batch runs until its longest answer ends and costs in proportion to its size, which measured
+    3.5x slower than one at a time (docs/benchmarks.md, Evaluation)."""
     from studio.evaluate.batching import BatchedLocalBackend
     from studio.synth.backends import Backend, make_backend
 
+    local = prepared.counselor.settings.backend == "local"
+    if batch is None and local:
+        import torch
+
+        batch = torch.cuda.is_available()
     counselor_backend: Backend
-    if batch and prepared.counselor.settings.backend == "local":
+    if batch and local:
         counselor_backend = BatchedLocalBackend(prepared.counselor.settings, max_batch=concurrency)
     else:
         counselor_backend = make_backend(prepared.counselor.settings)
