@@ -92,3 +92,28 @@ def test_an_adapter_counselor_is_prompted_as_it_was_trained() -> None:
     )
     base = Counselor(SynthSettings(backend="local", model="m"), "base", "base")
     assert counselor_messages(base, client, turns)[0]["content"] == SYSTEM_PROMPT
+
+
+AGENTS = ("--client-backend", "openai", "--client-base-url", "http://127.0.0.1:9/v1",
+          "--client-model", "c", "--judge-backend", "openai",
+          "--judge-base-url", "http://127.0.0.1:9/v1", "--judge-model", "j")  # fmt: skip
+
+
+def test_studio_eval_bad_input_is_one_line(run, store) -> None:
+    result = run("eval", *AGENTS)
+    assert result.exit_code == 2 and "name the counselor: --run N, or --model" in result.output
+    result = run("eval", "--run", "7")
+    assert result.exit_code == 2 and "the client simulator (--client-backend" in result.output
+    assert "no Groq API key" in result.output  # the config's [synth] default: groq
+    result = run("eval")
+    assert result.exit_code == 2 and "name the counselor: --run N, or --model" in result.output
+    result = run("eval", "--run", "7", *AGENTS)
+    assert result.exit_code == 2 and "--run 7: no such training run" in result.output
+    result = run("eval", "--model", "m", "--attitudes", "happy", *AGENTS)
+    assert result.exit_code == 2 and "unknown attitude happy" in result.output
+    result = run(
+        "eval", "--model", "m", "--backend", "local", *AGENTS
+    )  # held-out needs a run's split
+    assert result.exit_code == 2 and "--clients held-out needs --run N" in result.output
+    result = run("chat", "--run", "3")
+    assert result.exit_code == 2 and "--run 3: no such training run" in result.output

@@ -100,18 +100,8 @@ def eval_command(
     if backend and backend != "local" and adapter:
         raise BadInputError("--adapter needs the local backend")
     chosen = parse_attitudes(attitudes)
-    client = SynthSettings.load(
-        config_path,
-        backend=agents["client_backend"],
-        model=agents["client_model"],
-        base_url=agents["client_base_url"],
-    ).validate()
-    judge = SynthSettings.load(
-        config_path,
-        backend=agents["judge_backend"],
-        model=agents["judge_model"],
-        base_url=agents["judge_base_url"],
-    ).validate()
+    client = _agent_settings(config_path, "client", agents)
+    judge = _agent_settings(config_path, "judge", agents)
     if not db.is_file():
         raise BadInputError(f"{db}: no such database (train a run first, or try `studio demo`)")
     with one_run_per_database(db, "eval"), open_store(db, must_exist=True) as store:
@@ -168,6 +158,25 @@ def eval_command(
             f"{summary['failed']} session{'s' * (summary['failed'] > 1)} failed"
             f" ({'; '.join(summary['errors'])}); run the same command again to retry them"
         )
+
+
+def _agent_settings(config_path: Path | None, role: str, options: dict[str, Any]) -> Any:
+    """The client simulator's or the judge's settings: `--ROLE-backend/-model/-base-url` over the
+    config's [synth]; a problem names the role and its options."""
+    from studio.synth import SynthSettings
+
+    try:
+        return SynthSettings.load(
+            config_path,
+            backend=options[f"{role}_backend"],
+            model=options[f"{role}_model"],
+            base_url=options[f"{role}_base_url"],
+        ).validate()
+    except BadInputError as exc:
+        who = "the client simulator" if role == "client" else "the judge"
+        raise BadInputError(
+            f"{who} (--{role}-backend/--{role}-model/--{role}-base-url): {exc}"
+        ) from exc
 
 
 def _fmt(stat: dict[str, Any]) -> str:
@@ -232,16 +241,10 @@ def chat_command(
     """
     from studio.evaluate.chat import ChatSession, save_chat
     from studio.evaluate.launch import find_run, run_counselor
-    from studio.synth import SynthSettings
 
     judge = None
     if judged:
-        judge = SynthSettings.load(
-            config_path,
-            backend=judge_options["judge_backend"],
-            model=judge_options["judge_model"],
-            base_url=judge_options["judge_base_url"],
-        ).validate()
+        judge = _agent_settings(config_path, "judge", judge_options)
     with open_store(db, must_exist=True) as store:
         run = find_run(store, run_id)
     counselor = run_counselor(run, temperature=temperature, max_tokens=max_tokens)
