@@ -50,3 +50,19 @@ def summarize(evaluation: EvaluationRow, rows: Sequence[SessionRow]) -> dict[str
             a: summarize_sessions([s for s in rows if s.attitude == a]) for a in attitudes
         },
     }
+
+
+def comparison(store: Any) -> list[tuple[dict[str, Any], list[SessionRow]]]:
+    """Every evaluation with finished sessions: its summary and its sessions, lowest score first
+    (what the counselor does worst is what a clinician should read first)."""
+    from studio.evaluate.storage import list_evaluations, sessions
+
+    found = []
+    for evaluation in list_evaluations(store):
+        rows = sessions(store, evaluation.id)
+        done = [s for s in rows if s.status == FINISHED]
+        if not done:
+            continue
+        done.sort(key=lambda s: (s.ctrs_mean is None, s.ctrs_mean or 0.0, s.id))
+        found.append((summarize(evaluation, rows), done))
+    return found
