@@ -37,7 +37,8 @@ def evaluated_db(path: Path) -> Path:
                     store,
                     SessionRow(
                         evaluation_id=evaluation.id,
-                        client_key=f"file:{m}",
+                        client_key=f"record:{m + 1}",
+                        record_id=m + 1,
                         attitude=attitude,
                         status=FINISHED,
                         transcript=TRANSCRIPT,
@@ -79,6 +80,19 @@ async def test_evaluations_side_by_side_and_the_worst_session_opens_first(db: Pa
         scores = [s.ctrs_mean or 0.0 for _, s in screen.sessions]
         assert scores == sorted(scores) and scores[0] == 1.0  # the base model's worst, first
         assert screen.query_one("#sessions", DataTable).row_count == 6
+        await pilot.press("b", "b")  # twice: still one new record
+        await settle(pilot)
+        with Store(db) as store:
+            new = store.conn.execute(
+                "SELECT r.id, r.seed_id, r.attitude, r.status, r.source FROM records r"
+                " WHERE r.source = 'eval'"
+            ).fetchall()
+            (seed,) = store.conn.execute("SELECT seed_id FROM records WHERE id = 3").fetchone()
+            events = store.conn.execute(
+                "SELECT action, reviewer FROM events WHERE action = 'send_back'"
+            ).fetchall()
+        assert [row[1:] for row in new] == [(seed, "negative", "pending", "eval")]
+        assert events == [("send_back", "dr_lee")]
         await pilot.press("enter")
         await pilot.pause()
         assert isinstance(app.screen, TranscriptScreen)

@@ -161,3 +161,43 @@ def finished_keys(store: Store, evaluation_id: int) -> set[tuple[str, str]]:
     return {
         (s.client_key, s.attitude) for s in sessions(store, evaluation_id) if s.status == FINISHED
     }
+
+
+def send_back(store: Store, session_id: int, *, reviewer: str = "") -> int | None:
+    """What the counselor did poorly becomes data a clinician looks at: a new record for the seed
+    of the session's client (pending, so `studio synth` writes it and it comes to review), with
+    the session's attitude. Returns its id (the same one when sent back twice); None when the
+    client is not a record (a client from a file, a chat)."""
+    from studio.model import STAGES, RecordStatus, StageStatus
+
+    found = store.conn.execute(
+        "SELECT s.record_id, s.attitude, s.ctrs_mean, r.seed_id, r.mode FROM eval_sessions s"
+        " JOIN records r ON r.id = s.record_id WHERE s.id = ?",
+        (session_id,),
+    ).fetchone()
+    if found is None:
+        return None
+    record_id, attitude, score, seed_id, mode = found
+    key = f"eval-session:{session_id}"
+    now = store.now()
+    with store.transaction() as conn:
+        cur = conn.execute(
+            "INSERT OR IGNORE INTO records (seed_id, dedupe_key, mode, status, attitude, source,"
+            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'eval', ?, ?)",
+            (seed_id, key, mode, RecordStatus.PENDING.value, attitude, now, now),
+        )
+        if not cur.rowcount:
+            row = conn.execute("SELECT id FROM records WHERE dedupe_key = ?", (key,)).fetchone()
+            return int(row[0])
+        new_id = int(cur.lastrowid or 0)
+        conn.executemany(
+            "INSERT INTO stages (record_id, name, position, status, updated_at) VALUES (?, ?, ?, ?, ?)",
+            [(new_id, s.value, s.position, StageStatus.PENDING.value, now) for s in STAGES],
+        )
+        store.log_event(
+            "send_back",
+            reviewer=reviewer,
+            record_id=new_id,
+            detail=f"evaluation session {session_id} of record {record_id} scored {score}",
+        )
+    return new_id

@@ -19,7 +19,7 @@ from textual.widgets import DataTable, Header, Label, Static
 
 from studio.cbt.ctrs import CTRS_ITEMS
 from studio.evaluate.report import comparison
-from studio.evaluate.storage import SessionRow
+from studio.evaluate.storage import SessionRow, send_back
 from studio.tui.screens.base import StudioScreen
 from studio.tui.widgets.footer import StudioFooter
 
@@ -134,6 +134,13 @@ class EvaluationScreen(StudioScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q,escape", "back", "Back", id="evaluation.back"),
         Binding("ctrl+r", "reload", "Reload", id="evaluation.reload"),
+        Binding(
+            "b",
+            "send_back",
+            "Send back",
+            id="evaluation.send_back",
+            tooltip="The selected session's client gets a new record to synthesize and review",
+        ),
     ]
 
     def __init__(self) -> None:
@@ -200,6 +207,32 @@ class EvaluationScreen(StudioScreen):
 
     def action_reload(self) -> None:
         self.load()
+
+    def action_send_back(self) -> None:
+        table = self.query_one("#sessions", DataTable)
+        if not self.sessions or table.cursor_row >= len(self.sessions):
+            return
+        self.send_back(self.sessions[table.cursor_row][1])
+
+    @work(group="send-back", exclusive=True, exit_on_error=False, description="Send a session back")
+    async def send_back(self, session: SessionRow) -> None:
+        reviewer = self.studio.settings.reviewer
+
+        def job(store: Any) -> int | None:
+            return send_back(store, session.id, reviewer=reviewer)
+
+        record_id = await self.studio.lane.run(job)
+        if record_id is None:
+            self.notify(
+                "This client is not a record of the database (a file's client or a chat):"
+                " nothing to synthesize",
+                severity="warning",
+            )
+        else:
+            self.notify(
+                f"Record {record_id} waits for `studio synth`: {session.client_key}"
+                f" ({session.attitude}) comes back to review"
+            )
 
     def action_back(self) -> None:
         self.dismiss(None)
