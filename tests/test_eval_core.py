@@ -117,3 +117,37 @@ def test_studio_eval_bad_input_is_one_line(run, store) -> None:
     assert result.exit_code == 2 and "--clients held-out needs --run N" in result.output
     result = run("chat", "--run", "3")
     assert result.exit_code == 2 and "--run 3: no such training run" in result.output
+
+
+def test_agents_on_the_same_model_share_one_rate_limiter(store) -> None:
+    from studio.evaluate.engine import EvalPlan, Evaluator
+    from studio.evaluate.storage import find_or_create_evaluation
+    from studio.synth.backends import ChatRequest, ChatResponse
+
+    class Idle:
+        name = "openai"
+        model = "m"
+        supports_json_schema = False
+
+        async def complete(self, request: ChatRequest) -> ChatResponse:
+            raise AssertionError("no call is made")
+
+        async def aclose(self) -> None:
+            return None
+
+    def agent(model: str) -> SynthSettings:
+        return SynthSettings(backend="openai", model=model, base_url="http://127.0.0.1:9/v1")
+
+    evaluation = find_or_create_evaluation(
+        store, key="k", run_id=None, label="x", counselor={}, settings={}
+    )
+    counselor = Counselor(agent("teacher"), "teacher", "api")
+    backends = (Idle(), Idle(), Idle())
+    same = Evaluator(store, evaluation, EvalPlan(()), counselor, backends, (agent("a"), agent("a")))
+    assert same.client.limiter is same.judge.limiter
+    assert same.speaker.limiter is not same.client.limiter
+    teacher = Evaluator(
+        store, evaluation, EvalPlan(()), counselor, backends, (agent("teacher"), agent("b"))
+    )
+    assert teacher.client.limiter is teacher.speaker.limiter
+    assert teacher.judge.limiter is not teacher.client.limiter

@@ -49,6 +49,7 @@ from studio.store.synthesis import CachedAnswer, cache_key, cache_put
 from studio.synth import chain
 from studio.synth.backends import Backend
 from studio.synth.engine import CallFailed, Synthesizer, _Usage
+from studio.synth.ratelimit import RateLimiter
 from studio.synth.settings import SynthSettings
 from studio.synth.templates import Messages, load_template
 
@@ -157,6 +158,17 @@ class EvalProgress:
 Listener = Callable[[SessionRow], None]
 
 
+def shared_limiter(engine: Synthesizer, settings: SynthSettings) -> RateLimiter | None:
+    """`engine`'s rate limiter when `settings` call the same model at the same server."""
+    mine = engine.settings
+    same = (mine.backend, mine.base_url or "", mine.model_id) == (
+        settings.backend,
+        settings.base_url or "",
+        settings.model_id,
+    )
+    return engine.limiter if same and settings.backend != "local" else None
+
+
 class Evaluator:
     def __init__(
         self,
@@ -188,8 +200,17 @@ class Evaluator:
             min_turns=1,
         )
         self.speaker = Synthesizer(store, backends[0], counselor.settings)
-        self.client = Synthesizer(store, backends[1], client_settings)
-        self.judge = Synthesizer(store, backends[2], replace(judge_settings, temperature=0.0))
+        # Providers limit each model of an account: agents on the same model share one limiter
+        # (the client simulator and the judge are often the same API model, or the teacher).
+        self.client = Synthesizer(
+            store,
+            backends[1],
+            client_settings,
+            limiter=shared_limiter(self.speaker, client_settings),
+        )
+        judge = replace(judge_settings, temperature=0.0)
+        limiter = shared_limiter(self.speaker, judge) or shared_limiter(self.client, judge)
+        self.judge = Synthesizer(store, backends[2], judge, limiter=limiter)
         self.concurrency = max(1, concurrency)
         self.on_session = on_session or (lambda session: None)
         self.progress = EvalProgress()
