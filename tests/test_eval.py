@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -298,3 +299,58 @@ def test_chat_reply_streams_pieces_that_make_the_turn(trained: tuple[Path, Path]
     session.say("I keep failing.")
     pieces = list(session.reply(max_tokens=12))
     assert pieces and session.turns[-1].text == " ".join("".join(pieces).split())
+
+
+async def test_the_app_chats_with_a_runs_adapter_streamed_and_saves_it(db: Path) -> None:
+    from studio.evaluate.storage import (
+        FINISHED,
+        SessionRow,
+        find_or_create_evaluation,
+        save_session,
+    )
+    from studio.tui.screens.chat import ChatScreen
+    from tests.test_tui_support import settle, studio_app
+
+    with Store(db) as store:
+        evaluation = find_or_create_evaluation(
+            store, key="k", run_id=1, label="run 1 (adapter)", counselor={}, settings={}
+        )
+        save_session(
+            store,
+            SessionRow(evaluation.id, "file:0", "neutral", FINISHED, transcript="Counselor: Hi.",
+                       turns=1, ctrs_mean=3.0),
+        )  # fmt: skip
+    from studio.tui.screens.chat import ChatPiece
+
+    app = studio_app(db)
+    messages: list[Any] = []
+    async with app.run_test(size=(120, 36), message_hook=messages.append) as pilot:
+        await settle(pilot)
+        await pilot.press("v")
+        await settle(pilot)
+        await pilot.press("c")
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, ChatScreen)
+        screen.max_tokens = 8
+        counselor = screen.session.counselor  # greedy: the same answer on every run
+        screen.session.counselor = replace(
+            counselor, settings=replace(counselor.settings, temperature=0.0)
+        )
+        await pilot.press(*"I keep failing.", "enter")
+        await settle(pilot)
+        assert not screen.busy
+        turns = [t.role.value for t in screen.session.turns]
+        assert turns == ["counselor", "client", "counselor"]
+        pieces = [m.text for m in messages if isinstance(m, ChatPiece)]
+        assert pieces and " ".join("".join(pieces).split()) == screen.session.turns[-1].text
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        await pilot.press("ctrl+s")  # saved again: the same session, updated
+        await settle(pilot)
+    with Store(db) as store:
+        rows = store.conn.execute(
+            "SELECT e.run_id, s.client_key, s.turns FROM eval_sessions s"
+            " JOIN evaluations e ON e.id = s.evaluation_id WHERE s.attitude = 'clinician'"
+        ).fetchall()
+    assert rows == [(1, "chat:1", 3)]

@@ -24,6 +24,8 @@ CHAT_ATTITUDE = "clinician"
 class ChatSession:
     counselor: Counselor
     turns: list[Turn] = field(default_factory=lambda: [Turn(Role.COUNSELOR, GREETING)])
+    saved_as: str = ""
+    """The session's client key once saved: saving again updates that session."""
     _model: Any = None
     _tokenizer: Any = None
     _info: Any = None
@@ -109,16 +111,18 @@ def save_chat(
         counselor=counselor.describe(),
         settings={"clients": "chat"},
     )
-    count = store.conn.execute(
-        "SELECT COUNT(*) FROM eval_sessions WHERE evaluation_id = ?", (evaluation.id,)
-    ).fetchone()[0]
+    if not session.saved_as:
+        count = store.conn.execute(
+            "SELECT COUNT(*) FROM eval_sessions WHERE evaluation_id = ?", (evaluation.id,)
+        ).fetchone()[0]
+        session.saved_as = f"chat:{count + 1}"
     scores = ctrs or {}
     values = [v["score"] for v in scores.values()]
     save_session(
         store,
         SessionRow(
             evaluation_id=evaluation.id,
-            client_key=f"chat:{count + 1}",
+            client_key=session.saved_as,
             attitude=CHAT_ATTITUDE,
             status=FINISHED,
             transcript=session.transcript,

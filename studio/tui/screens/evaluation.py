@@ -18,6 +18,7 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Header, Label, Static
 
 from studio.cbt.ctrs import CTRS_ITEMS
+from studio.evaluate.engine import Counselor
 from studio.evaluate.report import comparison
 from studio.evaluate.storage import SessionRow, send_back
 from studio.tui.screens.base import StudioScreen
@@ -135,6 +136,13 @@ class EvaluationScreen(StudioScreen):
         Binding("q,escape", "back", "Back", id="evaluation.back"),
         Binding("ctrl+r", "reload", "Reload", id="evaluation.reload"),
         Binding(
+            "c",
+            "chat",
+            "Chat",
+            id="evaluation.chat",
+            tooltip="Talk to the selected session's counselor (a training run's adapter)",
+        ),
+        Binding(
             "b",
             "send_back",
             "Send back",
@@ -207,6 +215,30 @@ class EvaluationScreen(StudioScreen):
 
     def action_reload(self) -> None:
         self.load()
+
+    def action_chat(self) -> None:
+        table = self.query_one("#sessions", DataTable)
+        if not self.sessions or table.cursor_row >= len(self.sessions):
+            return
+        session = self.sessions[table.cursor_row][1]
+        runs = {s["evaluation"]: s["run"] for s in self.summaries}
+        run_id = runs.get(session.evaluation_id)
+        if run_id is None:
+            self.notify("This counselor is not a training run's adapter", severity="warning")
+            return
+        self.open_chat(run_id)
+
+    @work(group="chat-open", exclusive=True, exit_on_error=False, description="Find the run")
+    async def open_chat(self, run_id: int) -> None:
+        from studio.evaluate.launch import COUNSELOR_MAX_TOKENS, find_run, run_counselor
+        from studio.tui.screens.chat import ChatScreen
+
+        def job(store: Any) -> Counselor:
+            run = find_run(store, run_id)
+            return run_counselor(run, temperature=0.7, max_tokens=COUNSELOR_MAX_TOKENS)
+
+        counselor = await self.studio.lane.run(job)
+        self.app.push_screen(ChatScreen(counselor))
 
     def action_send_back(self) -> None:
         table = self.query_one("#sessions", DataTable)
