@@ -151,3 +151,32 @@ def test_agents_on_the_same_model_share_one_rate_limiter(store) -> None:
     )
     assert teacher.client.limiter is teacher.speaker.limiter
     assert teacher.judge.limiter is not teacher.client.limiter
+
+
+def test_an_api_counselor_is_evaluated_the_same_way(run, tmp_path: Path) -> None:
+    """The teacher (any chat-completions model) as the counselor: no torch needed."""
+    from studio.store import Store
+    from tests.chat_server import ChatServer
+    from tests.test_eval import EvalResponder, clients_file
+
+    Store(tmp_path / "studio.db").close()
+    responder = EvalResponder()
+    with ChatServer(responder) as server:
+        url = server.openai_base_url
+        result = run(
+            "eval", "--backend", "openai", "--base-url", url, "--model", "teacher",
+            "--clients", str(clients_file(tmp_path / "clients.json")), "--attitudes", "negative",
+            "--max-exchanges", "2", "--min-turns", "2", "--client-backend", "openai",
+            "--client-base-url", url, "--client-model", "c", "--judge-backend", "openai",
+            "--judge-base-url", url, "--judge-model", "j", "--json",
+        )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["label"] == "openai:teacher" and summary["run"] is None
+    assert summary["counselor"]["kind"] == "api" and summary["sessions"] == 2
+    assert list(summary["per_attitude"]) == ["negative"]
+    # The counselor got training's format: the system prompt, then the dialogue as chat turns.
+    counselor = [b for b in server.bodies if b["model"] == "teacher"]
+    assert len(counselor) == 2 * 2
+    assert counselor[0]["messages"][0] == {"role": "system", "content": SYSTEM_PROMPT}
+    assert [m["role"] for m in counselor[0]["messages"][1:]] == ["assistant", "user"]
