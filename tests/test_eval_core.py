@@ -180,3 +180,30 @@ def test_an_api_counselor_is_evaluated_the_same_way(run, tmp_path: Path) -> None
     assert len(counselor) == 2 * 2
     assert counselor[0]["messages"][0] == {"role": "system", "content": SYSTEM_PROMPT}
     assert [m["role"] for m in counselor[0]["messages"][1:]] == ["assistant", "user"]
+
+
+def test_each_evaluated_run_has_a_one_line_summary(store) -> None:
+    from studio.evaluate.report import run_summaries
+    from studio.evaluate.storage import (
+        FINISHED,
+        SessionRow,
+        find_or_create_evaluation,
+        save_session,
+    )
+    from studio.store.runs import create_run
+
+    run_id = create_run(
+        store, config={}, dataset_hash="h", n_records=1, n_examples=1, reviewers=[], output_dir="x"
+    )
+    evaluation = find_or_create_evaluation(
+        store, key="k", run_id=run_id, label="run", counselor={"kind": "adapter"}, settings={}
+    )
+    for n, score in enumerate((3.0, 5.0)):
+        save_session(
+            store,
+            SessionRow(evaluation.id, f"file:{n}", "neutral", FINISHED, ctrs_mean=score,
+                       positive_change=2.0, negative_change=-4.0),
+        )  # fmt: skip
+    assert run_summaries(store) == {
+        run_id: "CTRS 4.00 [-8.71, 16.71] · PANAS +2.0 / -4.0 · 2 sessions"
+    }

@@ -66,3 +66,29 @@ def comparison(store: Any) -> list[tuple[dict[str, Any], list[SessionRow]]]:
         done.sort(key=lambda s: (s.ctrs_mean is None, s.ctrs_mean or 0.0, s.id))
         found.append((summarize(evaluation, rows), done))
     return found
+
+
+def run_summaries(store: Any) -> dict[int, str]:
+    """One line per evaluated training run (its newest evaluation of an adapter), for the
+    Training pane's run history: `CTRS 3.80 [3.52, 4.08] · PANAS +4.0 / -6.0 · 24 sessions`."""
+    from studio.evaluate.storage import list_evaluations, sessions
+
+    lines: dict[int, str] = {}
+    for evaluation in list_evaluations(store):
+        if evaluation.run_id is None or evaluation.counselor.get("kind") != "adapter":
+            continue
+        if evaluation.settings.get("clients") == "chat":
+            continue
+        summary = summarize_sessions(sessions(store, evaluation.id))
+        if not summary["sessions"]:
+            continue
+        ctrs = summary["ctrs_mean"]
+        low, high = ctrs["ci95"]
+        interval = f" [{low:.2f}, {high:.2f}]" if low is not None else ""
+        panas = summary["panas"]
+        positive, negative = panas["positive_change"]["mean"], panas["negative_change"]["mean"]
+        lines[evaluation.run_id] = (
+            f"CTRS {ctrs['mean']:.2f}{interval} · PANAS {positive:+.1f} / {negative:+.1f}"
+            f" · {summary['sessions']} sessions"
+        )
+    return lines
