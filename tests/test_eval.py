@@ -354,3 +354,36 @@ async def test_the_app_chats_with_a_runs_adapter_streamed_and_saves_it(db: Path)
             " JOIN evaluations e ON e.id = s.evaluation_id WHERE s.attitude = 'clinician'"
         ).fetchall()
     assert rows == [(1, "chat:1", 3)]
+
+
+async def test_the_app_evaluates_the_newest_run_in_the_background_with_progress(
+    db: Path,
+    server: tuple[ChatServer, EvalResponder],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from textual.widgets import Label
+
+    from studio.tui.screens.evaluation import EvaluationScreen
+    from tests.test_tui_support import settle, studio_app
+
+    chat, _responder = server
+    config = tmp_path / "studio.toml"
+    config.write_text(
+        f'[synth]\nbackend = "openai"\nbase_url = "{chat.openai_base_url}"\nmodel = "loopback"\n'
+    )
+    monkeypatch.setenv("STUDIO_CONFIG", str(config))  # the client simulator and the judge
+    app = studio_app(db)
+    async with app.run_test(size=(140, 50)) as pilot:
+        await settle(pilot)
+        await pilot.press("v")
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, EvaluationScreen) and screen.summaries == []
+        screen.eval_args = ["--clients", str(clients_file(tmp_path / "clients.json")),
+                            "--attitudes", "positive", "--max-exchanges", "1", "--min-turns", "2"]  # fmt: skip
+        await pilot.press("e")
+        await settle(pilot)
+        assert str(screen.query_one("#progress", Label).render()) == "Evaluated run 1: 2/2 sessions"
+        await settle(pilot)
+        assert [(s["label"], s["sessions"]) for s in screen.summaries] == [("run 1 (adapter)", 2)]

@@ -124,6 +124,11 @@ def eval_command(
         clients = choose_clients(store, clients_source, run, chosen, sessions)
         plan = EvalPlan(clients, max_exchanges, min_turns, source=clients_source)
         prepared = prepare(store, counselor, plan, client, judge)
+        if not as_json:  # the first line says how many (the review app shows it as progress)
+            click.echo(
+                f"evaluation {prepared.evaluation.id} of {counselor.label}: {len(clients)} sessions",
+                err=True,
+            )
         from studio.evaluate.launch import run_evaluation
 
         def echo(session: Any) -> None:

@@ -136,6 +136,13 @@ class EvaluationScreen(StudioScreen):
         Binding("q,escape", "back", "Back", id="evaluation.back"),
         Binding("ctrl+r", "reload", "Reload", id="evaluation.reload"),
         Binding(
+            "e",
+            "evaluate",
+            "Evaluate run",
+            id="evaluation.evaluate",
+            tooltip="Evaluate the newest finished training run in the background (studio eval)",
+        ),
+        Binding(
             "c",
             "chat",
             "Chat",
@@ -157,10 +164,13 @@ class EvaluationScreen(StudioScreen):
         """Every finished session with its evaluation's label, lowest score first."""
         self.summaries: list[dict[str, Any]] = []
         """The evaluations shown, side by side, as `studio eval --json` prints them."""
+        self.eval_args: list[str] = []
+        """More `studio eval` options for an evaluation started here (e.g. `--sessions 10`)."""
 
     def compose(self) -> ComposeResult:
         yield Header()
         with VerticalScroll(id="evaluation"):
+            yield Label("", id="progress")
             yield Static("Loading evaluations…", id="items", classes="panel")
             yield Static(id="panas", classes="panel")
             yield Static(id="attitudes", classes="panel")
@@ -214,6 +224,50 @@ class EvaluationScreen(StudioScreen):
         self.app.push_screen(TranscriptScreen(label, session))
 
     def action_reload(self) -> None:
+        self.load()
+
+    def action_evaluate(self) -> None:
+        self.evaluate()
+
+    @work(group="evaluate", exclusive=True, exit_on_error=False, description="Evaluate a run")
+    async def evaluate(self) -> None:
+        """`studio eval --run N` in its own process (the model and the calls never touch the UI);
+        its per-session lines are the progress. It goes on if the screen is left; the same
+        command again resumes it."""
+        import asyncio
+        import sys
+
+        from studio.store.runs import RunStatus, list_runs
+
+        def newest(store: Any) -> int | None:
+            runs = list_runs(store, status=RunStatus.COMPLETED, limit=1)
+            return runs[0].id if runs else None
+
+        run_id = await self.studio.lane.run(newest)
+        progress = self.query_one("#progress", Label)
+        if run_id is None:
+            self.notify("No finished training run to evaluate", severity="warning")
+            return
+        argv = [sys.executable, "-m", "studio", "eval", "--db", str(self.studio.store_path),
+                "--run", str(run_id), *self.eval_args]  # fmt: skip
+        proc = await asyncio.create_subprocess_exec(
+            *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+        )
+        assert proc.stderr is not None
+        total, done, last = "?", 0, ""
+        progress.update(f"Evaluating run {run_id}: starting…")
+        while line := (await proc.stderr.readline()).decode(errors="replace").strip():
+            last = line
+            if line.startswith("evaluation "):
+                total = line.rsplit(": ", 1)[-1].split()[0]
+            elif line.endswith(", ok") or "failed:" in line:
+                done += 1
+            progress.update(f"Evaluating run {run_id}: {done}/{total} sessions")
+        code = await proc.wait()
+        if code == 0:
+            progress.update(f"Evaluated run {run_id}: {done}/{total} sessions")
+        else:
+            progress.update(f"Evaluating run {run_id} stopped: {last}")
         self.load()
 
     def action_chat(self) -> None:
