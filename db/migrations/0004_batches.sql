@@ -8,7 +8,7 @@
 -- known yet) | the server's status (validating | in_progress | finalizing | cancelling) |
 -- collected (results stored; `outcome` holds the server's final status).
 CREATE TABLE batches (
-    id             INTEGER PRIMARY KEY,
+    id             INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: custom ids carry it
     label          TEXT    NOT NULL UNIQUE,     -- our name for it, also in the server's metadata
     stage          TEXT    NOT NULL,
     backend        TEXT    NOT NULL,
