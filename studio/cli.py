@@ -23,6 +23,7 @@ from studio.commands.common import (
     open_store,
     resolve_db,
 )
+from studio.commands.evaluate import chat_command, eval_command
 from studio.commands.judge import judge_command
 from studio.commands.review import is_interactive, open_review, review_command
 from studio.commands.synth import synth_command
@@ -259,3 +260,5 @@ cli.add_command(synth_command)
 cli.add_command(review_command)
 cli.add_command(train_command)
 cli.add_command(judge_command)
+cli.add_command(eval_command)
+cli.add_command(chat_command)

@@ -25,6 +25,8 @@ class EventAction(StrEnum):
     STALE = "stale"
     KEEP_DOWNSTREAM = "keep_downstream"
     UNDO = "undo"
+    SEND_BACK = "send_back"
+    """An evaluation session that scored badly became a new record to synthesize and review."""
 
 
 UNDOABLE_ACTIONS: tuple[EventAction, ...] = (

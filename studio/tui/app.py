@@ -40,6 +40,7 @@ from studio.tui.regenerate import BackendFactory, Regenerator
 from studio.tui.screens.base import report_worker_failure
 from studio.tui.screens.dialogs import ConfirmScreen, DraftsScreen
 from studio.tui.screens.editor import EditorScreen
+from studio.tui.screens.evaluation import EvaluationScreen
 from studio.tui.screens.help import HelpScreen
 from studio.tui.screens.queue import QueueScreen
 from studio.tui.screens.review import ReviewScreen
@@ -75,6 +76,14 @@ class StudioApp(App[None]):
             id="app.training",
             show=False,
             tooltip="Train a counselor model on the accepted records",
+        ),
+        Binding(
+            "v",
+            "evaluations",
+            "Evaluations",
+            id="app.evaluations",
+            show=False,
+            tooltip="Compare evaluations of trained counselors (studio eval)",
         ),
         Binding("ctrl+q", "quit", "Quit", id="app.quit", priority=True, show=False),
     ]
@@ -193,7 +202,13 @@ class StudioApp(App[None]):
         if not isinstance(self.screen, TrainingScreen):
             self.push_screen(TrainingScreen())
 
+    def action_evaluations(self) -> None:
+        if not isinstance(self.screen, EvaluationScreen):
+            self.push_screen(EvaluationScreen())
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "evaluations":
+            return not isinstance(self.screen, EvaluationScreen | HelpScreen)
         if action == "training":
             return not isinstance(self.screen, TrainingScreen | HelpScreen)
         return True
