@@ -99,3 +99,25 @@ def test_cli_per_item(db_path: Path) -> None:
     assert result.exit_code == 1, result.output
     summary = json.loads(result.output.splitlines()[0])
     assert (summary["scored"], summary["failed"], summary["calls"]) == (1, 1, 14)
+
+
+def test_the_mode_benchmark_runs_on_the_loopback_server() -> None:
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, str(root / "bench" / "judge_modes.py"), "--loopback", "--json"],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    modes = json.loads(done.stdout)["modes"]
+    assert set(modes) == {"one-call", "per-item"}
+    assert modes["one-call"]["judging"]["calls"] == 30
+    assert modes["per-item"]["judging"]["calls"] == 30 * 7
+    assert modes["per-item"]["agreement"]["pairs"] == 30 * len(RATED_ITEMS)
