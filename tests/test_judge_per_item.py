@@ -1,4 +1,5 @@
-"""The judge's per-item mode (one call per CTRS item) against the loopback judge server."""
+"""The judge's per-item mode (one call per CTRS item) against the loopback judge server; the
+benchmark of both modes; the judged counts in plain `studio stats`."""
 
 from __future__ import annotations
 
@@ -121,3 +122,22 @@ def test_the_mode_benchmark_runs_on_the_loopback_server() -> None:
     assert modes["one-call"]["judging"]["calls"] == 30
     assert modes["per-item"]["judging"]["calls"] == 30 * 7
     assert modes["per-item"]["agreement"]["pairs"] == 30 * len(RATED_ITEMS)
+
+
+def test_plain_stats_prints_the_judged_counts(db_path: Path, run: Any) -> None:
+    with Store(db_path) as store:
+        ids = add_records(store, [dialogue(), dialogue(risk=True), dialogue()])
+    with ChatServer(JudgeResponder()) as server:
+        assert run(*judge_argv(db_path, server), db=False).exit_code == 0
+    with Store(db_path) as store:
+        from studio.store.judging import rate
+
+        rate(store, ids[0], "focus", 3, reviewer="dr-a")
+    text = run("stats").output
+    assert "Judged" in text
+    lines = {" ".join(line.strip("│┃ ").split()) for line in text.splitlines()}
+    assert any(
+        line.startswith("records with current scores") and line.endswith("3") for line in lines
+    )
+    assert any(line.startswith("flagged") and line.endswith("1") for line in lines)
+    assert any(line.startswith("rated by clinicians") and line.endswith("1") for line in lines)
