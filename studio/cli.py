@@ -210,9 +210,17 @@ def stats(db: Path, as_json: bool) -> None:
         ("Stages", data["stages"]),
         ("Techniques", techniques),
         ("Training runs", data["runs"]),
+        (
+            "Judged",
+            {
+                "records with current scores": data["judged"]["records"],
+                "flagged": data["judged"]["flagged"],
+                "rated by clinicians": data["judged"]["rated_by_clinicians"],
+            },
+        ),
     ):
         table = Table(title=title, title_justify="left")
-        table.add_column("status" if title != "Techniques" else "technique")
+        table.add_column({"Techniques": "technique", "Judged": "what"}.get(title, "status"))
         table.add_column("count", justify="right")
         for key, value in counts.items():
             table.add_row(key, str(value))

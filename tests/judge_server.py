@@ -4,6 +4,9 @@
 (by a marker in the dialogue), and plays the bad answers a real judge gives: prose instead of
 JSON (`UNREADABLE` in the dialogue), a score of 9 (`OUT_OF_RANGE`), a flag on a turn the dialogue
 does not have (`BAD_TURN`). A dialogue that mentions hurting oneself gets a risk flag.
+
+The per-item mode's prompts (one CTRS item, or fidelity and flags) get answers of that shape, with
+the same scores; `ITEM_PROSE` in the dialogue makes the focus item's answer prose.
 """
 
 from __future__ import annotations
@@ -74,6 +77,15 @@ class JudgeResponder:
             self.release.wait(timeout=120)
         dialogue = dialogue_of(body)
         score = score_for(dialogue)
+        user = str(body["messages"][-1]["content"])
+        item = re.search(r"Rate this session on this one item: (\w+)\.", user)
+        if item:
+            if not self.fixed and "ITEM_PROSE" in dialogue and item[1] == "focus":
+                return Reply(content="The focus was good, I would say a 5.")
+            return Reply(content=json.dumps(json.loads(judgement(score))["ctrs"][item[1]]))
+        if "Rate technique fidelity" in user:
+            whole = json.loads(judgement(score, flags=risk_flags(dialogue)))
+            return Reply(content=json.dumps({k: whole[k] for k in ("fidelity", "safety_flags")}))
         if not self.fixed and "UNREADABLE" in dialogue:
             return Reply(content="I would rate this session quite highly overall, maybe a 5.")
         if not self.fixed and "OUT_OF_RANGE" in dialogue:
@@ -87,17 +99,22 @@ class JudgeResponder:
                 "explanation": "x",
             }
             return Reply(content=judgement(score, flags=[flag]))
-        flags = []
-        for line in dialogue.splitlines():
-            number, _, text = line.partition(". ")
-            if "hurt myself" in text:
-                flags.append(
-                    {
-                        "kind": "risk_of_harm",
-                        "turn": int(number),
-                        "quote": "hurt myself",
-                        "counselor_response": "The counselor asked about safety.",
-                        "explanation": "The client mentions self-harm.",
-                    }
-                )
+        flags = risk_flags(dialogue)
         return Reply(content="```json\n" + judgement(score, flags=flags) + "\n```")
+
+
+def risk_flags(dialogue: str) -> list[dict[str, Any]]:
+    flags = []
+    for line in dialogue.splitlines():
+        number, _, text = line.partition(". ")
+        if "hurt myself" in text:
+            flags.append(
+                {
+                    "kind": "risk_of_harm",
+                    "turn": int(number),
+                    "quote": "hurt myself",
+                    "counselor_response": "The counselor asked about safety.",
+                    "explanation": "The client mentions self-harm.",
+                }
+            )
+    return flags

@@ -7,12 +7,15 @@ import re
 from collections import Counter
 from typing import Any
 
+import pytest
+
 from studio.cbt.techniques import TECHNIQUES
+from studio.errors import BadInputError
 from studio.model import Seed, Stage, StageStatus
 from studio.store import Store
 from studio.store.balance import technique_choice
 from studio.synth import Synthesizer, SynthSettings, make_backend
-from studio.synth.balance import TechniqueBalancer
+from studio.synth.balance import TechniqueBalancer, target_shares
 from studio.synth.chain import RANKED_NOTE, read_ranking
 from tests.chat_server import ChatServer, Reply, cbt_reply, detect_stage
 
@@ -37,7 +40,14 @@ def prefers_one(body: dict[str, Any]) -> Reply:
     return Reply(content=json.dumps({**answer, "rationale": "They fit."}))
 
 
-async def run(store: Store, server: ChatServer, *, balance: bool, concurrency: int = 1) -> None:
+async def run(
+    store: Store,
+    server: ChatServer,
+    *,
+    balance: bool,
+    concurrency: int = 1,
+    target: str | None = None,
+) -> None:
     """One record at a time by default: the order of choices, and so the spread, is fixed."""
     settings = SynthSettings(
         backend="openai",
@@ -48,6 +58,7 @@ async def run(store: Store, server: ChatServer, *, balance: bool, concurrency: i
         max_attempts=2,
         timeout_s=10.0,
         balance=balance,
+        balance_target=target,
     ).validate()
     backend = make_backend(settings)
     try:
@@ -140,3 +151,68 @@ def test_balance_from_the_command_line_or_the_config(tmp_path: Any, monkeypatch:
         result = CliRunner().invoke(cli, [*base, *extra])
         assert result.exit_code == 0, result.output
     assert [s.balance for s in seen] == [False, True, True]
+
+
+async def test_balance_reaches_a_given_spread_on_a_server_that_prefers_one(store: Store) -> None:
+    store.add_rows(
+        [
+            Seed(f"persona {n}", f"Nobody will ever hire me ({n}).", ("Labeling",), ())
+            for n in range(50)
+        ]
+    )
+    with ChatServer(prefers_one) as server:
+        await run(store, server, balance=True, target=f"{FAVOURITE}=0.3,reality testing=0.1")
+    counts = techniques(store)
+    # 30% and 10% of 50 records; the other ten share the remaining 60% evenly, 3 each. Each lands
+    # within one record of its target (without a target the favourite takes all 50): a technique
+    # can only be chosen when the server ranks it, so the last records may tip one over.
+    target = dict.fromkeys(TECHNIQUES, 3) | {FAVOURITE: 15, "Reality Testing": 5}
+    assert sum(counts.values()) == 50
+    assert all(abs(counts[t] - target[t]) <= 1 for t in TECHNIQUES), counts
+    assert counts[FAVOURITE] in (15, 16) and counts["Reality Testing"] in (4, 5, 6)
+
+
+def test_a_balance_target_is_read_strictly() -> None:
+    shares = target_shares("Evidence-Based Questioning=0.3, Reality Testing=0.1")
+    assert shares is not None
+    assert shares[FAVOURITE] == 0.3 and shares["Reality Testing"] == 0.1
+    assert shares["Decatastrophizing"] == pytest.approx(0.06)
+    assert target_shares("") is None
+    for bad, reason in [
+        ("Mind Reading=0.2", "one of the twelve techniques"),
+        ("Reality Testing", "expected Technique=share"),
+        ("Reality Testing=lots", "not a number"),
+        ("Reality Testing=1.5", "from 0 to 1"),
+        ("Reality Testing=0.6,Decatastrophizing=0.6", "add up to 1.2, more than 1"),
+        ("Reality Testing=0.1,reality testing=0.2", "named twice"),
+    ]:
+        with pytest.raises(BadInputError, match=reason):
+            target_shares(bad)
+
+
+def test_a_balance_target_from_the_command_line_or_the_config(
+    tmp_path: Any, monkeypatch: Any
+) -> None:
+    from click.testing import CliRunner
+
+    from studio.cli import cli
+    from studio.commands import synth as synth_command_module
+
+    seen: list[SynthSettings] = []
+    monkeypatch.setattr(synth_command_module, "_synth", lambda db, limit, s: seen.append(s))
+    monkeypatch.setenv("OPENAI_API_KEY", "k")
+    Store(tmp_path / "s.db").close()
+    base = ["synth", "--db", str(tmp_path / "s.db"), "--backend", "openai", "--model", "m"]
+    config = tmp_path / "studio.toml"
+    config.write_text('[synth]\nbalance_target = "Reality Testing=0.5"\n')
+    for extra in (["--balance-target", "Reality Testing=0.2"], ["--config", str(config)]):
+        result = CliRunner().invoke(cli, [*base, *extra])
+        assert result.exit_code == 0, result.output
+    # A target turns balance on by itself.
+    assert [(s.balance, s.balance_target) for s in seen] == [
+        (True, "Reality Testing=0.2"),
+        (True, "Reality Testing=0.5"),
+    ]
+    result = CliRunner().invoke(cli, [*base, "--balance-target", "Mind Reading=0.2"])
+    assert result.exit_code != 0
+    assert "balance target 'Mind Reading=0.2'" in result.output

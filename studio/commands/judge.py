@@ -24,6 +24,11 @@ from studio.errors import BadInputError, StudioError
     help="Judge every dialogue again, asking the model afresh (e.g. after editing prompts/judge.md).",
 )
 @click.option("--agreement", is_flag=True, help="Report judge against clinician; judge nothing.")
+@click.option(
+    "--per-item",
+    is_flag=True,
+    help="One call per CTRS item (prompts/judge_<item>.md) instead of one structured call.",
+)
 @click.option("--backend", type=click.Choice(["groq", "openai", "local"]), help="[groq]")
 @click.option("--model", help="Model id (groq default: openai/gpt-oss-120b).")
 @click.option("--base-url", help="Server URL; for openai-compatible servers the …/v1 URL.")
@@ -45,6 +50,7 @@ def judge_command(
     limit: int | None,
     rejudge: bool,
     agreement: bool,
+    per_item: bool,
     as_json: bool,
     config_path: Path | None,
     **options: Any,
@@ -67,7 +73,7 @@ def judge_command(
         )
     try:
         with one_run_per_database(db, "judge"):
-            summary = _judge(db, settings, limit, rejudge)
+            summary = _judge(db, settings, limit, rejudge, per_item=per_item)
     except KeyboardInterrupt:
         click.echo("interrupted — finished judgements are saved; run `studio judge` again to go on")
         sys.exit(130)
@@ -88,13 +94,17 @@ def judge_command(
         )
 
 
-def _judge(db: Path, settings: Any, limit: int | None, rejudge: bool) -> Any:
-    from studio.judge import Judge
+def _judge(
+    db: Path, settings: Any, limit: int | None, rejudge: bool, *, per_item: bool = False
+) -> Any:
+    from studio.judge.per_item import ONE_CALL, PER_ITEM, judge_class
     from studio.synth import make_backend
 
     backend = make_backend(settings)
     with open_store(db, must_exist=True) as store:
-        judge = Judge(store, backend, settings, fresh=rejudge)
+        judge = judge_class(PER_ITEM if per_item else ONE_CALL)(
+            store, backend, settings, fresh=rejudge
+        )
 
         async def go() -> Any:
             try:
@@ -111,6 +121,11 @@ def _agreement(db: Path, as_json: bool) -> None:
 
     with open_store(db, must_exist=True) as store:
         report = agreement_report(store)
+    print_agreement(report, as_json=as_json)
+
+
+def print_agreement(report: Any, *, as_json: bool = False, title: str = "") -> None:
+    """`--agreement`'s table (or JSON); `bench/judge_modes.py` prints one per mode with it."""
     if as_json:
         click.echo(json.dumps(report.to_json()))
         return
@@ -119,7 +134,8 @@ def _agreement(db: Path, as_json: bool) -> None:
 
     console = Console()
     table = Table(
-        title=f"Judge against clinician ({report.pairs} paired ratings, {report.rated_records} records)",
+        title=f"{title}Judge against clinician ({report.pairs} paired ratings,"
+        f" {report.rated_records} records)",
         title_justify="left",
     )
     for column in ("item", "pairs", "kappa (quadratic)", "Spearman [95% CI]", "bias", "AUC"):

@@ -41,6 +41,11 @@ from studio.errors import BadInputError, StudioError
     default=None,
     help="Spread techniques evenly: rank a top three, take the best one under its share.",
 )
+@click.option(
+    "--balance-target",
+    help='--balance towards this spread: "Evidence-Based Questioning=0.3,Reality Testing=0.1"'
+    " (fractions; the other techniques share the rest evenly).",
+)
 @click.option("--rpm", type=click.IntRange(min=1), help="Known requests-per-minute limit.")
 @click.option("--tpm", type=click.IntRange(min=1), help="Known tokens-per-minute limit.")
 @click.option("--plan", help="A named rate-limit plan, e.g. groq-free (30 RPM, 8K TPM).")

@@ -70,21 +70,58 @@ ParsedAnswer = tuple[dict[str, ItemScore], tuple[int, ...], tuple[SafetyFlag, ..
 def parse_answer(text: str, *, turns: int, steps: int) -> ParsedAnswer:
     """Items, covered plan steps and safety flags, or `AnswerError`. `turns` and `steps` are the
     numbers of dialogue turns and plan steps the judge was shown (references must fall in them)."""
+    top = _fields(_json(text), "the answer", ("ctrs", "fidelity", "safety_flags"))
+    ctrs = _fields(top["ctrs"], "ctrs", CTRS_ITEMS)
+    items = {item: _item(ctrs[item], f"ctrs.{item}") for item in CTRS_ITEMS}
+    fidelity_score, covered, flags = _fidelity_and_flags(top, turns=turns, steps=steps)
+    items[FIDELITY] = fidelity_score
+    return items, covered, flags
+
+
+# -- per-item mode: one call per CTRS item, one for fidelity and the safety flags ----------------
+
+
+def item_schema(item: str) -> dict[str, Any]:
+    """The `json_schema` response format of one CTRS item's call (per-item mode)."""
+    return {"name": f"ctrs_{item}", "strict": True, "schema": _scored()}
+
+
+def rest_schema() -> dict[str, Any]:
+    """The `json_schema` of the per-item mode's last call: fidelity and the safety flags."""
+    schema = judge_schema()["schema"]
+    properties = {k: v for k, v in schema["properties"].items() if k != "ctrs"}
+    return {"name": "cbt_fidelity_and_safety", "strict": True, "schema": _object(properties)}
+
+
+def parse_item_answer(text: str, item: str) -> ItemScore:
+    """One CTRS item's score and explanation, read as strictly as the whole answer."""
+    return _item(_json(text), item)
+
+
+def parse_rest_answer(
+    text: str, *, turns: int, steps: int
+) -> tuple[ItemScore, tuple[int, ...], tuple[SafetyFlag, ...]]:
+    """Fidelity, covered plan steps and safety flags of the per-item mode's last call."""
+    top = _fields(_json(text), "the answer", ("fidelity", "safety_flags"))
+    return _fidelity_and_flags(top, turns=turns, steps=steps)
+
+
+def _json(text: str) -> Any:
     body = text.strip()
     fenced = _FENCE.match(body)
     if fenced:
         body = fenced[1].strip()
     try:
-        data = json.loads(body)
+        return json.loads(body)
     except json.JSONDecodeError as exc:
         raise AnswerError(f"not JSON ({exc.msg} at character {exc.pos})") from None
-    top = _fields(data, "the answer", ("ctrs", "fidelity", "safety_flags"))
-    ctrs = _fields(top["ctrs"], "ctrs", CTRS_ITEMS)
-    items = {item: _item(ctrs[item], f"ctrs.{item}") for item in CTRS_ITEMS}
+
+
+def _fidelity_and_flags(
+    top: dict[str, Any], *, turns: int, steps: int
+) -> tuple[ItemScore, tuple[int, ...], tuple[SafetyFlag, ...]]:
     fidelity = _fields(top["fidelity"], "fidelity", ("explanation", "score", "plan_steps_covered"))
-    items[FIDELITY] = _item(
-        {"explanation": fidelity["explanation"], "score": fidelity["score"]}, "fidelity"
-    )
+    score = _item({"explanation": fidelity["explanation"], "score": fidelity["score"]}, "fidelity")
     covered = fidelity["plan_steps_covered"]
     if not isinstance(covered, list) or not all(_is_int(n) for n in covered):
         raise AnswerError("fidelity.plan_steps_covered is not a list of step numbers")
@@ -97,7 +134,7 @@ def parse_answer(text: str, *, turns: int, steps: int) -> ParsedAnswer:
     if not isinstance(flags_data, list):
         raise AnswerError("safety_flags is not a list")
     flags = tuple(_flag(f, f"safety_flags[{n}]", turns) for n, f in enumerate(flags_data))
-    return items, tuple(sorted(set(covered))), flags
+    return score, tuple(sorted(set(covered))), flags
 
 
 def _is_int(value: object) -> bool:

@@ -161,7 +161,6 @@ class Judge:
                 return False
             return True
 
-        before = self.engine.summary.calls, self.engine.summary.cache_hits
         try:
             answer = await self.engine.call(
                 messages, kind="judge", schema=judge_schema(), usage=usage, passes=readable
@@ -172,8 +171,10 @@ class Judge:
         else:
             result = self._read(base, answer, usage, shown)
         finally:
-            self.summary.calls += self.engine.summary.calls - before[0]
-            self.summary.cache_hits += self.engine.summary.cache_hits - before[1]
+            # The engine is this judge's own, so its totals are the run's; a difference taken
+            # around the await counted the calls of records judged meanwhile twice.
+            self.summary.calls = self.engine.summary.calls
+            self.summary.cache_hits = self.engine.summary.cache_hits
             self.summary.retries = self.engine.summary.retries
             self.summary.tokens += usage.tokens_in + usage.tokens_out
         save_judgement(self.store, record_id, judged_hash, result)

@@ -45,7 +45,7 @@ from studio.synth.backends import (
     StructuredOutputUnsupported,
     make_backend,
 )
-from studio.synth.balance import TechniqueBalancer
+from studio.synth.balance import TechniqueBalancer, target_shares
 from studio.synth.ratelimit import CompletionBudgets, RateLimiter
 from studio.synth.settings import SynthSettings
 from studio.synth.templates import Messages, Template, load_template, prompt_hash
@@ -291,7 +291,8 @@ class Synthesizer:
             )
             return replace(result, text=answer, error=error)
         if self._balancer is None:
-            self._balancer = TechniqueBalancer(technique_totals(self.store))
+            shares = target_shares(self.settings.balance_target)
+            self._balancer = TechniqueBalancer(technique_totals(self.store), shares)
         chosen = self._balancer.choose(ranking)
         save_technique_choice(self.store, record_id, ranking, chosen)
         return self._result(Stage.CBT_TECHNIQUE, chosen, usage, prompt_hash(ask), label)

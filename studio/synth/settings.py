@@ -98,6 +98,9 @@ class SynthSettings:
     balance: bool = False
     """Ask the technique stage for a ranked top three and take the highest-ranked technique still
     under its even share of the records, so one favourite cannot take over the dataset."""
+    balance_target: str | None = None
+    """`--balance` towards this spread instead of an even one: "Technique=share,…" (fractions of
+    the records; the techniques not named share the rest evenly). Setting it turns balance on."""
     prompts_dir: Path | None = None
     """Another templates folder (a clinician's edited copy of `prompts/`)."""
     price_in: float | None = None
@@ -170,6 +173,9 @@ class SynthSettings:
             raise BadInputError("max_tokens must be at least 1")
         if self.min_turns > self.max_turns:
             raise BadInputError("min_turns is larger than max_turns")
+        from studio.synth.balance import target_shares
+
+        target_shares(self.balance_target)  # a bad target is refused before any call
         if self.backend == "groq" and not self.api_key:
             raise BadInputError(
                 "no Groq API key: set GROQ_API_KEY (or use --backend openai with --base-url "
@@ -213,6 +219,8 @@ class SynthSettings:
         if env_url:
             values["base_url"] = env_url
         values |= {k: v for k, v in overrides.items() if v is not None}
+        if values.get("balance_target"):
+            values["balance"] = True
         if values.get("prompts_dir") is not None:
             values["prompts_dir"] = Path(values["prompts_dir"])
         key_var = {"groq": "GROQ_API_KEY", "openai": "OPENAI_API_KEY"}.get(backend)
