@@ -7,6 +7,8 @@ import re
 from collections import Counter
 from typing import Any
 
+from pydantic import SecretStr
+
 from studio.cbt.techniques import TECHNIQUES
 from studio.model import Seed, Stage, StageStatus
 from studio.store import Store
@@ -43,7 +45,7 @@ async def run(store: Store, server: ChatServer, *, balance: bool, concurrency: i
         backend="openai",
         model="m",
         base_url=server.openai_base_url,
-        api_key="k",
+        api_key=SecretStr("k"),
         concurrency=concurrency,
         max_attempts=2,
         timeout_s=10.0,
