@@ -27,6 +27,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -121,7 +123,10 @@ def main() -> None:
             loopback_database(db)
             with ChatServer(JudgeResponder()) as server:
                 settings = SynthSettings(
-                    backend="openai", model="loopback", base_url=server.openai_base_url, api_key="k"
+                    backend="openai",
+                    model="loopback",
+                    base_url=server.openai_base_url,
+                    api_key=SecretStr("k"),
                 ).validate()
                 results = measure(db, settings, [], work)
         else:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class StudioError(Exception):
     """Something went wrong while working (exit code 1)."""
@@ -59,3 +61,22 @@ class InvalidStage(BadInputError):
 
 class NoBackend(BadInputError):
     """No synthesis backend is configured (the message says why; exit 2: configuration)."""
+
+
+class CallFailed(StudioError):
+    """A call to a model failed after its last attempt (or with an error not worth retrying)
+    (exit 1: nobody's input was wrong; the stage keeps the full message)."""
+
+    def __init__(self, message: str, reason: str = "other") -> None:
+        super().__init__(message)
+        self.reason = reason
+        """A short, countable cause for the run's summary (the stage keeps the full message)."""
+
+
+class FormInvalid(BadInputError, ValueError):
+    """A form's values cannot make a run (exit 2); one message per problem, for the form to show
+    beside its fields. Also a `ValueError`, as it was before it joined this family."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = list(problems)

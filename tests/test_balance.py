@@ -8,6 +8,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 from studio.cbt.techniques import TECHNIQUES
 from studio.errors import BadInputError
@@ -53,7 +54,7 @@ async def run(
         backend="openai",
         model="m",
         base_url=server.openai_base_url,
-        api_key="k",
+        api_key=SecretStr("k"),
         concurrency=concurrency,
         max_attempts=2,
         timeout_s=10.0,

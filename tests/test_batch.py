@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 from studio.model import Seed, Stage, StageStatus
 from studio.store import Store
@@ -51,7 +52,7 @@ def batch_settings(
         "backend": backend,
         "model": "test-model",
         "base_url": base_url,
-        "api_key": "test-key",
+        "api_key": SecretStr("test-key"),
         "timeout_s": 10.0,
     }
     return SynthSettings(**(values | overrides)).validate()

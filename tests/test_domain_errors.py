@@ -9,8 +9,10 @@ from click.testing import CliRunner
 
 from studio.commands.common import handle_errors
 from studio.errors import (
+    CallFailed,
     ConflictError,
     EditConflict,
+    FormInvalid,
     InvalidStage,
     NoBackend,
     RatingChanged,
@@ -23,7 +25,9 @@ from studio.store.judging import RatingChanged as JudgingRatingChanged
 from studio.store.review import InvalidStage as ReviewInvalidStage
 from studio.store.review import UndoConflict as ReviewUndoConflict
 from studio.store.synthesis import StageChanged as SynthesisStageChanged
+from studio.synth.engine import CallFailed as EngineCallFailed
 from studio.tui.regenerate import NoBackend as RegenerateNoBackend
+from studio.tui.training import FormInvalid as TrainingFormInvalid
 
 CASES: list[tuple[type[StudioError], int]] = [
     (EditConflict, 1),
@@ -32,6 +36,8 @@ CASES: list[tuple[type[StudioError], int]] = [
     (RatingChanged, 1),
     (InvalidStage, 2),
     (NoBackend, 2),
+    (CallFailed, 1),
+    (FormInvalid, 2),
 ]
 
 
@@ -42,6 +48,8 @@ def test_each_domain_error_is_one_line_and_its_exit_code(
     @click.command()
     @handle_errors
     def command() -> None:
+        if error is FormInvalid:  # one message per problem
+            raise FormInvalid(["record 3: what happened"])
         raise error("record 3: what happened")
 
     result = CliRunner().invoke(command)
@@ -57,8 +65,21 @@ def test_the_old_homes_name_the_same_classes() -> None:
     assert SynthesisStageChanged is StageChanged
     assert JudgingRatingChanged is RatingChanged
     assert RegenerateNoBackend is NoBackend
+    assert EngineCallFailed is CallFailed
+    assert TrainingFormInvalid is FormInvalid
 
 
 def test_conflicts_share_a_base_and_an_edit_conflict_is_still_a_value_error() -> None:
-    assert all(issubclass(e, ConflictError) for e, code in CASES if code == 1)
+    assert all(
+        issubclass(e, ConflictError) for e, code in CASES if code == 1 and e is not CallFailed
+    )
     assert issubclass(EditConflict, ValueError)
+
+
+def test_call_failed_keeps_its_reason_and_form_invalid_its_problems() -> None:
+    assert CallFailed("429 after 6 tries", reason="rate_limit").reason == "rate_limit"
+    assert CallFailed("boom").reason == "other"
+    invalid = FormInvalid(["Base model: required", "Epochs: not a number"])
+    assert invalid.problems == ["Base model: required", "Epochs: not a number"]
+    assert str(invalid) == "Base model: required; Epochs: not a number"
+    assert isinstance(invalid, ValueError)  # as it was before it joined the family

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 from studio.cbt.ctrs import CTRS_ITEMS, RATED_ITEMS
 from studio.commands.synth import one_run_per_database
@@ -70,7 +71,7 @@ def settings_for(server: ChatServer, **overrides: Any) -> SynthSettings:
         "backend": "openai",
         "model": "judge-model",
         "base_url": server.openai_base_url,
-        "api_key": "test-key",
+        "api_key": SecretStr("test-key"),
         "max_attempts": 2,
         "timeout_s": 10.0,
         "concurrency": 4,
@@ -279,7 +280,7 @@ async def test_a_server_that_fails_leaves_a_failed_judgement_with_the_reason(sto
         backend="openai",
         model="m",
         base_url=f"http://127.0.0.1:{port}/v1",
-        api_key="k",
+        api_key=SecretStr("k"),
         max_attempts=1,
         timeout_s=2.0,
     )

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from pydantic import SecretStr
 
 from studio.cbt.dialogue import Role, check_dialogue, parse_dialogue
 from studio.cbt.techniques import TECHNIQUES
@@ -44,7 +45,7 @@ def settings_for(server: ChatServer, backend: str = "openai", **overrides: Any) 
         "backend": backend,
         "model": "test-model",
         "base_url": base_url,
-        "api_key": "test-key",
+        "api_key": SecretStr("test-key"),
         "max_attempts": 3,
         "timeout_s": 5.0,
         "concurrency": 4,
@@ -381,7 +382,7 @@ def test_config_file_plan_and_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         9000,
         5,
     )
-    assert settings.api_key == "sk-test" and "sk-test" not in repr(settings)
+    assert settings.api_key_text() == "sk-test" and "sk-test" not in repr(settings)
     assert SynthSettings.load(config, plan="groq-free").rpm == 30
     config.write_text('[synth]\nconcurrency = "16"\n', encoding="utf-8")
     with pytest.raises(Exception, match=r"synth\.concurrency must be int"):

@@ -7,6 +7,7 @@ import datetime
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 from studio.model import Stage
 from studio.store import Store
@@ -115,7 +116,7 @@ async def test_groq_gpt_oss_gets_strict_structured_output_others_best_effort(
 def test_retired_groq_models_name_their_replacement(
     model: str, replacement: str, date: str
 ) -> None:
-    settings = SynthSettings(backend="groq", model=model, api_key="k")
+    settings = SynthSettings(backend="groq", model=model, api_key=SecretStr("k"))
     with pytest.raises(BackendConfigError, match=f"shut down {model} on {date}.*{replacement}"):
         make_backend(settings)
     check_groq_model(model, today=datetime.date(2025, 1, 1))  # before the shutdown: fine

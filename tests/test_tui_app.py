@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from pydantic import SecretStr
 from textual.widgets import DataTable, Input, TextArea
 
 from studio.cbt.techniques import TECHNIQUES
@@ -505,7 +506,7 @@ async def test_regenerate_against_a_loopback_chat_completions_server(db: Path) -
             backend="openai",
             model="test-model",
             base_url=server.openai_base_url,
-            api_key="test-key",
+            api_key=SecretStr("test-key"),
             max_attempts=2,
             timeout_s=60.0,
         ).validate()

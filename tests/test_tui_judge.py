@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 from textual.widgets import DataTable, Static
 
 from studio.cbt.ctrs import RATED_ITEMS
@@ -177,7 +178,7 @@ async def test_J_rejudges_in_the_background_against_a_loopback_server(db: Path) 
             backend="openai",
             model="loopback-judge",
             base_url=server.openai_base_url,
-            api_key="k",
+            api_key=SecretStr("k"),
             max_attempts=2,
             timeout_s=60.0,
         ).validate()

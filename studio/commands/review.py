@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 import click
 
 from studio.commands.common import db_option, group_reviewer, handle_errors, open_store
-from studio.errors import BadInputError
 
 if TYPE_CHECKING:
     from studio.synth import Backend, SynthSettings
@@ -41,14 +40,12 @@ def open_review(db: Path, reviewer: str | None = None, config_path: Path | None 
     from studio.tui.startup import configure_process
 
     configure_process()  # before textual is imported: it reads the frame rate then
+    from studio.settings import load_studio_settings
     from studio.tui import make_app
-    from studio.tui.settings import ReviewSettings, parse_keymap
+    from studio.tui.settings import ReviewSettings
 
     name = resolve_reviewer(reviewer)
-    try:
-        keymap = parse_keymap(os.environ.get("STUDIO_KEYMAP", ""))
-    except ValueError as exc:
-        raise BadInputError(f"STUDIO_KEYMAP: {exc}") from exc
+    keymap = load_studio_settings(config_path).keymap  # the file's [keymap], then STUDIO_KEYMAP
 
     def synthesis() -> tuple[Backend, SynthSettings]:
         # Called on the first `r`: the LLM SDKs load then, not at start-up.

@@ -145,7 +145,7 @@ class SdkBackend:
 
             self._errors: Any = groq
             self._client: Any = groq.AsyncGroq(
-                api_key=settings.api_key,
+                api_key=settings.api_key_text(),
                 base_url=settings.base_url,
                 max_retries=0,
                 timeout=settings.timeout_s,
@@ -156,7 +156,7 @@ class SdkBackend:
             self._errors = openai
             self._client = openai.AsyncOpenAI(
                 # Local servers ignore the key, but the SDK insists on one.
-                api_key=settings.api_key or "not-needed",
+                api_key=settings.api_key_text() or "not-needed",
                 base_url=settings.base_url,
                 max_retries=0,
                 timeout=settings.timeout_s,

@@ -75,14 +75,16 @@ class BatchClient:
 
             self._errors: Any = groq
             self._client: Any = groq.AsyncGroq(
-                api_key=settings.api_key, base_url=settings.base_url, timeout=settings.timeout_s
+                api_key=settings.api_key_text(),
+                base_url=settings.base_url,
+                timeout=settings.timeout_s,
             )
         elif settings.backend == "openai":
             import openai
 
             self._errors = openai
             self._client = openai.AsyncOpenAI(
-                api_key=settings.api_key or "not-needed",
+                api_key=settings.api_key_text() or "not-needed",
                 base_url=settings.base_url,
                 timeout=settings.timeout_s,
             )

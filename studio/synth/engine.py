@@ -20,6 +20,7 @@ from studio.cbt.dialogue import (
     Turn,
     format_dialogue,
 )
+from studio.errors import CallFailed as CallFailed  # re-exported: its old home
 from studio.model import NEEDS_SYNTHESIS, STAGES, Stage, StageStatus
 from studio.store import RecordView, StageView, Store
 from studio.store.balance import save_technique_choice, technique_totals
@@ -52,15 +53,6 @@ from studio.synth.templates import Messages, Template, load_template, prompt_has
 
 BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 30.0
-
-
-class CallFailed(Exception):
-    """A call failed after its last attempt (or with an error not worth retrying)."""
-
-    def __init__(self, message: str, reason: str = "other") -> None:
-        super().__init__(message)
-        self.reason = reason
-        """A short, countable cause for the run's summary (the stage keeps the full message)."""
 
 
 @dataclass(frozen=True, slots=True)

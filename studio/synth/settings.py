@@ -1,8 +1,9 @@
 """Synthesis settings: defaults < config file < environment < command-line flags.
 
-The config file is TOML (`--config PATH`, else `$STUDIO_CONFIG`, else `studio.toml` in the current
-folder, else `config.toml` in the user config folder). API keys come from the environment only
-(`GROQ_API_KEY`, `OPENAI_API_KEY`), never from a file, and are never stored, logged or exported.
+The config file and the environment are read by `studio.settings` (one typed object); this
+module applies its `[synth]` table, checked against `SynthSettings`' own fields. API keys come
+from the environment only (`GROQ_API_KEY`, `OPENAI_API_KEY`), never from a file, and are never
+stored, logged or exported (`SecretStr`).
 
     [synth]
     backend = "groq"                 # groq | openai | local
@@ -24,23 +25,22 @@ folder, else `config.toml` in the user config folder). API keys come from the en
 
 from __future__ import annotations
 
-import os
-import tomllib
 import typing
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, create_model
+
 from studio.errors import BadInputError
+from studio.settings import Plan, environment_api_key, load_studio_settings
+from studio.settings import config_path as _studio_config_path
 
 BACKENDS = ("groq", "openai", "local")
 MODES = ("script", "two-agent")
 DEFAULT_MODELS = {"groq": "openai/gpt-oss-120b"}
 #: Known provider limits (requests and tokens per minute). Groq's free tier for gpt-oss-120b.
-BUILTIN_PLANS: dict[str, dict[str, int]] = {"groq-free": {"rpm": 30, "tpm": 8000}}
-#: What a plan may set: its limits and its prices (`price_in` / `price_out`: USD per million
-#: tokens at live rates; `batch_price`: the share of that a batch request costs).
-PLAN_KEYS = ("rpm", "tpm", "price_in", "price_out", "batch_price")
+BUILTIN_PLANS: dict[str, Plan] = {"groq-free": Plan(rpm=30, tpm=8000)}
 
 
 @dataclass(frozen=True)
@@ -51,8 +51,9 @@ class SynthSettings:
     """Model id; for `local`, a transformers model folder or hub id. Empty: the backend default."""
     base_url: str | None = None
     """Groq: the host (the SDK adds /openai/v1); openai: the server's …/v1 URL."""
-    api_key: str | None = field(default=None, repr=False)
-    """From the environment only; never written anywhere."""
+    api_key: SecretStr | None = field(default=None, repr=False)
+    """From the environment only (`SecretStr`: no repr, str or dump shows it); never written
+    anywhere."""
     adapter: str | None = None
     """`local` only: a LoRA adapter folder to load on top of the model (e.g. one we trained)."""
     reasoning_effort: str | None = None
@@ -114,6 +115,10 @@ class SynthSettings:
     def model_id(self) -> str:
         return self.model or DEFAULT_MODELS.get(self.backend, "")
 
+    def api_key_text(self) -> str | None:
+        """The key's text, only for handing to the provider's SDK (never to print or store)."""
+        return self.api_key.get_secret_value() if self.api_key else None
+
     def cache_parameters(self) -> dict[str, Any]:
         """What, besides the prompt, decides an answer (part of the response-cache key)."""
         return {
@@ -140,13 +145,12 @@ class SynthSettings:
                 client_backend=None,
                 client_model=None,
             )
-        key_var = {"groq": "GROQ_API_KEY", "openai": "OPENAI_API_KEY"}.get(backend)
         return replace(
             self,
             backend=backend,
             model=self.client_model or "",
             base_url=self.client_base_url,
-            api_key=os.environ.get(key_var) if key_var else None,
+            api_key=environment_api_key(backend),
             adapter=None,
             client_backend=None,
             client_model=None,
@@ -196,82 +200,61 @@ class SynthSettings:
     @classmethod
     def load(cls, config_path: str | Path | None = None, **overrides: Any) -> SynthSettings:
         """Defaults < config file < environment < `overrides` (None values are ignored)."""
-        values: dict[str, Any] = {}
-        config = _read_config(config_path)
-        synth = config.get("synth", {})
-        known = {f.name for f in fields(cls)} - {"api_key"}
-        for key, value in synth.items():
-            if key == "plan":
-                continue
-            if key not in known:
-                raise BadInputError(f"config: unknown setting synth.{key}")
-            values[key] = value
-        plan_name = overrides.pop("plan", None) or synth.get("plan")
+        studio = load_studio_settings(config_path)
+        where = str(_studio_config_path(config_path) or "config")
+        values = dict(studio.synth)
+        file_plan = values.pop("plan", None)
+        _check_table(values, where)
+        plan_name = overrides.pop("plan", None) or file_plan
         if plan_name:
-            plans = BUILTIN_PLANS | config.get("plans", {})
+            plans = BUILTIN_PLANS | studio.plans
             if plan_name not in plans:
                 raise BadInputError(
                     f"unknown rate-limit plan {plan_name!r}; known: {', '.join(sorted(plans))}"
                 )
-            values |= {k: v for k, v in plans[plan_name].items() if k in PLAN_KEYS}
+            values |= plans[plan_name].model_dump(exclude_unset=True)
         backend = overrides.get("backend") or values.get("backend", cls.backend)
-        env_url = os.environ.get("GROQ_BASE_URL") if backend == "groq" else None
-        if env_url:
-            values["base_url"] = env_url
+        if backend == "groq" and studio.groq_base_url:
+            values["base_url"] = studio.groq_base_url
         values |= {k: v for k, v in overrides.items() if v is not None}
         if values.get("balance_target"):
             values["balance"] = True
         if values.get("prompts_dir") is not None:
             values["prompts_dir"] = Path(values["prompts_dir"])
-        key_var = {"groq": "GROQ_API_KEY", "openai": "OPENAI_API_KEY"}.get(backend)
-        api_key = os.environ.get(key_var) if key_var else None
-        _check_types(values)
-        return replace(cls(**values), api_key=api_key or None)
+        return replace(cls(**values), api_key=studio.api_key(backend))
 
 
-def _check_types(values: dict[str, Any]) -> None:
-    """A config value of the wrong type is bad input (e.g. `concurrency = "16"`), said plainly.
-
-    The allowed types come from `SynthSettings`' own annotations (TOML gives ints for floats and
-    strings for paths, so those are accepted too).
-    """
+def _table_model() -> type[BaseModel]:
+    """The `[synth]` table's pydantic model, derived from `SynthSettings`' own fields (strict:
+    `concurrency = "16"` is an error, not a guess; TOML's ints pass for floats, strings for
+    paths). The API key is no table key: it comes from the environment only."""
     hints = typing.get_type_hints(SynthSettings)
-    for key, value in values.items():
-        if value is None or key not in hints:
+    table: dict[str, Any] = {}
+    for f in fields(SynthSettings):
+        if f.name == "api_key":
             continue
-        allowed = tuple(
-            t for t in (typing.get_args(hints[key]) or (hints[key],)) if t is not type(None)
-        )
-        accepted = (
-            allowed + ((int,) if float in allowed else ()) + ((str,) if Path in allowed else ())
-        )
-        if (isinstance(value, bool) and bool not in allowed) or not isinstance(value, accepted):
-            names = " or ".join(t.__name__ for t in allowed)
-            raise BadInputError(f"config: synth.{key} must be {names}, not {value!r}")
+        hint = hints[f.name]
+        if Path in typing.get_args(hint):
+            hint = typing.Annotated[hint, Field(strict=False)]
+        table[f.name] = (hint, None)
+    return create_model("SynthTable", __config__=ConfigDict(extra="forbid", strict=True), **table)
 
 
-def _read_config(config_path: str | Path | None) -> dict[str, Any]:
-    path = _config_path(config_path)
-    if path is None:
-        return {}
+_SynthTable = _table_model()
+
+
+def _check_table(values: dict[str, Any], where: str) -> None:
+    """A `[synth]` value of the wrong type or an unknown key is bad input, said in one line."""
     try:
-        with path.open("rb") as fh:
-            return tomllib.load(fh)
-    except FileNotFoundError as exc:
-        raise BadInputError(f"{path}: config file not found") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise BadInputError(f"{path}: {exc}") from exc
-
-
-def _config_path(config_path: str | Path | None) -> Path | None:
-    if config_path:
-        return Path(config_path)
-    if os.environ.get("STUDIO_CONFIG"):
-        return Path(os.environ["STUDIO_CONFIG"])
-    local = Path("studio.toml")
-    if local.is_file():
-        return local
-    from platformdirs import user_config_dir
-
-    user = Path(user_config_dir("cbt-studio")) / "config.toml"
-    return user if user.is_file() else None
+        _SynthTable.model_validate(values)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        key = ".".join(str(part) for part in error["loc"])
+        if error["type"] == "extra_forbidden":
+            raise BadInputError(f"{where}: unknown setting synth.{key}") from None
+        hint = typing.get_type_hints(SynthSettings)[key]
+        allowed = [t for t in (typing.get_args(hint) or (hint,)) if t is not type(None)]
+        names = " or ".join(getattr(t, "__name__", str(t)) for t in allowed)
+        raise BadInputError(
+            f"{where}: synth.{key} must be {names}, not {error.get('input')!r}"
+        ) from None

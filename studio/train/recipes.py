@@ -295,21 +295,16 @@ def _parse_value(name: str, hint: Any, raw: str) -> Any:
         if raw.lower() in ("", "none", "auto"):
             return None
         hint = next(arg for arg in typing.get_args(hint) if arg is not type(None))
+    if hint not in (bool, int, float):
+        return raw
+    # pydantic's parsing of text into the field's type (`true`/`on`/`1`, `1e-4`, ...): the rules
+    # pydantic-settings applies to environment variables, so text means the same everywhere.
+    from pydantic import TypeAdapter, ValidationError
+
     try:
-        if hint is bool:
-            lowered = raw.lower()
-            if lowered in ("1", "true", "yes", "on"):
-                return True
-            if lowered in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(raw)
-        if hint is int:
-            return int(raw)
-        if hint is float:
-            return float(raw)
-    except ValueError:
+        return TypeAdapter(hint).validate_python(raw)
+    except ValidationError:
         raise BadInputError(f"--set {name}={raw}: not a valid {hint.__name__}") from None
-    return raw
 
 
 def _jsonable(value: Any) -> Any:

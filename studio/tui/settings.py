@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from studio.settings import parse_keymap as parse_keymap  # re-exported: its old home
+
 
 @dataclass(frozen=True, slots=True)
 class ReviewSettings:
@@ -26,16 +28,3 @@ class ReviewSettings:
     """Blinking text cursors; tests turn it off for stable screenshots."""
     keymap: Mapping[str, str] = field(default_factory=dict)
     """Binding id -> keys, e.g. {"review.accept": "y"}; see the help screen for the ids."""
-
-
-def parse_keymap(spec: str) -> dict[str, str]:
-    """Parse `id=keys;id=keys` (keys comma-separated), as given in `STUDIO_KEYMAP`."""
-    keymap: dict[str, str] = {}
-    for part in spec.split(";"):
-        if not part.strip():
-            continue
-        binding_id, sep, keys = part.partition("=")
-        if not sep or not binding_id.strip() or not keys.strip():
-            raise ValueError(f"keymap entry {part.strip()!r} is not id=key")
-        keymap[binding_id.strip()] = keys.strip()
-    return keymap

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from studio.errors import BadInputError
+from studio.errors import FormInvalid as FormInvalid  # re-exported: its old home
 from studio.store import RecordView, Store
 from studio.store.runs import RunRow, RunStatus, list_runs
 from studio.train.control import LiveRun, RunControl
@@ -101,12 +102,6 @@ class RecipeForm:
     """The numeric fields by `RunConfig` name, as text."""
     gpus: str = "2"
     """The number of GPUs in the `accelerate launch` command the pane shows."""
-
-
-class FormInvalid(ValueError):
-    def __init__(self, problems: Sequence[str]) -> None:
-        super().__init__("; ".join(problems))
-        self.problems = list(problems)
 
 
 def runner_options(form: RecipeForm, *, db: Path, output: Path | None = None) -> RunnerOptions:
