@@ -243,7 +243,10 @@ class BatchSynthesizer:
         for row in open_batches(self.store):
             if not row.batch_id:
                 continue
-            found = await self.client.retrieve(row.batch_id)
+            found = await self._retrieve(row)
+            if found is None:
+                moved = True
+                continue
             if found.status in RUNNING:
                 before = (row.state.value, row.done, row.failed)
                 row = self._record_status(row, found)
@@ -252,6 +255,25 @@ class BatchSynthesizer:
             await self.store_results(row, found)
             moved = True
         return moved
+
+    async def _retrieve(self, row: BatchRow) -> ServerBatch | None:
+        """The server's view of a batch; None when the server no longer knows its id (a 404: a
+        purged or foreign batch, or another base URL): its requests go back to pending at once,
+        since asking again would fail the same way on every later run."""
+        try:
+            return await self.client.retrieve(row.batch_id)
+        except BatchError as exc:
+            if exc.status != 404:
+                raise
+            self.forget(row, f"the server no longer knows batch {row.batch_id} (HTTP 404)")
+            return None
+
+    def forget(self, row: BatchRow, reason: str) -> None:
+        """Close a batch whose results can never come: every request still out goes back to
+        pending with `reason`, and the row is collected with outcome `lost`."""
+        for request in batch_requests(self.store, row.id):
+            self._return(request, reason)
+        update_batch(self.store, row.id, state=BatchState.COLLECTED, outcome=LOST, error=reason)
 
     async def store_results(self, row: BatchRow, found: ServerBatch) -> None:
         """A batch the server finished (completed, expired, cancelled or failed): its answers are
@@ -548,11 +570,17 @@ class BatchSynthesizer:
                     continue
                 batch_id = found.id
                 row = update_batch(self.store, row.id, batch_id=batch_id)
-            if row.state is not BatchState.CANCELLING:
-                found = await self.client.cancel(batch_id)
-                cancelled += 1
-            else:
-                found = await self.client.retrieve(batch_id)
+            try:
+                if row.state is not BatchState.CANCELLING:
+                    found = await self.client.cancel(batch_id)
+                    cancelled += 1
+                else:
+                    found = await self.client.retrieve(batch_id)
+            except BatchError as exc:
+                if exc.status != 404:
+                    raise
+                self.forget(row, f"the server no longer knows batch {batch_id} (HTTP 404)")
+                continue
             if found.status in RUNNING:
                 self._record_status(row, found)
             else:
@@ -576,6 +604,8 @@ def _jsonl(data: bytes) -> Iterable[dict[str, Any]]:
 #: Why a request has no answer, by the batch's fate (the error file's codes say the same).
 EXPIRED = "the batch expired before this request was answered"
 CANCELLED = "the batch was cancelled"
+#: A batch's outcome when the server answered 404 for its id (its results can never come).
+LOST = "lost"
 _LINE_CODES = {"batch_expired": EXPIRED, "batch_cancelled": CANCELLED}
 
 
