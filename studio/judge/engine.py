@@ -183,27 +183,35 @@ class Judge:
     def _read(
         self, base: JudgeResult, answer: str, usage: _Usage, shown: JudgeInput
     ) -> JudgeResult:
-        costs = replace(
-            base,
-            raw=answer,
-            tokens_in=usage.tokens_in,
-            tokens_out=usage.tokens_out,
-            latency_ms=usage.latency_ms,
-        )
-        if usage.finish_reason == "length":
-            self.summary.fail("cut off")
-            return replace(costs, error=CUT_OFF)
-        try:
-            items, steps, flags = parse_answer(answer, turns=shown.turns, steps=shown.steps)
-        except AnswerError as exc:
-            self.summary.fail("unreadable answer")
-            return replace(costs, error=f"unreadable answer: {exc}")
-        self.summary.scored += 1
-        self.summary.flagged += bool(flags)
-        return replace(costs, status=SCORED, items=items, plan_steps=steps, flags=flags)
+        return read_answer(self.summary, base, answer, usage, shown)
 
     async def aclose(self) -> None:
         await self.engine.aclose()
+
+
+def read_answer(
+    summary: JudgeSummary, base: JudgeResult, answer: str, usage: _Usage, shown: JudgeInput
+) -> JudgeResult:
+    """One answer (live or from a batch) as a judgement: cut off or unreadable → failed, with the
+    raw text kept."""
+    costs = replace(
+        base,
+        raw=answer,
+        tokens_in=usage.tokens_in,
+        tokens_out=usage.tokens_out,
+        latency_ms=usage.latency_ms,
+    )
+    if usage.finish_reason == "length":
+        summary.fail("cut off")
+        return replace(costs, error=CUT_OFF)
+    try:
+        items, steps, flags = parse_answer(answer, turns=shown.turns, steps=shown.steps)
+    except AnswerError as exc:
+        summary.fail("unreadable answer")
+        return replace(costs, error=f"unreadable answer: {exc}")
+    summary.scored += 1
+    summary.flagged += bool(flags)
+    return replace(costs, status=SCORED, items=items, plan_steps=steps, flags=flags)
 
 
 async def rejudge_record(

@@ -263,16 +263,13 @@ def in_flight_records(store: Store, jobs: Collection[Job] | None = None) -> list
     """Records with a request (for one of those jobs) out in a batch, in id order."""
     where, params = _jobs_filter(jobs)
     rows = store.conn.execute(
-        f"SELECT DISTINCT record_id FROM batch_requests WHERE state = ?{where}"
-        " ORDER BY record_id",
+        f"SELECT DISTINCT record_id FROM batch_requests WHERE state = ?{where} ORDER BY record_id",
         (RequestState.IN_FLIGHT.value, *params),
     )
     return [int(row[0]) for row in rows]
 
 
-def record_in_flight(
-    store: Store, record_id: int, jobs: Collection[Job] | None = None
-) -> bool:
+def record_in_flight(store: Store, record_id: int, jobs: Collection[Job] | None = None) -> bool:
     where, params = _jobs_filter(jobs)
     row = store.conn.execute(
         f"SELECT 1 FROM batch_requests WHERE record_id = ? AND state = ?{where}",

@@ -108,7 +108,7 @@ class BatchSummary:
 
 
 @dataclass(frozen=True, slots=True)
-class _Prepared:
+class Prepared:
     planned: PlannedRequest
     line: bytes
 
@@ -358,7 +358,7 @@ class BatchRunner:
 
     # -- what a job kind supplies ---------------------------------------------------------------
 
-    def _ready(self, *, limit: int | None = None) -> Iterator[tuple[Job, _Prepared]]:
+    def _ready(self, *, limit: int | None = None) -> Iterator[tuple[Job, Prepared]]:
         """Every request ready to go now, rendered one at a time, with its job."""
         raise NotImplementedError
 
@@ -366,9 +366,9 @@ class BatchRunner:
         """Check and store one answer, and close its request (`finish_request`)."""
         raise NotImplementedError
 
-    def ready(self, *, limit: int | None = None) -> dict[Job, list[_Prepared]]:
+    def ready(self, *, limit: int | None = None) -> dict[Job, list[Prepared]]:
         """Every request ready now, rendered, by job."""
-        by_job: dict[Job, list[_Prepared]] = {}
+        by_job: dict[Job, list[Prepared]] = {}
         for job, prepared in self._ready(limit=limit):
             by_job.setdefault(job, []).append(prepared)
         return by_job
@@ -381,7 +381,7 @@ class BatchRunner:
         sent = 0
         # One file per stage fills up as records are rendered and goes when full, so a
         # CACTUS-sized stage (hundreds of MB of prompts) is never in memory all at once.
-        chunks: dict[Job, list[_Prepared]] = {}
+        chunks: dict[Job, list[Prepared]] = {}
         sizes: dict[Job, int] = {}
         for stage, item in self._ready(limit=limit):
             chunk = chunks.setdefault(stage, [])
@@ -400,7 +400,7 @@ class BatchRunner:
                 sent += await self._submit(stage, chunk)
         return sent
 
-    async def _submit(self, stage: Job, chunk: list[_Prepared]) -> int:
+    async def _submit(self, stage: Job, chunk: list[Prepared]) -> int:
         row, ids = create_batch(
             self.store,
             stage,
@@ -561,7 +561,7 @@ class BatchSynthesizer(BatchRunner):
             finish_reason=finish_reason,
         )
 
-    def _ready(self, *, limit: int | None = None) -> Iterator[tuple[Job, _Prepared]]:
+    def _ready(self, *, limit: int | None = None) -> Iterator[tuple[Job, Prepared]]:
         """The next stage of every record that has one ready (its earlier stages generated or
         reviewed, nothing of it in flight), rendered one at a time; answers already in the
         response cache are stored at once instead."""
@@ -596,7 +596,7 @@ class BatchSynthesizer(BatchRunner):
             self.store, mode=self.settings.mode, attitudes=chain.ATTITUDES, limit=limit
         )
 
-    def _prepare(self, record: RecordView, stage: Stage) -> _Prepared | None:
+    def _prepare(self, record: RecordView, stage: Stage) -> Prepared | None:
         """The request for one stage, exactly as a live call would send it (same template, same
         cache key); None when the cache already had an answer that passes (stored now)."""
         inputs = chain.StageInputs(
@@ -656,7 +656,7 @@ class BatchSynthesizer(BatchRunner):
             template_version=template.label,
             stage_updated_at=expected.updated_at,
         )
-        return _Prepared(planned, orjson.dumps(body))
+        return Prepared(planned, orjson.dumps(body))
 
 
 def _jsonl(data: bytes) -> Iterable[dict[str, Any]]:
