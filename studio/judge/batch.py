@@ -83,6 +83,9 @@ class BatchJudge(BatchRunner):
         )
         self.rejudge = rejudge
         """Judge every dialogue again and ask the model afresh (no answer from the cache)."""
+        self._stored: set[int] = set()
+        """Records judged by this run: a failed judgement waits for the next run, as a live
+        judge's does (`--wait` would otherwise ask a model that answers badly, forever)."""
         self.judged = JudgeSummary()
         """The judgements stored this run, failures per reason (as `studio judge` counts them)."""
 
@@ -95,9 +98,9 @@ class BatchJudge(BatchRunner):
         for record_id in records_to_judge(self.store, rejudge=self.rejudge):
             if room is not None and room <= 0:
                 return
-            if (record_id, JudgeJob.JUDGE) in self._sent or record_in_flight(
-                self.store, record_id, JOBS
-            ):
+            if record_id in self._stored or (record_id, JudgeJob.JUDGE) in self._sent:
+                continue
+            if record_in_flight(self.store, record_id, JOBS):
                 continue
             prepared = self._prepare(record_id, template)
             if room is not None:
@@ -201,6 +204,7 @@ class BatchJudge(BatchRunner):
         """Read an answer like a live one and commit the judgement (a failed one too)."""
         result = read_answer(self.judged, base, text, usage, shown)
         save_judgement(self.store, record_id, judged_hash, result)
+        self._stored.add(record_id)
         self.judged.records += 1
         self.judged.tokens += usage.tokens_in + usage.tokens_out
         self.summary.count(result.status)
