@@ -26,9 +26,10 @@ from studio.synth import SynthSettings
 from studio.synth.batch import BatchSummary
 from studio.synth.batch_api import BatchClient
 from tests.batch_server import BatchServer
+from tests.chat_server import ChatServer
 from tests.judge_server import JudgeResponder
 from tests.test_batch import batch_settings, batch_step
-from tests.test_judge import add_records, dialogue
+from tests.test_judge import add_records, dialogue, judge_all, settings_for
 
 
 async def judge_batch(
@@ -180,3 +181,20 @@ def test_the_command_judges_through_batches_and_dry_runs_without_writing(
     with Store(db_path) as store:
         assert records_to_judge(store) == [3]
         assert not open_batches(store)
+
+
+async def test_a_live_judge_leaves_records_with_a_judge_request_in_flight_alone(
+    store: Store,
+) -> None:
+    ids = add_records(store, [dialogue()])
+    with BatchServer(JudgeResponder()) as server:
+        settings = batch_settings(server)
+        server.hold.set()
+        await judge_batch(store, settings)
+        ids += add_records(store, [dialogue("SCORE=3")])
+        with ChatServer(JudgeResponder()) as chat:
+            live = await judge_all(store, settings_for(chat))
+        assert live.records == 1  # the second record only: the first is paid for already
+        server.hold.clear()
+        done = await judge_batch(store, settings, wait=True)
+    assert done.judged.records == 1 and records_to_judge(store) == []

@@ -35,6 +35,7 @@ def judge_batch(
         ),
         settings,
         again="studio judge --batch",
+        reasons="the records stay unjudged",
         limit=limit,
         wait=wait,
         cancel=cancel,

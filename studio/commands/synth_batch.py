@@ -36,6 +36,7 @@ def synth_batch(
         lambda store, client: BatchSynthesizer(store, client, settings, window=completion_window),
         settings,
         again="studio synth --batch",
+        reasons="the stages' errors say more",
         limit=limit,
         wait=wait,
         cancel=cancel,
@@ -49,6 +50,7 @@ def run_batches(
     settings: Any,
     *,
     again: str,
+    reasons: str,
     limit: int | None,
     wait: bool,
     cancel: bool,
@@ -84,7 +86,8 @@ def run_batches(
     if waiting and not cancel:
         raise StudioError(
             f"{waiting} request{'s' * (waiting > 1)} came back without an answer"
-            f" ({_counts(runner.summary.waiting)}); `{again}` submits them again"
+            f" ({_counts(runner.summary.waiting)}); {reasons}, and `{again}` submits them"
+            " again"
         )
     return runner
 

@@ -17,6 +17,7 @@ from studio.cbt.dialogue import parse_dialogue
 from studio.judge.answer import AnswerError, judge_schema, parse_answer
 from studio.model import Stage
 from studio.store import Store
+from studio.store.batches import JudgeJob, record_in_flight
 from studio.store.judging import (
     FAILED,
     SCORED,
@@ -133,6 +134,8 @@ class Judge:
     async def run(self, *, limit: int | None = None, rejudge: bool = False) -> JudgeSummary:
         started = time.monotonic()
         ids = records_to_judge(self.store, limit=limit, rejudge=rejudge)
+        # A record whose judge request is out in a batch waits for it (never paid for twice).
+        ids = [i for i in ids if not record_in_flight(self.store, i, (JudgeJob.JUDGE,))]
         self.summary.records = len(ids)
         try:
             await for_each_concurrently(ids, self.judge_record, self.settings.concurrency)
