@@ -9,7 +9,7 @@ from typing import Any
 from click.testing import CliRunner
 
 from studio.cli import cli
-from studio.judge.batch import BatchJudge
+from studio.judge.batch import BatchJudge, estimate_judging
 from studio.model import Stage
 from studio.store import Store
 from studio.store.batches import (
@@ -25,6 +25,7 @@ from studio.store.review import save_edit
 from studio.synth import SynthSettings
 from studio.synth.batch import BatchSummary
 from studio.synth.batch_api import BatchClient
+from studio.synth.batch_estimate import estimate
 from tests.batch_server import BatchServer
 from tests.chat_server import ChatServer
 from tests.judge_server import JudgeResponder
@@ -198,3 +199,14 @@ async def test_a_live_judge_leaves_records_with_a_judge_request_in_flight_alone(
         server.hold.clear()
         done = await judge_batch(store, settings, wait=True)
     assert done.judged.records == 1 and records_to_judge(store) == []
+
+
+async def test_the_dry_runs_count_their_own_requests_in_flight(store: Store) -> None:
+    add_records(store, [dialogue(), dialogue()])
+    with BatchServer(JudgeResponder()) as server:
+        settings = batch_settings(server)
+        server.hold.set()
+        await judge_batch(store, settings)
+        assert estimate(store, settings).in_flight == 0  # synthesis: none of its own
+        judging = estimate_judging(store, settings)
+        assert (judging.requests, judging.in_flight) == (0, 2)
