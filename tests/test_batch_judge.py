@@ -210,3 +210,26 @@ async def test_the_dry_runs_count_their_own_requests_in_flight(store: Store) -> 
         assert estimate(store, settings).in_flight == 0  # synthesis: none of its own
         judging = estimate_judging(store, settings)
         assert (judging.requests, judging.in_flight) == (0, 2)
+
+
+def test_the_command_submits_returns_and_cancels_judge_batches(db_path: Path) -> None:
+    with Store(db_path) as store:
+        add_records(store, [dialogue(), dialogue()])
+    with BatchServer(JudgeResponder()) as server:
+        argv = [
+            "judge", "--db", str(db_path), "--backend", "openai", "--base-url",
+            server.openai_base_url, "--model", "judge-model",
+        ]  # fmt: skip
+        server.hold.set()
+        submitted = CliRunner().invoke(cli, [*argv, "--batch"])
+        assert submitted.exit_code == 0, submitted.output
+        assert "in flight: batch 1, judge, 2 requests" in submitted.output
+        assert "run `studio judge --batch` again" in submitted.output
+        cancelled = CliRunner().invoke(cli, [*argv, "--cancel"])
+    assert cancelled.exit_code == 0, cancelled.output
+    assert "cancelled 1 batch" in cancelled.output
+    assert server.stats.cancels == 1
+    with Store(db_path) as store:
+        # Cancelling on the server; the next run collects what it answered and returns the rest.
+        assert [b.state for b in open_batches(store)] == [BatchState.CANCELLING]
+        assert records_to_judge(store) == [1, 2]
