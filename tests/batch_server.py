@@ -6,7 +6,8 @@ The real `openai` and `groq` SDKs talk to it over real HTTP on 127.0.0.1 (`opena
 (`validating` → `in_progress` → `finalizing` → `completed`), so a test sees it change without
 waiting on a clock. Requests are answered by `respond` (the chat server's plausible CBT texts by
 default) when a batch finishes. A test can hold batches in progress (`hold`), expire one after
-some answers (`expire`), cancel one, fail its requests one by one (a non-200 `Reply`) and hold
+some answers (`expire`), fail one at validation (`fail_next`), forget one (`forgotten`: 404 on
+retrieve and cancel), cancel one, fail its requests one by one (a non-200 `Reply`) and hold
 the create call itself (`hold_create`) to kill a client between create and its answer.
 """
 
@@ -38,6 +39,8 @@ class ServerBatchState:
     completed: int = 0
     failed: int = 0
     cancel_requested: bool = False
+    errors: list[dict[str, str]] = field(default_factory=list)
+    """The batch's own errors (a `failed` batch says why here)."""
 
 
 @dataclass
@@ -68,6 +71,11 @@ class BatchServer:
         """Batch id → answers it gets before it expires (the rest come back `batch_expired`)."""
         self.expire_next: int | None = None
         """The next batch created expires after this many answers."""
+        self.fail_next: str | None = None
+        """The next batch created fails validation with this message (nothing answered)."""
+        self.forgotten: set[str] = set()
+        """Batch ids the server has lost: retrieve and cancel answer 404."""
+        self._fail: dict[str, str] = {}
         self.requests_seen: list[dict[str, Any]] = []
         """Every request line of every batch input file, in order."""
         self._lock = threading.Lock()
@@ -117,6 +125,7 @@ class BatchServer:
             "output_file_id": batch.output_file_id,
             "error_file_id": batch.error_file_id,
             "metadata": batch.metadata,
+            "errors": {"object": "list", "data": batch.errors} if batch.errors else None,
             "request_counts": {
                 "total": batch.total,
                 "completed": batch.completed,
@@ -128,6 +137,10 @@ class BatchServer:
         """One step of a batch's life, taken on each retrieve."""
         if batch.cancel_requested and batch.status in ("validating", "in_progress", "cancelling"):
             self._finish(batch, "cancelled", answer=0)
+        elif batch.status == "validating" and batch.id in self._fail:
+            # Like a server that rejects the input file: no request runs, no file comes back.
+            batch.errors = [{"code": "invalid_request", "message": self._fail[batch.id]}]
+            batch.status = "failed"
         elif batch.status == "validating":
             batch.status = "in_progress"
         elif batch.status == "in_progress" and not self.hold.is_set():
@@ -237,7 +250,12 @@ class BatchServer:
                         data = [server._batch_json(b) for b in server.batches.values()]
                         self._send(200, {"object": "list", "data": data, "has_more": False})
                         return
-                    if len(parts) == 2 and parts[0] == "batches" and parts[1] in server.batches:
+                    if (
+                        len(parts) == 2
+                        and parts[0] == "batches"
+                        and parts[1] in server.batches
+                        and parts[1] not in server.forgotten
+                    ):
                         server.stats.retrieves += 1
                         batch = server.batches[parts[1]]
                         server._advance(batch)
@@ -292,6 +310,9 @@ class BatchServer:
                             json.loads(line) for line in lines if line.strip()
                         )
                         server.batches[batch.id] = batch
+                        if server.fail_next is not None:
+                            server._fail[batch.id] = server.fail_next
+                            server.fail_next = None
                         if server.expire_next is not None:
                             server.expire[batch.id] = server.expire_next
                             server.expire_next = None
@@ -303,6 +324,9 @@ class BatchServer:
                     return
                 if len(parts) == 3 and parts[0] == "batches" and parts[2] == "cancel":
                     with server._lock:
+                        if parts[1] not in server.batches or parts[1] in server.forgotten:
+                            self._send(404, {"error": {"message": f"no batch {parts[1]}"}})
+                            return
                         batch = server.batches[parts[1]]
                         server.stats.cancels += 1
                         batch.cancel_requested = True

@@ -271,6 +271,67 @@ async def test_an_expired_batch_returns_its_unanswered_requests_to_pending(store
     assert len(intake_lines) == 10 + 7
 
 
+async def test_a_failed_batch_returns_its_requests_to_pending_with_the_reason(
+    store: Store,
+) -> None:
+    store.add_rows(SEEDS[:4])
+    with BatchServer() as server:
+        settings = batch_settings(server)
+        server.fail_next = "line 1: the model does not exist"
+        await batch_step(store, settings)
+        summary = BatchSummary()
+        while open_batches(store) and not summary.returned:
+            summary = await batch_step(store, settings)
+        reason = "the batch failed: line 1: the model does not exist"
+        assert summary.returned == {reason: 4}
+        failed = all_batches(store)[0]
+        assert (failed.state, failed.outcome) == (BatchState.COLLECTED, "failed")
+        assert failed.error == "line 1: the model does not exist"
+        assert [r.state for r in batch_requests(store, failed.id, None)] == [
+            RequestState.RETURNED
+        ] * 4
+        intake = [r.stages[Stage.INTAKE_FORM] for r in store.records()]
+        assert {(v.status, v.error) for v in intake} == {(StageStatus.PENDING, reason)}
+        # The next batch (not failing) answers them.
+        await batch_until_done(store, settings)
+    assert stage_statuses(store) == {"generated": 16}
+
+
+async def test_a_batch_the_server_forgot_returns_its_requests_instead_of_failing_every_run(
+    store: Store,
+) -> None:
+    store.add_rows(SEEDS[:3])
+    with BatchServer() as server:
+        settings = batch_settings(server)
+        server.hold.set()
+        first = await batch_step(store, settings)
+        lost_id = first.in_flight[0].batch_id
+        server.forgotten.add(lost_id)
+        summary = await batch_step(store, settings)  # no exception: the run goes on
+        reason = f"the server no longer knows batch {lost_id} (HTTP 404)"
+        assert summary.returned == {reason: 3}
+        lost = all_batches(store)[0]
+        assert (lost.state, lost.outcome, lost.error) == (BatchState.COLLECTED, "lost", reason)
+        intake = [r.stages[Stage.INTAKE_FORM] for r in store.records()]
+        assert {(v.status, v.error) for v in intake} == {(StageStatus.PENDING, reason)}
+        # The same round sent them again in a new batch; cancelling one the server forgot
+        # returns its requests too, instead of raising.
+        assert [b.batch_id for b in open_batches(store)] != [lost_id]
+        server.forgotten.update(server.batches)
+        client = BatchClient(settings)
+        try:
+            synthesizer = BatchSynthesizer(store, client, settings)
+            assert await synthesizer.cancel() == 0
+        finally:
+            await client.aclose()
+        assert not open_batches(store)
+        assert {b.outcome for b in all_batches(store)} == {"lost"}
+        server.forgotten.clear()
+        server.hold.clear()
+        await batch_until_done(store, settings)
+    assert stage_statuses(store) == {"generated": 12}
+
+
 async def test_cancel_stops_what_is_in_flight_and_returns_its_requests(store: Store) -> None:
     store.add_rows(SEEDS[:4])
     with BatchServer() as server:

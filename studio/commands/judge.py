@@ -38,6 +38,22 @@ from studio.errors import BadInputError, StudioError
 @click.option("--plan", help="A named rate-limit plan, e.g. groq-free.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option(
+    "--batch",
+    is_flag=True,
+    help="Through the server's Batch API (half the price), like `studio synth --batch`: submit,"
+    " collect what is finished, return. Run it again to go on.",
+)
+@click.option("--wait", is_flag=True, help="--batch, and stay until every judgement is back.")
+@click.option("--cancel", is_flag=True, help="Cancel the judge batches in flight.")
+@click.option("--dry-run", is_flag=True, help="--batch: requests, tokens and price; sends nothing.")
+@click.option(
+    "--completion-window",
+    default="24h",
+    show_default=True,
+    help="--batch: how long the server may take (Groq: 24h to 7d).",
+)
+@click.option("--poll-interval", type=float, default=5.0, hidden=True)
+@click.option(
     "--config",
     "config_path",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -66,13 +82,28 @@ def judge_command(
     from studio.commands.synth import one_run_per_database
     from studio.synth import SynthSettings
 
-    settings = SynthSettings.load(config_path, **options).validate()
+    batch = {k: options.pop(k) for k in _BATCH_OPTIONS}
+    use_batch = batch.pop("batch") or batch["wait"] or batch["cancel"] or batch["dry_run"]
+    if use_batch and per_item:
+        raise BadInputError("--per-item runs live only; leave out --batch (or --per-item)")
+    settings = SynthSettings.load(config_path, **options)
+    if use_batch and batch["dry_run"]:  # reads the database only: no key, no lock needed
+        from studio.commands.judge_batch import judge_dry_run
+
+        judge_dry_run(db, settings, limit, rejudge)
+        return
+    settings = settings.validate()
     if not db.is_file():  # before the lock, which would leave a file beside a mistyped path
         raise BadInputError(
             f"{db}: no such database (import something first, or try `studio demo`)"
         )
     try:
         with one_run_per_database(db, "judge"):
+            if use_batch:
+                from studio.commands.judge_batch import judge_batch
+
+                judge_batch(db, settings, limit, rejudge, **batch)
+                return
             summary = _judge(db, settings, limit, rejudge, per_item=per_item)
     except KeyboardInterrupt:
         click.echo("interrupted — finished judgements are saved; run `studio judge` again to go on")
@@ -92,6 +123,9 @@ def judge_command(
             f"{summary.failed} judgement{'s' * (summary.failed > 1)} failed; they are stored with"
             " the reason and the raw answer, and `studio judge` tries them again"
         )
+
+
+_BATCH_OPTIONS = ("batch", "wait", "cancel", "dry_run", "completion_window", "poll_interval")
 
 
 def _judge(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,39 +30,66 @@ def synth_batch(
         _dry_run(db, limit, settings)
         return
     from studio.synth.batch import BatchSynthesizer
+
+    run_batches(
+        db,
+        lambda store, client: BatchSynthesizer(store, client, settings, window=completion_window),
+        settings,
+        again="studio synth --batch",
+        reasons="the stages' errors say more",
+        limit=limit,
+        wait=wait,
+        cancel=cancel,
+        poll_interval=poll_interval,
+    )
+
+
+def run_batches(
+    db: Path,
+    make_runner: Callable[[Any, Any], Any],
+    settings: Any,
+    *,
+    again: str,
+    reasons: str,
+    limit: int | None,
+    wait: bool,
+    cancel: bool,
+    poll_interval: float,
+) -> Any:
+    """One batch run of any job kind (`make_runner(store, client)` builds its `BatchRunner`):
+    collect, submit, maybe wait or cancel, and say what happened. Returns the runner."""
     from studio.synth.batch_api import BatchClient
 
     client = BatchClient(settings)
     with open_store(db) as store:
-        synthesizer = BatchSynthesizer(store, client, settings, window=completion_window)
+        runner = make_runner(store, client)
         progress = _Progress() if wait and sys.stdout.isatty() else None
         if progress is not None:
-            synthesizer.on_poll = progress.update
+            runner.on_poll = progress.update
         interrupted = False
         try:
             if cancel:
-                cancelled = asyncio.run(_cancel(synthesizer, client))
+                cancelled = asyncio.run(_cancel(runner, client))
                 click.echo(f"cancelled {cancelled} batch{'es' * (cancelled != 1)}")
             else:
-                asyncio.run(_run(synthesizer, client, limit, wait, poll_interval))
+                asyncio.run(_run(runner, client, limit, wait, poll_interval))
         except KeyboardInterrupt:
             interrupted = True
         finally:
             if progress is not None:
                 progress.close()
-        _report(store, synthesizer.summary, settings)
+        _report(store, runner.summary, settings, again)
     if interrupted:
-        click.echo(
-            "interrupted — batches in flight stay in flight; run `studio synth --batch` again"
-        )
+        click.echo(f"interrupted — batches in flight stay in flight; run `{again}` again")
         sys.exit(130)
-    waiting = sum(synthesizer.summary.waiting.values())
+    waiting = sum(runner.summary.waiting.values())
     if waiting and not cancel:
         raise StudioError(
             f"{waiting} request{'s' * (waiting > 1)} came back without an answer"
-            f" ({_counts(synthesizer.summary.waiting)}); the stages' errors say more, and"
-            " `studio synth --batch` submits them again"
+            f" ({_counts(runner.summary.waiting)}); {reasons}, and `{again}` submits them"
+            " again"
         )
+    return runner
 
 
 async def _run(synthesizer: Any, client: Any, limit: int | None, wait: bool, poll: float) -> None:
@@ -85,7 +113,7 @@ def _counts(counts: dict[str, int]) -> str:
     )
 
 
-def _report(store: Any, summary: Any, settings: Any) -> None:
+def _report(store: Any, summary: Any, settings: Any, again: str) -> None:
     from studio.store.batches import batch_usage
 
     parts = []
@@ -108,7 +136,7 @@ def _report(store: Any, summary: Any, settings: Any) -> None:
             f" {row.state.value} {row.done + row.failed}/{row.requests}{where}"
         )
     if summary.in_flight:
-        click.echo("run `studio synth --batch` again to collect them (or `--wait`)")
+        click.echo(f"run `{again}` again to collect them (or `--wait`)")
     tokens_in, tokens_out = batch_usage(store)
     if tokens_in or tokens_out:
         price = _price(tokens_in, tokens_out, settings, batch=True)

@@ -17,6 +17,7 @@ from studio.cbt.dialogue import parse_dialogue
 from studio.judge.answer import AnswerError, judge_schema, parse_answer
 from studio.model import Stage
 from studio.store import Store
+from studio.store.batches import JudgeJob, record_in_flight
 from studio.store.judging import (
     FAILED,
     SCORED,
@@ -133,6 +134,8 @@ class Judge:
     async def run(self, *, limit: int | None = None, rejudge: bool = False) -> JudgeSummary:
         started = time.monotonic()
         ids = records_to_judge(self.store, limit=limit, rejudge=rejudge)
+        # A record whose judge request is out in a batch waits for it (never paid for twice).
+        ids = [i for i in ids if not record_in_flight(self.store, i, (JudgeJob.JUDGE,))]
         self.summary.records = len(ids)
         try:
             await for_each_concurrently(ids, self.judge_record, self.settings.concurrency)
@@ -184,27 +187,35 @@ class Judge:
     def _read(
         self, base: JudgeResult, answer: str, usage: _Usage, shown: JudgeInput
     ) -> JudgeResult:
-        costs = replace(
-            base,
-            raw=answer,
-            tokens_in=usage.tokens_in,
-            tokens_out=usage.tokens_out,
-            latency_ms=usage.latency_ms,
-        )
-        if usage.finish_reason == "length":
-            self.summary.fail("cut off")
-            return replace(costs, error=CUT_OFF)
-        try:
-            items, steps, flags = parse_answer(answer, turns=shown.turns, steps=shown.steps)
-        except AnswerError as exc:
-            self.summary.fail("unreadable answer")
-            return replace(costs, error=f"unreadable answer: {exc}")
-        self.summary.scored += 1
-        self.summary.flagged += bool(flags)
-        return replace(costs, status=SCORED, items=items, plan_steps=steps, flags=flags)
+        return read_answer(self.summary, base, answer, usage, shown)
 
     async def aclose(self) -> None:
         await self.engine.aclose()
+
+
+def read_answer(
+    summary: JudgeSummary, base: JudgeResult, answer: str, usage: _Usage, shown: JudgeInput
+) -> JudgeResult:
+    """One answer (live or from a batch) as a judgement: cut off or unreadable → failed, with the
+    raw text kept."""
+    costs = replace(
+        base,
+        raw=answer,
+        tokens_in=usage.tokens_in,
+        tokens_out=usage.tokens_out,
+        latency_ms=usage.latency_ms,
+    )
+    if usage.finish_reason == "length":
+        summary.fail("cut off")
+        return replace(costs, error=CUT_OFF)
+    try:
+        items, steps, flags = parse_answer(answer, turns=shown.turns, steps=shown.steps)
+    except AnswerError as exc:
+        summary.fail("unreadable answer")
+        return replace(costs, error=f"unreadable answer: {exc}")
+    summary.scored += 1
+    summary.flagged += bool(flags)
+    return replace(costs, status=SCORED, items=items, plan_steps=steps, flags=flags)
 
 
 async def rejudge_record(

@@ -3,18 +3,39 @@
 A batch row is written before anything is sent and every step of its submission is committed as it
 happens (`preparing` → `uploaded` → the server's status → `collected`), so whoever opens the
 database next knows exactly what the server may hold and never submits the same requests twice.
+
+A batch holds one job: a synthesis stage, or the judge (`JudgeJob.JUDGE`, stored in the same
+`stage` column: one request per record, answering its current dialogue).
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
 from studio.model import Stage
 from studio.store.stages import write_stage
 from studio.store.store import Store
+
+
+class JudgeJob(StrEnum):
+    """A batch job that is not a synthesis stage."""
+
+    JUDGE = "judge"
+
+    @property
+    def label(self) -> str:
+        return "Judge"
+
+
+#: What one batch (and each of its requests) answers.
+Job = Stage | JudgeJob
+
+
+def job_of(value: str) -> Job:
+    return JudgeJob(value) if value == JudgeJob.JUDGE.value else Stage(value)
 
 
 class BatchState(StrEnum):
@@ -27,7 +48,8 @@ class BatchState(StrEnum):
     FINALIZING = "finalizing"
     CANCELLING = "cancelling"
     COLLECTED = "collected"
-    """Results stored, unanswered requests returned; `outcome` is the server's final status."""
+    """Results stored, unanswered requests returned; `outcome` is the server's final status, or
+    `lost` when the server answered 404 for the batch's id."""
 
 
 #: The server's statuses while a batch runs (anything else is final).
@@ -45,10 +67,10 @@ class RequestState(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class PlannedRequest:
-    """One stage's prompt, ready to go into a batch."""
+    """One stage's (or the judge's) prompt, ready to go into a batch."""
 
     record_id: int
-    stage: Stage
+    stage: Job
     cache_key: str
     prompt_hash: str
     template_version: str
@@ -60,7 +82,7 @@ class BatchRequest:
     custom_id: str
     batch: int
     record_id: int
-    stage: Stage
+    stage: Job
     state: RequestState
     cache_key: str
     prompt_hash: str
@@ -73,7 +95,7 @@ class BatchRequest:
 class BatchRow:
     id: int
     label: str
-    stage: Stage
+    stage: Job
     backend: str
     model: str
     base_url: str
@@ -102,25 +124,25 @@ _REQUEST_COLUMNS = (
 
 def _batch(row: Sequence[object]) -> BatchRow:
     values = list(row)
-    values[2] = Stage(str(values[2]))
+    values[2] = job_of(str(values[2]))
     values[6] = BatchState(str(values[6]))
     return BatchRow(*values)  # type: ignore[arg-type]
 
 
 def _request(row: Sequence[object]) -> BatchRequest:
     values = list(row)
-    values[3] = Stage(str(values[3]))
+    values[3] = job_of(str(values[3]))
     values[4] = RequestState(str(values[4]))
     return BatchRequest(*values)  # type: ignore[arg-type]
 
 
-def custom_id(batch: int, record_id: int, stage: Stage) -> str:
+def custom_id(batch: int, record_id: int, stage: Job) -> str:
     return f"b{batch}-r{record_id}-{stage.value}"
 
 
 def create_batch(
     store: Store,
-    stage: Stage,
+    stage: Job,
     requests: Sequence[PlannedRequest],
     *,
     backend: str,
@@ -168,11 +190,19 @@ def get_batch(store: Store, batch: int) -> BatchRow:
     return _batch(row)
 
 
-def open_batches(store: Store) -> list[BatchRow]:
-    """Batches not collected yet, oldest first."""
+def _jobs_filter(jobs: Collection[Job] | None) -> tuple[str, tuple[str, ...]]:
+    """An SQL condition on the `stage` column (and its parameters): those jobs only, or all."""
+    if jobs is None:
+        return "", ()
+    return f" AND stage IN ({', '.join('?' * len(jobs))})", tuple(j.value for j in jobs)
+
+
+def open_batches(store: Store, jobs: Collection[Job] | None = None) -> list[BatchRow]:
+    """Batches not collected yet (of those jobs), oldest first."""
+    where, params = _jobs_filter(jobs)
     rows = store.conn.execute(
-        f"SELECT {_BATCH_COLUMNS} FROM batches WHERE state != ? ORDER BY id",
-        (BatchState.COLLECTED.value,),
+        f"SELECT {_BATCH_COLUMNS} FROM batches WHERE state != ?{where} ORDER BY id",
+        (BatchState.COLLECTED.value, *params),
     ).fetchall()
     return [_batch(row) for row in rows]
 
@@ -229,24 +259,26 @@ def in_flight_count(store: Store) -> int:
     return int(row[0])
 
 
-def in_flight_records(store: Store) -> list[int]:
-    """Records with a request out in a batch, in id order."""
+def in_flight_records(store: Store, jobs: Collection[Job] | None = None) -> list[int]:
+    """Records with a request (for one of those jobs) out in a batch, in id order."""
+    where, params = _jobs_filter(jobs)
     rows = store.conn.execute(
-        "SELECT DISTINCT record_id FROM batch_requests WHERE state = ? ORDER BY record_id",
-        (RequestState.IN_FLIGHT.value,),
+        f"SELECT DISTINCT record_id FROM batch_requests WHERE state = ?{where} ORDER BY record_id",
+        (RequestState.IN_FLIGHT.value, *params),
     )
     return [int(row[0]) for row in rows]
 
 
-def record_in_flight(store: Store, record_id: int) -> bool:
+def record_in_flight(store: Store, record_id: int, jobs: Collection[Job] | None = None) -> bool:
+    where, params = _jobs_filter(jobs)
     row = store.conn.execute(
-        "SELECT 1 FROM batch_requests WHERE record_id = ? AND state = ?",
-        (record_id, RequestState.IN_FLIGHT.value),
+        f"SELECT 1 FROM batch_requests WHERE record_id = ? AND state = ?{where}",
+        (record_id, RequestState.IN_FLIGHT.value, *params),
     ).fetchone()
     return row is not None
 
 
-def last_request_state(store: Store, record_id: int, stage: Stage) -> RequestState | None:
+def last_request_state(store: Store, record_id: int, stage: Job) -> RequestState | None:
     """What became of the newest request for a record's stage (a returned one may have been
     sent again, and answered, since); None if it never went in a batch."""
     row = store.conn.execute(
@@ -283,9 +315,12 @@ def finish_request(
 
 def return_request(store: Store, request: BatchRequest, reason: str) -> None:
     """No usable answer: the stage goes back to waiting (its status never changed) with the reason
-    in its `error`, unless someone changed the stage meanwhile."""
+    in its `error`, unless someone changed the stage meanwhile. A judge request only closes (the
+    record stays unjudged, and the reason stays on the request)."""
     with store.transaction():
         finish_request(store, request.custom_id, RequestState.RETURNED, error=reason)
+        if not isinstance(request.stage, Stage):
+            return
         # touch=False: the stage still waits for the same answer; only the reason is new.
         write_stage(
             store,

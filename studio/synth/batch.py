@@ -13,6 +13,9 @@ anything is sent, the uploaded file's id as soon as the upload returns, the serv
 soon as the batch is created. A run killed between the upload and the create finds its batch on
 the server again (by our label in the batch's metadata, or by the input file) before it would
 create another one.
+
+The machinery is `BatchRunner`; a job kind supplies the requests and stores the answers:
+`BatchSynthesizer` here (stages), `studio.judge.batch.BatchJudge` (judge scores).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from studio.store.batches import (
     BatchRequest,
     BatchRow,
     BatchState,
+    Job,
     PlannedRequest,
     RequestState,
     batch_requests,
@@ -88,7 +92,7 @@ class BatchSummary:
     """Requests without an answer, back to pending, per reason."""
     waiting: dict[str, int] = field(default_factory=dict)
     """Of those, the ones not sent again by this run (they wait for the next one), per reason."""
-    returned_stages: list[tuple[int, Stage, str]] = field(default_factory=list)
+    returned_stages: list[tuple[int, Job, str]] = field(default_factory=list)
     tokens_in: int = 0
     tokens_out: int = 0
     """Real usage of the results collected this run."""
@@ -104,7 +108,7 @@ class BatchSummary:
 
 
 @dataclass(frozen=True, slots=True)
-class _Prepared:
+class Prepared:
     planned: PlannedRequest
     line: bytes
 
@@ -112,7 +116,30 @@ class _Prepared:
 Listener = Callable[[BatchSummary], None]
 
 
-class BatchSynthesizer:
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """One request's answer, as the result file gives it."""
+
+    text: str
+    finish_reason: str
+    model: str
+    tokens_in: int
+    tokens_out: int
+
+
+def _stage(request: BatchRequest) -> Stage:
+    if not isinstance(request.stage, Stage):
+        raise ValueError(f"request {request.custom_id} is not a synthesis stage")
+    return request.stage
+
+
+class BatchRunner:
+    """The batch machinery, whatever the job: submit, record, recover, collect, cancel. A job kind
+    (`BatchSynthesizer`, `studio.judge.batch.BatchJudge`) supplies the requests (`_ready`) and
+    stores their answers (`_answer`); it sees only its own batches (`jobs`)."""
+
+    jobs: frozenset[Job] = frozenset()
+
     def __init__(
         self,
         store: Store,
@@ -124,10 +151,6 @@ class BatchSynthesizer:
         max_bytes: int = MAX_BYTES,
         on_poll: Listener | None = None,
     ) -> None:
-        if settings.mode != "script":
-            raise BadInputError(
-                "--batch writes dialogues in script mode (two-agent turns depend on each other)"
-            )
         self.store = store
         self.client = client
         self.settings = settings
@@ -136,9 +159,7 @@ class BatchSynthesizer:
         self.max_bytes = max_bytes
         self.on_poll = on_poll or (lambda summary: None)
         self.summary = BatchSummary()
-        self._chosen: list[int] | None = None
-        """With a limit: the records this run works on (picked in its first round)."""
-        self._sent: set[tuple[int, Stage]] = set()
+        self._sent: set[tuple[int, Job]] = set()
         """Stages submitted by this run: one that came back unanswered waits for the next run
         (`--wait` would otherwise resubmit a request that a server always refuses, forever)."""
 
@@ -179,7 +200,7 @@ class BatchSynthesizer:
         moved = await self.recover()
         moved = await self.collect() or moved
         moved = await self.submit_ready(limit=limit) > 0 or moved
-        self.summary.in_flight = open_batches(self.store)
+        self.summary.in_flight = open_batches(self.store, self.jobs)
         return moved
 
     # -- half-done submissions ----------------------------------------------------------------
@@ -189,7 +210,7 @@ class BatchSynthesizer:
         forgotten (its requests are ready again); one uploaded is looked for on the server and
         adopted, or created now from the uploaded file."""
         moved = False
-        for row in open_batches(self.store):
+        for row in open_batches(self.store, self.jobs):
             if row.state is BatchState.PREPARING:
                 drop_batch(self.store, row.id)
                 moved = True
@@ -240,10 +261,13 @@ class BatchSynthesizer:
 
     async def collect(self) -> bool:
         moved = False
-        for row in open_batches(self.store):
+        for row in open_batches(self.store, self.jobs):
             if not row.batch_id:
                 continue
-            found = await self.client.retrieve(row.batch_id)
+            found = await self._retrieve(row)
+            if found is None:
+                moved = True
+                continue
             if found.status in RUNNING:
                 before = (row.state.value, row.done, row.failed)
                 row = self._record_status(row, found)
@@ -252,6 +276,25 @@ class BatchSynthesizer:
             await self.store_results(row, found)
             moved = True
         return moved
+
+    async def _retrieve(self, row: BatchRow) -> ServerBatch | None:
+        """The server's view of a batch; None when the server no longer knows its id (a 404: a
+        purged or foreign batch, or another base URL): its requests go back to pending at once,
+        since asking again would fail the same way on every later run."""
+        try:
+            return await self.client.retrieve(row.batch_id)
+        except BatchError as exc:
+            if exc.status != 404:
+                raise
+            self.forget(row, f"the server no longer knows batch {row.batch_id} (HTTP 404)")
+            return None
+
+    def forget(self, row: BatchRow, reason: str) -> None:
+        """Close a batch whose results can never come: every request still out goes back to
+        pending with `reason`, and the row is collected with outcome `lost`."""
+        for request in batch_requests(self.store, row.id):
+            self._return(request, reason)
+        update_batch(self.store, row.id, state=BatchState.COLLECTED, outcome=LOST, error=reason)
 
     async def store_results(self, row: BatchRow, found: ServerBatch) -> None:
         """A batch the server finished (completed, expired, cancelled or failed): its answers are
@@ -305,7 +348,161 @@ class BatchSynthesizer:
         tokens_out = int(usage.get("completion_tokens") or 0)
         self.summary.tokens_in += tokens_in
         self.summary.tokens_out += tokens_out
-        current = self.store.stage(request.record_id, request.stage)
+        model = str(body.get("model") or row.model)
+        self._answer(row, request, Answer(text, finish_reason, model, tokens_in, tokens_out))
+
+    def _return(self, request: BatchRequest, reason: str) -> None:
+        return_request(self.store, request, reason)
+        self.summary.count_returned(reason)
+        self.summary.returned_stages.append((request.record_id, request.stage, reason))
+
+    # -- what a job kind supplies ---------------------------------------------------------------
+
+    def _ready(self, *, limit: int | None = None) -> Iterator[tuple[Job, Prepared]]:
+        """Every request ready to go now, rendered one at a time, with its job."""
+        raise NotImplementedError
+
+    def _answer(self, row: BatchRow, request: BatchRequest, answer: Answer) -> None:
+        """Check and store one answer, and close its request (`finish_request`)."""
+        raise NotImplementedError
+
+    def ready(self, *, limit: int | None = None) -> dict[Job, list[Prepared]]:
+        """Every request ready now, rendered, by job."""
+        by_job: dict[Job, list[Prepared]] = {}
+        for job, prepared in self._ready(limit=limit):
+            by_job.setdefault(job, []).append(prepared)
+        return by_job
+
+    # -- submitting ---------------------------------------------------------------------------
+
+    async def submit_ready(self, *, limit: int | None = None) -> int:
+        """Submit every ready stage, one batch per stage (more where the size limits say so).
+        Returns the number of requests submitted."""
+        sent = 0
+        # One file per stage fills up as records are rendered and goes when full, so a
+        # CACTUS-sized stage (hundreds of MB of prompts) is never in memory all at once.
+        chunks: dict[Job, list[Prepared]] = {}
+        sizes: dict[Job, int] = {}
+        for stage, item in self._ready(limit=limit):
+            chunk = chunks.setdefault(stage, [])
+            # Room for the envelope ({"custom_id": …, "method": "POST", "url": …, "body": …}).
+            length = len(item.line) + 120
+            if chunk and (
+                len(chunk) >= self.max_requests or sizes[stage] + length > self.max_bytes
+            ):
+                sent += await self._submit(stage, chunk)
+                chunk = chunks[stage] = []
+                sizes[stage] = 0
+            chunk.append(item)
+            sizes[stage] = sizes.get(stage, 0) + length
+        for stage, chunk in chunks.items():
+            if chunk:
+                sent += await self._submit(stage, chunk)
+        return sent
+
+    async def _submit(self, stage: Job, chunk: list[Prepared]) -> int:
+        row, ids = create_batch(
+            self.store,
+            stage,
+            [p.planned for p in chunk],
+            backend=self.settings.backend,
+            model=self.settings.model_id,
+            base_url=self.settings.base_url or "",
+        )
+        data = b"".join(
+            b'{"custom_id":%s,"method":"POST","url":"%s","body":%s}\n'
+            % (orjson.dumps(cid), ENDPOINT.encode(), p.line)
+            for cid, p in zip(ids, chunk, strict=True)
+        )
+        try:
+            file_id = await self.client.upload(f"{row.label}.jsonl", data)
+        except BaseException:
+            drop_batch(self.store, row.id)  # nothing that costs was sent
+            raise
+        row = update_batch(self.store, row.id, state=BatchState.UPLOADED, input_file_id=file_id)
+        # From here a kill leaves an `uploaded` row, found again (or created) by `recover`.
+        created = await self._create(row)
+        self._record_status(row, created, batch_id=created.id)
+        self._sent.update((p.planned.record_id, p.planned.stage) for p in chunk)
+        self.summary.submitted += len(chunk)
+        self.summary.batches_submitted += 1
+        return len(chunk)
+
+    # -- cancelling ---------------------------------------------------------------------------
+
+    async def cancel(self) -> int:
+        """Cancel every batch in flight; what they answered before is collected on the next run
+        (or now, where the server cancels at once). Returns the number of batches cancelled."""
+        cancelled = 0
+        for row in open_batches(self.store, self.jobs):
+            if row.state is BatchState.PREPARING:
+                drop_batch(self.store, row.id)
+                continue
+            batch_id = row.batch_id
+            if not batch_id:
+                found = await self.client.find(row.label, row.input_file_id)
+                if found is None:
+                    drop_batch(self.store, row.id)  # never created: nothing to cancel
+                    continue
+                batch_id = found.id
+                row = update_batch(self.store, row.id, batch_id=batch_id)
+            try:
+                if row.state is not BatchState.CANCELLING:
+                    found = await self.client.cancel(batch_id)
+                    cancelled += 1
+                else:
+                    found = await self.client.retrieve(batch_id)
+            except BatchError as exc:
+                if exc.status != 404:
+                    raise
+                self.forget(row, f"the server no longer knows batch {batch_id} (HTTP 404)")
+                continue
+            if found.status in RUNNING:
+                self._record_status(row, found)
+            else:
+                await self.store_results(row, found)
+        self.summary.in_flight = open_batches(self.store, self.jobs)
+        return cancelled
+
+
+class BatchSynthesizer(BatchRunner):
+    """Synthesis: the next stage of every ready record, checked and stored like a live answer."""
+
+    jobs: frozenset[Job] = frozenset(STAGES)
+
+    def __init__(
+        self,
+        store: Store,
+        client: BatchClient,
+        settings: SynthSettings,
+        *,
+        window: str = "24h",
+        max_requests: int = MAX_REQUESTS,
+        max_bytes: int = MAX_BYTES,
+        on_poll: Listener | None = None,
+    ) -> None:
+        if settings.mode != "script":
+            raise BadInputError(
+                "--batch writes dialogues in script mode (two-agent turns depend on each other)"
+            )
+        super().__init__(
+            store,
+            client,
+            settings,
+            window=window,
+            max_requests=max_requests,
+            max_bytes=max_bytes,
+            on_poll=on_poll,
+        )
+        self._chosen: list[int] | None = None
+        """With a limit: the records this run works on (picked in its first round)."""
+
+    def _answer(self, row: BatchRow, request: BatchRequest, answer: Answer) -> None:
+        stage = _stage(request)
+        cid = request.custom_id
+        text, finish_reason = answer.text, answer.finish_reason
+        tokens_in, tokens_out = answer.tokens_in, answer.tokens_out
+        current = self.store.stage(request.record_id, stage)
         if current.updated_at != request.stage_updated_at or current.status not in NEEDS_SYNTHESIS:
             # A reviewer edited or regenerated it meanwhile; the tokens were still paid.
             finish_request(
@@ -318,12 +515,12 @@ class BatchSynthesizer:
             )
             self.summary.count("skipped")
             return
-        judged = self._judge(request.stage, text, finish_reason)
+        judged = self._judge(stage, text, finish_reason)
         result = StageResult(
             text=judged.text,
             status=judged.status,
             error=judged.error or judged.note,
-            model=str(body.get("model") or row.model),
+            model=answer.model,
             prompt_hash=request.prompt_hash,
             template_version=request.template_version,
             tokens_in=tokens_in,
@@ -331,14 +528,12 @@ class BatchSynthesizer:
         )
         with self.store.transaction():
             try:
-                save_stage_result(
-                    self.store, request.record_id, request.stage, result, expected=current
-                )
+                save_stage_result(self.store, request.record_id, stage, result, expected=current)
             except StageChanged as exc:
                 finish_request(self.store, cid, RequestState.SKIPPED, error=str(exc))
                 self.summary.count("skipped")
                 return
-            mark_downstream_stale(self.store, request.record_id, request.stage)
+            mark_downstream_stale(self.store, request.record_id, stage)
             finish_request(
                 self.store,
                 cid,
@@ -357,11 +552,6 @@ class BatchSynthesizer:
                 )
         self.summary.count(result.status.value)
 
-    def _return(self, request: BatchRequest, reason: str) -> None:
-        return_request(self.store, request, reason)
-        self.summary.count_returned(reason)
-        self.summary.returned_stages.append((request.record_id, request.stage, reason))
-
     def _judge(self, stage: Stage, text: str, finish_reason: str) -> chain.Judgement:
         return chain.judge_answer(
             stage,
@@ -371,16 +561,7 @@ class BatchSynthesizer:
             finish_reason=finish_reason,
         )
 
-    # -- submitting ---------------------------------------------------------------------------
-
-    def ready(self, *, limit: int | None = None) -> dict[Stage, list[_Prepared]]:
-        """The next stage of every record that has one ready, rendered, by stage."""
-        by_stage: dict[Stage, list[_Prepared]] = {}
-        for stage, prepared in self._ready(limit=limit):
-            by_stage.setdefault(stage, []).append(prepared)
-        return by_stage
-
-    def _ready(self, *, limit: int | None = None) -> Iterator[tuple[Stage, _Prepared]]:
+    def _ready(self, *, limit: int | None = None) -> Iterator[tuple[Job, Prepared]]:
         """The next stage of every record that has one ready (its earlier stages generated or
         reviewed, nothing of it in flight), rendered one at a time; answers already in the
         response cache are stored at once instead."""
@@ -390,10 +571,10 @@ class BatchSynthesizer:
             # `--limit N`: this run works on N records, those still in flight from an earlier
             # run first, and goes on with the same records from stage to stage.
             if self._chosen is None:
-                self._chosen = in_flight_records(self.store)
+                self._chosen = in_flight_records(self.store, self.jobs)
                 room = limit - len(self._chosen)
                 self._chosen += self._records_to_synthesize(room) if room > 0 else []
-            ids = [i for i in self._chosen if not record_in_flight(self.store, i)]
+            ids = [i for i in self._chosen if not record_in_flight(self.store, i, self.jobs)]
         for record_id in ids:
             record = self.store.record(record_id)
             if not record.attitude:
@@ -415,7 +596,7 @@ class BatchSynthesizer:
             self.store, mode=self.settings.mode, attitudes=chain.ATTITUDES, limit=limit
         )
 
-    def _prepare(self, record: RecordView, stage: Stage) -> _Prepared | None:
+    def _prepare(self, record: RecordView, stage: Stage) -> Prepared | None:
         """The request for one stage, exactly as a live call would send it (same template, same
         cache key); None when the cache already had an answer that passes (stored now)."""
         inputs = chain.StageInputs(
@@ -475,90 +656,7 @@ class BatchSynthesizer:
             template_version=template.label,
             stage_updated_at=expected.updated_at,
         )
-        return _Prepared(planned, orjson.dumps(body))
-
-    async def submit_ready(self, *, limit: int | None = None) -> int:
-        """Submit every ready stage, one batch per stage (more where the size limits say so).
-        Returns the number of requests submitted."""
-        sent = 0
-        # One file per stage fills up as records are rendered and goes when full, so a
-        # CACTUS-sized stage (hundreds of MB of prompts) is never in memory all at once.
-        chunks: dict[Stage, list[_Prepared]] = {}
-        sizes: dict[Stage, int] = {}
-        for stage, item in self._ready(limit=limit):
-            chunk = chunks.setdefault(stage, [])
-            # Room for the envelope ({"custom_id": …, "method": "POST", "url": …, "body": …}).
-            length = len(item.line) + 120
-            if chunk and (
-                len(chunk) >= self.max_requests or sizes[stage] + length > self.max_bytes
-            ):
-                sent += await self._submit(stage, chunk)
-                chunk = chunks[stage] = []
-                sizes[stage] = 0
-            chunk.append(item)
-            sizes[stage] = sizes.get(stage, 0) + length
-        for stage, chunk in chunks.items():
-            if chunk:
-                sent += await self._submit(stage, chunk)
-        return sent
-
-    async def _submit(self, stage: Stage, chunk: list[_Prepared]) -> int:
-        row, ids = create_batch(
-            self.store,
-            stage,
-            [p.planned for p in chunk],
-            backend=self.settings.backend,
-            model=self.settings.model_id,
-            base_url=self.settings.base_url or "",
-        )
-        data = b"".join(
-            b'{"custom_id":%s,"method":"POST","url":"%s","body":%s}\n'
-            % (orjson.dumps(cid), ENDPOINT.encode(), p.line)
-            for cid, p in zip(ids, chunk, strict=True)
-        )
-        try:
-            file_id = await self.client.upload(f"{row.label}.jsonl", data)
-        except BaseException:
-            drop_batch(self.store, row.id)  # nothing that costs was sent
-            raise
-        row = update_batch(self.store, row.id, state=BatchState.UPLOADED, input_file_id=file_id)
-        # From here a kill leaves an `uploaded` row, found again (or created) by `recover`.
-        created = await self._create(row)
-        self._record_status(row, created, batch_id=created.id)
-        self._sent.update((p.planned.record_id, p.planned.stage) for p in chunk)
-        self.summary.submitted += len(chunk)
-        self.summary.batches_submitted += 1
-        return len(chunk)
-
-    # -- cancelling ---------------------------------------------------------------------------
-
-    async def cancel(self) -> int:
-        """Cancel every batch in flight; what they answered before is collected on the next run
-        (or now, where the server cancels at once). Returns the number of batches cancelled."""
-        cancelled = 0
-        for row in open_batches(self.store):
-            if row.state is BatchState.PREPARING:
-                drop_batch(self.store, row.id)
-                continue
-            batch_id = row.batch_id
-            if not batch_id:
-                found = await self.client.find(row.label, row.input_file_id)
-                if found is None:
-                    drop_batch(self.store, row.id)  # never created: nothing to cancel
-                    continue
-                batch_id = found.id
-                row = update_batch(self.store, row.id, batch_id=batch_id)
-            if row.state is not BatchState.CANCELLING:
-                found = await self.client.cancel(batch_id)
-                cancelled += 1
-            else:
-                found = await self.client.retrieve(batch_id)
-            if found.status in RUNNING:
-                self._record_status(row, found)
-            else:
-                await self.store_results(row, found)
-        self.summary.in_flight = open_batches(self.store)
-        return cancelled
+        return Prepared(planned, orjson.dumps(body))
 
 
 def _jsonl(data: bytes) -> Iterable[dict[str, Any]]:
@@ -576,6 +674,8 @@ def _jsonl(data: bytes) -> Iterable[dict[str, Any]]:
 #: Why a request has no answer, by the batch's fate (the error file's codes say the same).
 EXPIRED = "the batch expired before this request was answered"
 CANCELLED = "the batch was cancelled"
+#: A batch's outcome when the server answered 404 for its id (its results can never come).
+LOST = "lost"
 _LINE_CODES = {"batch_expired": EXPIRED, "batch_cancelled": CANCELLED}
 
 

@@ -88,7 +88,7 @@ def estimate(store: Store, settings: SynthSettings, *, limit: int | None = None)
         if cap is not None and cap <= 0:
             break
         stage = next_stage(record)
-        if stage is None or record_in_flight(store, record.id):
+        if stage is None or record_in_flight(store, record.id, STAGES):
             continue
         chain_from(stage, _seed_tokens(record.seed))
         cap = None if cap is None else cap - 1
@@ -100,7 +100,8 @@ def estimate(store: Store, settings: SynthSettings, *, limit: int | None = None)
     for row in seeds:
         chain_from(Stage.INTAKE_FORM, sum(len(str(v)) for v in row) / CHARS_PER_TOKEN)
     in_flight = store.conn.execute(
-        "SELECT COUNT(*) FROM batch_requests WHERE state = 'in_flight'"
+        # Synthesis requests only (the judge's are `studio judge --dry-run`'s).
+        "SELECT COUNT(*) FROM batch_requests WHERE state = 'in_flight' AND stage != 'judge'"
     ).fetchone()[0]
     return Estimate(
         {s: n for s, n in requests.items() if n},
