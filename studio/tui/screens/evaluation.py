@@ -18,9 +18,9 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Header, Label, Static
 
 from studio.cbt.ctrs import CTRS_ITEMS
-from studio.evaluate.engine import Counselor
 from studio.evaluate.report import comparison
 from studio.evaluate.storage import SessionRow, send_back
+from studio.tui.evaluating import counselor_of_run, evaluate_run
 from studio.tui.screens.base import StudioScreen
 from studio.tui.widgets.footer import StudioFooter
 
@@ -231,12 +231,8 @@ class EvaluationScreen(StudioScreen):
 
     @work(group="evaluate", exclusive=True, exit_on_error=False, description="Evaluate a run")
     async def evaluate(self) -> None:
-        """`studio eval --run N` in its own process (the model and the calls never touch the UI);
-        its per-session lines are the progress. It goes on if the screen is left; the same
-        command again resumes it."""
-        import asyncio
-        import sys
-
+        """The newest finished run, evaluated in its own process (it goes on if the screen is
+        left; the same command again resumes it)."""
         from studio.store.runs import RunStatus, list_runs
 
         def newest(store: Any) -> int | None:
@@ -244,30 +240,16 @@ class EvaluationScreen(StudioScreen):
             return runs[0].id if runs else None
 
         run_id = await self.studio.lane.run(newest)
-        progress = self.query_one("#progress", Label)
         if run_id is None:
             self.notify("No finished training run to evaluate", severity="warning")
             return
-        argv = [sys.executable, "-m", "studio", "eval", "--db", str(self.studio.store_path),
-                "--run", str(run_id), *self.eval_args]  # fmt: skip
-        proc = await asyncio.create_subprocess_exec(
-            *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+        progress = self.query_one("#progress", Label)
+        await evaluate_run(
+            self.studio.store_path,
+            run_id,
+            lambda seen: progress.update(seen.describe()),
+            self.eval_args,
         )
-        assert proc.stderr is not None
-        total, done, last = "?", 0, ""
-        progress.update(f"Evaluating run {run_id}: starting…")
-        while line := (await proc.stderr.readline()).decode(errors="replace").strip():
-            last = line
-            if line.startswith("evaluation "):
-                total = line.rsplit(": ", 1)[-1].split()[0]
-            elif line.endswith(", ok") or "failed:" in line:
-                done += 1
-            progress.update(f"Evaluating run {run_id}: {done}/{total} sessions")
-        code = await proc.wait()
-        if code == 0:
-            progress.update(f"Evaluated run {run_id}: {done}/{total} sessions")
-        else:
-            progress.update(f"Evaluating run {run_id} stopped: {last}")
         self.load()
 
     def action_chat(self) -> None:
@@ -284,14 +266,9 @@ class EvaluationScreen(StudioScreen):
 
     @work(group="chat-open", exclusive=True, exit_on_error=False, description="Find the run")
     async def open_chat(self, run_id: int) -> None:
-        from studio.evaluate.launch import COUNSELOR_MAX_TOKENS, find_run, run_counselor
         from studio.tui.screens.chat import ChatScreen
 
-        def job(store: Any) -> Counselor:
-            run = find_run(store, run_id)
-            return run_counselor(run, temperature=0.7, max_tokens=COUNSELOR_MAX_TOKENS)
-
-        counselor = await self.studio.lane.run(job)
+        counselor = await self.studio.lane.run(counselor_of_run(run_id))
         self.app.push_screen(ChatScreen(counselor))
 
     def action_send_back(self) -> None:
