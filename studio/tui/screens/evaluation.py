@@ -15,7 +15,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.screen import ModalScreen
-from textual.widgets import DataTable, Header, Label, Static
+from textual.widgets import DataTable, Header, Label, SelectionList, Static
 
 from studio.cbt.ctrs import CTRS_ITEMS
 from studio.evaluate.report import comparison
@@ -161,9 +161,16 @@ class EvaluationScreen(StudioScreen):
     def __init__(self) -> None:
         super().__init__()
         self.sessions: list[tuple[str, SessionRow]] = []
-        """Every finished session with its evaluation's label, lowest score first."""
+        """Every finished session of the chosen evaluations with its evaluation's label, lowest
+        score first (the sessions table's rows)."""
         self.summaries: list[dict[str, Any]] = []
-        """The evaluations shown, side by side, as `studio eval --json` prints them."""
+        """Every evaluation with finished sessions, as `studio eval --json` prints them."""
+        self.evaluations: list[tuple[dict[str, Any], list[SessionRow]]] = []
+        """Each of those with its finished sessions."""
+        self.chosen: set[int] = set()
+        """The ids of the evaluations compared side by side (all at first)."""
+        self.known: set[int] = set()
+        """The ids of the evaluations the choice was made among."""
         self.eval_args: list[str] = []
         """More `studio eval` options for an evaluation started here (e.g. `--sessions 10`)."""
 
@@ -171,6 +178,8 @@ class EvaluationScreen(StudioScreen):
         yield Header()
         with VerticalScroll(id="evaluation"):
             yield Label("", id="progress")
+            yield Label("Compare (space toggles)", classes="section")
+            yield SelectionList[int](id="chosen")
             yield Static("Loading evaluations…", id="items", classes="panel")
             yield Static(id="panas", classes="panel")
             yield Static(id="attitudes", classes="panel")
@@ -188,22 +197,55 @@ class EvaluationScreen(StudioScreen):
         self.post_message(EvaluationsLoaded(await self.studio.lane.run(comparison)))
 
     def on_evaluations_loaded(self, message: EvaluationsLoaded) -> None:
-        summaries = self.summaries = [summary for summary, _ in message.evaluations]
-        if not summaries:
-            self.query_one("#items", Static).update(
+        self.evaluations = message.evaluations
+        self.summaries = [summary for summary, _ in message.evaluations]
+        ids = [summary["evaluation"] for summary in self.summaries]
+        # A reload keeps the choice; an evaluation new since then is compared too.
+        self.chosen = {i for i in ids if i in self.chosen or i not in self.known}
+        self.known = set(ids)
+        choices = self.query_one("#chosen", SelectionList)
+        with choices.prevent(SelectionList.SelectedChanged):
+            choices.clear_options()
+            choices.add_options(
+                (
+                    f"{s['label']} (n={s['sessions']})",
+                    s["evaluation"],
+                    s["evaluation"] in self.chosen,
+                )
+                for s in self.summaries
+            )
+        self.show_chosen()
+
+    @on(SelectionList.SelectedChanged, "#chosen")
+    def _choice_changed(self, event: SelectionList.SelectedChanged[int]) -> None:
+        self.chosen = set(event.selection_list.selected)
+        self.show_chosen()
+
+    def show_chosen(self) -> None:
+        """The bars, the tables and the sessions of the chosen evaluations only."""
+        items = self.query_one("#items", Static)
+        panels = [self.query_one(f"#{name}", Static) for name in ("panas", "attitudes")]
+        table = self.query_one("#sessions", DataTable)
+        table.clear()
+        self.sessions = []
+        if not self.evaluations:
+            items.update(
                 "No evaluation yet: run `studio eval --run N` (and `--model BASE --run N` for the"
                 " base model) to compare counselors here."
             )
             return
-        self.query_one("#items", Static).update(items_table(summaries))
-        self.query_one("#panas", Static).update(panas_table(summaries))
-        self.query_one("#attitudes", Static).update(attitude_table(summaries))
-        self.sessions = [
-            (summary["label"], s) for summary, rows in message.evaluations for s in rows
-        ]
+        chosen = [(s, rows) for s, rows in self.evaluations if s["evaluation"] in self.chosen]
+        summaries = [summary for summary, _ in chosen]
+        if not summaries:
+            items.update("Choose the evaluations to compare above (space toggles one).")
+            for panel in panels:
+                panel.update("")
+            return
+        items.update(items_table(summaries))
+        panels[0].update(panas_table(summaries))
+        panels[1].update(attitude_table(summaries))
+        self.sessions = [(summary["label"], s) for summary, rows in chosen for s in rows]
         self.sessions.sort(key=lambda pair: (pair[1].ctrs_mean is None, pair[1].ctrs_mean or 0.0))
-        table = self.query_one("#sessions", DataTable)
-        table.clear()
         for label, s in self.sessions:
             table.add_row(
                 label,
@@ -216,7 +258,8 @@ class EvaluationScreen(StudioScreen):
                 str(s.turns),
                 str(len(s.flags)),
             )
-        table.focus()
+        if not isinstance(self.focused, SelectionList):
+            table.focus()
 
     @on(DataTable.RowSelected, "#sessions")
     def open_session(self, event: DataTable.RowSelected) -> None:
