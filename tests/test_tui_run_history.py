@@ -17,6 +17,7 @@ from studio.cbt.ctrs import CTRS_ITEMS
 from studio.evaluate.storage import FINISHED, SessionRow, find_or_create_evaluation, save_session
 from studio.ingest.formats import parse_cactus
 from studio.store import Store
+from studio.tui import StudioApp
 from studio.tui.evaluating import EvaluationProgress
 from studio.tui.screens.chat import ChatScreen
 from studio.tui.screens.training import HISTORY_COLUMNS, TrainingScreen
@@ -103,12 +104,23 @@ async def test_f6_evaluates_the_selected_run_in_the_background_and_says_how_it_w
         assert evaluation_cell(screen) == "—"
         said = str(screen.query_one("#run-evaluation", Label).render())
         assert said == "Run 1: not evaluated yet"
-        progress = screen.query_one("#eval-progress", Label)
         await pilot.press("f6")
-        await wait_for(pilot, lambda: screen.evaluating is None, "the evaluation", WAIT_S)
+        app = pilot.app
+        assert isinstance(app, StudioApp)
+        assert app.evaluation is not None and app.evaluation.run_id == 1
+        await pilot.press("f6")  # a second while the first goes on: refused
+        assert len([w for w in app.workers if w.group == "evaluate"]) <= 1
+        await pilot.press("escape")  # leaving the pane stops neither it nor its progress
+        await wait_for(
+            pilot,
+            lambda: app.evaluation is not None and not app.evaluation.running,
+            "the evaluation",
+            WAIT_S,
+        )
         await settle(pilot)
+        screen = await open_pane(pilot)
         # The run saved no adapter: `studio eval` says so, and the pane shows its words.
-        said = str(progress.render())
+        said = str(screen.query_one("#eval-progress", Label).render())
         assert said.startswith("Evaluating run 1 stopped: ") and "no adapter" in said
         # An evaluation stored meanwhile (as `studio eval` would) shows on the history's reload.
         evaluate_run_1(db, [4, 4])

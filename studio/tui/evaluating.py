@@ -8,13 +8,19 @@ the UI); its per-session lines on stderr are the progress. The same command agai
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from textual.message import Message
 
 from studio.evaluate.engine import Counselor
+
+if TYPE_CHECKING:
+    from studio.tui.app import StudioApp
 
 
 @dataclass
@@ -35,6 +41,10 @@ class EvaluationProgress:
             self.total = line.rsplit(": ", 1)[-1].split()[0]
         elif line.endswith(", ok") or "failed:" in line:
             self.done += 1
+
+    @property
+    def running(self) -> bool:
+        return not (self.finished or self.failed)
 
     def describe(self) -> str:
         if self.failed:
@@ -76,6 +86,36 @@ async def evaluate_run(
     progress.failed = code != 0
     on_progress(progress)
     return progress
+
+
+@dataclass
+class EvaluationProgressed(Message, bubble=False):
+    """The app's evaluation said more (a copy: the screen shown may read it later)."""
+
+    progress: EvaluationProgress
+
+
+def start_evaluation(app: StudioApp, run_id: int, extra: Sequence[str] = ()) -> bool:
+    """Evaluate run `run_id` as an app worker: leaving the screen that started it neither stops it
+    nor its progress; the screen on top gets each `EvaluationProgressed`. One at a time (two on
+    the same run would do the same sessions twice): False while one is going."""
+    if app.evaluation is not None and app.evaluation.running:
+        return False
+    app.evaluation = EvaluationProgress(run_id)
+
+    def seen(progress: EvaluationProgress) -> None:
+        app.evaluation = dataclasses.replace(progress)
+        app.screen.post_message(EvaluationProgressed(app.evaluation))
+
+    async def job() -> None:
+        try:
+            await evaluate_run(app.store_path, run_id, seen, extra)
+        finally:
+            if app.evaluation is not None and app.evaluation.running:  # cancelled (the app quit)
+                app.evaluation = None
+
+    app.run_worker(job(), group="evaluate", exit_on_error=False, description="Evaluate a run")
+    return True
 
 
 def counselor_of_run(run_id: int) -> Callable[[Any], Counselor]:

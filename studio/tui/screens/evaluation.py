@@ -20,7 +20,7 @@ from textual.widgets import DataTable, Header, Label, SelectionList, Static
 from studio.cbt.ctrs import CTRS_ITEMS
 from studio.evaluate.report import comparison
 from studio.evaluate.storage import SessionRow, send_back
-from studio.tui.evaluating import counselor_of_run, evaluate_run
+from studio.tui.evaluating import EvaluationProgressed, counselor_of_run, start_evaluation
 from studio.tui.screens.base import StudioScreen
 from studio.tui.widgets.footer import StudioFooter
 
@@ -190,6 +190,8 @@ class EvaluationScreen(StudioScreen):
     def on_mount(self) -> None:
         table = self.query_one("#sessions", DataTable)
         table.add_columns("evaluation", "client", "attitude", "CTRS", "PANAS +/-", "turns", "flags")
+        if self.studio.evaluation is not None:  # started before the screen opened
+            self.query_one("#progress", Label).update(self.studio.evaluation.describe())
         self.load()
 
     @work(group="evaluations", exclusive=True, exit_on_error=False, description="Read evaluations")
@@ -285,15 +287,15 @@ class EvaluationScreen(StudioScreen):
         run_id = await self.studio.lane.run(newest)
         if run_id is None:
             self.notify("No finished training run to evaluate", severity="warning")
-            return
-        progress = self.query_one("#progress", Label)
-        await evaluate_run(
-            self.studio.store_path,
-            run_id,
-            lambda seen: progress.update(seen.describe()),
-            self.eval_args,
-        )
-        self.load()
+        elif not start_evaluation(self.studio, run_id, self.eval_args):
+            running = self.studio.evaluation
+            which = f"Run {running.run_id}" if running is not None else "A run"
+            self.notify(f"{which} is being evaluated: one at a time", severity="warning")
+
+    def on_evaluation_progressed(self, message: EvaluationProgressed) -> None:
+        self.query_one("#progress", Label).update(message.progress.describe())
+        if not message.progress.running:
+            self.load()
 
     def action_chat(self) -> None:
         table = self.query_one("#sessions", DataTable)

@@ -49,7 +49,7 @@ from studio.train.events import (
 from studio.train.launch import accelerate_command, runner_command, shell_line
 from studio.train.monitor import RunProgress, event_log_path
 from studio.train.recipes import CONTEXTS, RECIPES, RunConfig, field_docs
-from studio.tui.evaluating import counselor_of_run, evaluate_run
+from studio.tui.evaluating import EvaluationProgressed, counselor_of_run, start_evaluation
 from studio.tui.formatting import short_time
 from studio.tui.messages import DatasetSummarized, PastRunLoaded, RunHistoryLoaded
 from studio.tui.screens.base import StudioScreen
@@ -324,8 +324,6 @@ class TrainingScreen(StudioScreen):
         self._shown_preset = ""
         self.evaluations: dict[int, str] = {}
         """Each evaluated run's summary line, by run id."""
-        self.evaluating: int | None = None
-        """The run whose evaluation (`studio eval`) is going on from here."""
         self._fresh_form = True
         """The form starts from the defaults (so the newest run may fill in the base model)."""
 
@@ -420,6 +418,8 @@ class TrainingScreen(StudioScreen):
             table.add_column(label, width=width)
         self.refresh_form(summarize_at_once=True)
         self.load_history()
+        if self.studio.evaluation is not None:  # started before the pane opened, or from `v`
+            self.query_one("#eval-progress", Label).update(self.studio.evaluation.describe())
         # A run started elsewhere (`studio train` in a terminal) is followed once it shows up.
         self.set_interval(ATTACH_INTERVAL_S, self.look_for_run)
         if self.studio.training is not None:
@@ -849,11 +849,12 @@ class TrainingScreen(StudioScreen):
 
     def action_evaluate_run(self) -> None:
         run = self.selected_run()
+        running = self.studio.evaluation
         if run is None:
             self.notify("No run to evaluate yet", title="Evaluate", severity="warning")
-        elif self.evaluating is not None:
+        elif running is not None and running.running:
             self.notify(
-                f"Run {self.evaluating} is being evaluated: one at a time",
+                f"Run {running.run_id} is being evaluated: one at a time",
                 title="Evaluate",
                 severity="warning",
             )
@@ -864,19 +865,12 @@ class TrainingScreen(StudioScreen):
                 severity="warning",
             )
         else:
-            self.evaluating = run.id
-            self.evaluate(run.id)
+            start_evaluation(self.studio, run.id)
 
-    @work(group="training-evaluate", exit_on_error=False, description="Evaluate a run")
-    async def evaluate(self, run_id: int) -> None:
-        label = self.query_one("#eval-progress", Label)
-        try:
-            await evaluate_run(
-                self.studio.store_path, run_id, lambda seen: label.update(seen.describe())
-            )
-        finally:
-            self.evaluating = None
-        self.load_history()
+    def on_evaluation_progressed(self, message: EvaluationProgressed) -> None:
+        self.query_one("#eval-progress", Label).update(message.progress.describe())
+        if not message.progress.running:
+            self.load_history()  # its summary, now in the history
 
     def action_chat(self) -> None:
         run = self.selected_run()
