@@ -20,7 +20,12 @@ from textual.widgets import DataTable, Header, Label, SelectionList, Static
 from studio.cbt.ctrs import CTRS_ITEMS
 from studio.evaluate.report import comparison
 from studio.evaluate.storage import SessionRow, send_back
-from studio.tui.evaluating import EvaluationProgressed, counselor_of_run, start_evaluation
+from studio.tui.evaluating import (
+    EvaluationProgress,
+    EvaluationProgressed,
+    counselor_of_run,
+    start_evaluation,
+)
 from studio.tui.screens.base import StudioScreen
 from studio.tui.widgets.footer import StudioFooter
 
@@ -171,6 +176,8 @@ class EvaluationScreen(StudioScreen):
         """The ids of the evaluations compared side by side (all at first)."""
         self.known: set[int] = set()
         """The ids of the evaluations the choice was made among."""
+        self.progress_shown: EvaluationProgress | None = None
+        """The app's evaluation as last shown."""
         self.eval_args: list[str] = []
         """More `studio eval` options for an evaluation started here (e.g. `--sessions 10`)."""
 
@@ -190,8 +197,6 @@ class EvaluationScreen(StudioScreen):
     def on_mount(self) -> None:
         table = self.query_one("#sessions", DataTable)
         table.add_columns("evaluation", "client", "attitude", "CTRS", "PANAS +/-", "turns", "flags")
-        if self.studio.evaluation is not None:  # started before the screen opened
-            self.query_one("#progress", Label).update(self.studio.evaluation.describe())
         self.load()
 
     @work(group="evaluations", exclusive=True, exit_on_error=False, description="Read evaluations")
@@ -293,9 +298,16 @@ class EvaluationScreen(StudioScreen):
             self.notify(f"{which} is being evaluated: one at a time", severity="warning")
 
     def on_evaluation_progressed(self, message: EvaluationProgressed) -> None:
+        self.progress_shown = message.progress
         self.query_one("#progress", Label).update(message.progress.describe())
         if not message.progress.running:
             self.load()
+
+    def on_screen_resume(self) -> None:
+        # What the app's evaluation said while another screen was on top went to that screen.
+        progress = self.studio.evaluation
+        if progress is not None and progress is not self.progress_shown:
+            self.on_evaluation_progressed(EvaluationProgressed(progress))
 
     def action_chat(self) -> None:
         table = self.query_one("#sessions", DataTable)

@@ -49,7 +49,12 @@ from studio.train.events import (
 from studio.train.launch import accelerate_command, runner_command, shell_line
 from studio.train.monitor import RunProgress, event_log_path
 from studio.train.recipes import CONTEXTS, RECIPES, RunConfig, field_docs
-from studio.tui.evaluating import EvaluationProgressed, counselor_of_run, start_evaluation
+from studio.tui.evaluating import (
+    EvaluationProgress,
+    EvaluationProgressed,
+    counselor_of_run,
+    start_evaluation,
+)
 from studio.tui.formatting import short_time
 from studio.tui.messages import DatasetSummarized, PastRunLoaded, RunHistoryLoaded
 from studio.tui.screens.base import StudioScreen
@@ -324,6 +329,8 @@ class TrainingScreen(StudioScreen):
         self._shown_preset = ""
         self.evaluations: dict[int, str] = {}
         """Each evaluated run's summary line, by run id."""
+        self.progress_shown: EvaluationProgress | None = None
+        """The app's evaluation as last shown under the history."""
         self._fresh_form = True
         """The form starts from the defaults (so the newest run may fill in the base model)."""
 
@@ -418,8 +425,6 @@ class TrainingScreen(StudioScreen):
             table.add_column(label, width=width)
         self.refresh_form(summarize_at_once=True)
         self.load_history()
-        if self.studio.evaluation is not None:  # started before the pane opened, or from `v`
-            self.query_one("#eval-progress", Label).update(self.studio.evaluation.describe())
         # A run started elsewhere (`studio train` in a terminal) is followed once it shows up.
         self.set_interval(ATTACH_INTERVAL_S, self.look_for_run)
         if self.studio.training is not None:
@@ -868,9 +873,16 @@ class TrainingScreen(StudioScreen):
             start_evaluation(self.studio, run.id)
 
     def on_evaluation_progressed(self, message: EvaluationProgressed) -> None:
+        self.progress_shown = message.progress
         self.query_one("#eval-progress", Label).update(message.progress.describe())
         if not message.progress.running:
             self.load_history()  # its summary, now in the history
+
+    def on_screen_resume(self) -> None:
+        # What the app's evaluation said while another screen was on top went to that screen.
+        progress = self.studio.evaluation
+        if progress is not None and progress is not self.progress_shown:
+            self.on_evaluation_progressed(EvaluationProgressed(progress))
 
     def action_chat(self) -> None:
         run = self.selected_run()
