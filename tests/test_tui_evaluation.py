@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.table import Table
 from textual.pilot import Pilot
-from textual.widgets import DataTable, Static
+from textual.widgets import DataTable, SelectionList, Static
 
 from studio.cbt.ctrs import CTRS_ITEMS
 from studio.evaluate.storage import FINISHED, SessionRow, find_or_create_evaluation, save_session
@@ -100,6 +101,66 @@ async def test_evaluations_side_by_side_and_the_worst_session_opens_first(db: Pa
         await pilot.press("escape", "escape")
         await pilot.pause()
         assert not isinstance(app.screen, EvaluationScreen | TranscriptScreen)
+
+
+def column_headers(screen: EvaluationScreen, panel: str) -> list[str]:
+    table = screen.query_one(f"#{panel}", Static).content
+    assert isinstance(table, Table)
+    return [str(column.header) for column in table.columns]
+
+
+async def test_the_user_chooses_which_evaluations_to_compare(db: Path) -> None:
+    with Store(db, clock=FixedClock()) as store:  # a third: the teacher, one session
+        teacher = find_or_create_evaluation(
+            store, key="t", run_id=None, label="teacher (api)", counselor={}, settings={}
+        )
+        save_session(
+            store,
+            SessionRow(
+                evaluation_id=teacher.id,
+                client_key="record:1",
+                attitude="neutral",
+                status=FINISHED,
+                transcript=TRANSCRIPT,
+                turns=3,
+                ctrs={i: {"score": 5, "explanation": ""} for i in CTRS_ITEMS},
+                ctrs_mean=5.0,
+            ),
+        )
+    app = studio_app(db)
+    async with app.run_test(size=(140, 50)) as pilot:
+        await settle(pilot)
+        await pilot.press("v")
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, EvaluationScreen)
+        choices = screen.query_one("#chosen", SelectionList)
+        assert choices.option_count == 3 and len(choices.selected) == 3  # all, at first
+        assert column_headers(screen, "items")[1:] == [
+            "run 1 (adapter) (n=3)",
+            "model (base) (n=3)",
+            "teacher (api) (n=1)",
+        ]
+        choices.focus()
+        choices.highlighted = 1
+        await pilot.press("space")  # the base model out: adapter vs teacher
+        await pilot.pause()
+        assert column_headers(screen, "items")[1:] == [
+            "run 1 (adapter) (n=3)",
+            "teacher (api) (n=1)",
+        ]
+        for panel in ("panas", "attitudes"):
+            assert column_headers(screen, panel)[1:] == ["run 1 (adapter)", "teacher (api)"]
+        assert {label for label, _ in screen.sessions} == {"run 1 (adapter)", "teacher (api)"}
+        assert screen.query_one("#sessions", DataTable).row_count == 4
+        await pilot.press("ctrl+r")  # a reload keeps the choice
+        await settle(pilot)
+        assert len(column_headers(screen, "items")) == 3
+        assert sorted(choices.selected) == [1, 3]  # the adapter and the teacher
+        choices.deselect_all()
+        await pilot.pause()
+        assert screen.sessions == []
+        assert "Choose the evaluations" in str(screen.query_one("#items", Static).render())
 
 
 async def test_no_evaluation_says_how_to_make_one(tmp_path: Path) -> None:

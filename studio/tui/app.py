@@ -26,6 +26,7 @@ from studio.train.control import POLL_INTERVAL_S, RunControl, find_live_run
 from studio.train.events import TrainEvent
 from studio.train.launch import RunnerOptions
 from studio.tui.commands import StudioCommands
+from studio.tui.evaluating import EvaluationProgress
 from studio.tui.messages import (
     DraftDiscarded,
     DraftsFound,
@@ -106,6 +107,8 @@ class StudioApp(App[None]):
         """The run the Training pane follows: started there, or found running at start-up."""
         self.training_form: RecipeForm | None = None
         """The recipe form as last left, so that reopening the pane keeps what was typed."""
+        self.evaluation: EvaluationProgress | None = None
+        """The last `studio eval` started from the app (one at a time; see `tui.evaluating`)."""
         self._training_tokens = itertools.count(1)
         self._quit_question: ConfirmScreen | None = None
         self.lane = StoreLane(store_path, clock=regenerator.clock, open_store=open_store)

@@ -7,7 +7,7 @@ Each is a dataclass, so a test can assert on exactly what was posted
 from __future__ import annotations
 
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from textual.message import Message
 
@@ -166,9 +166,10 @@ class DatasetSummarized(Message, bubble=False):
 
 @dataclass
 class RunHistoryLoaded(Message, bubble=False):
-    """The runs table, newest first."""
+    """The runs table, newest first, with each evaluated run's summary line (by run id)."""
 
     rows: list[HistoryRow]
+    evaluations: dict[int, str] = field(default_factory=dict)
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, RunHistoryLoaded)

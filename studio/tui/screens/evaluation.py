@@ -15,12 +15,17 @@ from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.screen import ModalScreen
-from textual.widgets import DataTable, Header, Label, Static
+from textual.widgets import DataTable, Header, Label, SelectionList, Static
 
 from studio.cbt.ctrs import CTRS_ITEMS
-from studio.evaluate.engine import Counselor
 from studio.evaluate.report import comparison
 from studio.evaluate.storage import SessionRow, send_back
+from studio.tui.evaluating import (
+    EvaluationProgress,
+    EvaluationProgressed,
+    counselor_of_run,
+    start_evaluation,
+)
 from studio.tui.screens.base import StudioScreen
 from studio.tui.widgets.footer import StudioFooter
 
@@ -161,9 +166,18 @@ class EvaluationScreen(StudioScreen):
     def __init__(self) -> None:
         super().__init__()
         self.sessions: list[tuple[str, SessionRow]] = []
-        """Every finished session with its evaluation's label, lowest score first."""
+        """Every finished session of the chosen evaluations with its evaluation's label, lowest
+        score first (the sessions table's rows)."""
         self.summaries: list[dict[str, Any]] = []
-        """The evaluations shown, side by side, as `studio eval --json` prints them."""
+        """Every evaluation with finished sessions, as `studio eval --json` prints them."""
+        self.evaluations: list[tuple[dict[str, Any], list[SessionRow]]] = []
+        """Each of those with its finished sessions."""
+        self.chosen: set[int] = set()
+        """The ids of the evaluations compared side by side (all at first)."""
+        self.known: set[int] = set()
+        """The ids of the evaluations the choice was made among."""
+        self.progress_shown: EvaluationProgress | None = None
+        """The app's evaluation as last shown."""
         self.eval_args: list[str] = []
         """More `studio eval` options for an evaluation started here (e.g. `--sessions 10`)."""
 
@@ -171,6 +185,8 @@ class EvaluationScreen(StudioScreen):
         yield Header()
         with VerticalScroll(id="evaluation"):
             yield Label("", id="progress")
+            yield Label("Compare (space toggles)", classes="section")
+            yield SelectionList[int](id="chosen")
             yield Static("Loading evaluations…", id="items", classes="panel")
             yield Static(id="panas", classes="panel")
             yield Static(id="attitudes", classes="panel")
@@ -188,22 +204,55 @@ class EvaluationScreen(StudioScreen):
         self.post_message(EvaluationsLoaded(await self.studio.lane.run(comparison)))
 
     def on_evaluations_loaded(self, message: EvaluationsLoaded) -> None:
-        summaries = self.summaries = [summary for summary, _ in message.evaluations]
-        if not summaries:
-            self.query_one("#items", Static).update(
+        self.evaluations = message.evaluations
+        self.summaries = [summary for summary, _ in message.evaluations]
+        ids = [summary["evaluation"] for summary in self.summaries]
+        # A reload keeps the choice; an evaluation new since then is compared too.
+        self.chosen = {i for i in ids if i in self.chosen or i not in self.known}
+        self.known = set(ids)
+        choices = self.query_one("#chosen", SelectionList)
+        with choices.prevent(SelectionList.SelectedChanged):
+            choices.clear_options()
+            choices.add_options(
+                (
+                    f"{s['label']} (n={s['sessions']})",
+                    s["evaluation"],
+                    s["evaluation"] in self.chosen,
+                )
+                for s in self.summaries
+            )
+        self.show_chosen()
+
+    @on(SelectionList.SelectedChanged, "#chosen")
+    def _choice_changed(self, event: SelectionList.SelectedChanged[int]) -> None:
+        self.chosen = set(event.selection_list.selected)
+        self.show_chosen()
+
+    def show_chosen(self) -> None:
+        """The bars, the tables and the sessions of the chosen evaluations only."""
+        items = self.query_one("#items", Static)
+        panels = [self.query_one(f"#{name}", Static) for name in ("panas", "attitudes")]
+        table = self.query_one("#sessions", DataTable)
+        table.clear()
+        self.sessions = []
+        if not self.evaluations:
+            items.update(
                 "No evaluation yet: run `studio eval --run N` (and `--model BASE --run N` for the"
                 " base model) to compare counselors here."
             )
             return
-        self.query_one("#items", Static).update(items_table(summaries))
-        self.query_one("#panas", Static).update(panas_table(summaries))
-        self.query_one("#attitudes", Static).update(attitude_table(summaries))
-        self.sessions = [
-            (summary["label"], s) for summary, rows in message.evaluations for s in rows
-        ]
+        chosen = [(s, rows) for s, rows in self.evaluations if s["evaluation"] in self.chosen]
+        summaries = [summary for summary, _ in chosen]
+        if not summaries:
+            items.update("Choose the evaluations to compare above (space toggles one).")
+            for panel in panels:
+                panel.update("")
+            return
+        items.update(items_table(summaries))
+        panels[0].update(panas_table(summaries))
+        panels[1].update(attitude_table(summaries))
+        self.sessions = [(summary["label"], s) for summary, rows in chosen for s in rows]
         self.sessions.sort(key=lambda pair: (pair[1].ctrs_mean is None, pair[1].ctrs_mean or 0.0))
-        table = self.query_one("#sessions", DataTable)
-        table.clear()
         for label, s in self.sessions:
             table.add_row(
                 label,
@@ -216,7 +265,8 @@ class EvaluationScreen(StudioScreen):
                 str(s.turns),
                 str(len(s.flags)),
             )
-        table.focus()
+        if not isinstance(self.focused, SelectionList):
+            table.focus()
 
     @on(DataTable.RowSelected, "#sessions")
     def open_session(self, event: DataTable.RowSelected) -> None:
@@ -231,12 +281,8 @@ class EvaluationScreen(StudioScreen):
 
     @work(group="evaluate", exclusive=True, exit_on_error=False, description="Evaluate a run")
     async def evaluate(self) -> None:
-        """`studio eval --run N` in its own process (the model and the calls never touch the UI);
-        its per-session lines are the progress. It goes on if the screen is left; the same
-        command again resumes it."""
-        import asyncio
-        import sys
-
+        """The newest finished run, evaluated in its own process (it goes on if the screen is
+        left; the same command again resumes it)."""
         from studio.store.runs import RunStatus, list_runs
 
         def newest(store: Any) -> int | None:
@@ -244,31 +290,24 @@ class EvaluationScreen(StudioScreen):
             return runs[0].id if runs else None
 
         run_id = await self.studio.lane.run(newest)
-        progress = self.query_one("#progress", Label)
         if run_id is None:
             self.notify("No finished training run to evaluate", severity="warning")
-            return
-        argv = [sys.executable, "-m", "studio", "eval", "--db", str(self.studio.store_path),
-                "--run", str(run_id), *self.eval_args]  # fmt: skip
-        proc = await asyncio.create_subprocess_exec(
-            *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
-        )
-        assert proc.stderr is not None
-        total, done, last = "?", 0, ""
-        progress.update(f"Evaluating run {run_id}: starting…")
-        while line := (await proc.stderr.readline()).decode(errors="replace").strip():
-            last = line
-            if line.startswith("evaluation "):
-                total = line.rsplit(": ", 1)[-1].split()[0]
-            elif line.endswith(", ok") or "failed:" in line:
-                done += 1
-            progress.update(f"Evaluating run {run_id}: {done}/{total} sessions")
-        code = await proc.wait()
-        if code == 0:
-            progress.update(f"Evaluated run {run_id}: {done}/{total} sessions")
-        else:
-            progress.update(f"Evaluating run {run_id} stopped: {last}")
-        self.load()
+        elif not start_evaluation(self.studio, run_id, self.eval_args):
+            running = self.studio.evaluation
+            which = f"Run {running.run_id}" if running is not None else "A run"
+            self.notify(f"{which} is being evaluated: one at a time", severity="warning")
+
+    def on_evaluation_progressed(self, message: EvaluationProgressed) -> None:
+        self.progress_shown = message.progress
+        self.query_one("#progress", Label).update(message.progress.describe())
+        if not message.progress.running:
+            self.load()
+
+    def on_screen_resume(self) -> None:
+        # What the app's evaluation said while another screen was on top went to that screen.
+        progress = self.studio.evaluation
+        if progress is not None and progress is not self.progress_shown:
+            self.on_evaluation_progressed(EvaluationProgressed(progress))
 
     def action_chat(self) -> None:
         table = self.query_one("#sessions", DataTable)
@@ -284,14 +323,9 @@ class EvaluationScreen(StudioScreen):
 
     @work(group="chat-open", exclusive=True, exit_on_error=False, description="Find the run")
     async def open_chat(self, run_id: int) -> None:
-        from studio.evaluate.launch import COUNSELOR_MAX_TOKENS, find_run, run_counselor
         from studio.tui.screens.chat import ChatScreen
 
-        def job(store: Any) -> Counselor:
-            run = find_run(store, run_id)
-            return run_counselor(run, temperature=0.7, max_tokens=COUNSELOR_MAX_TOKENS)
-
-        counselor = await self.studio.lane.run(job)
+        counselor = await self.studio.lane.run(counselor_of_run(run_id))
         self.app.push_screen(ChatScreen(counselor))
 
     def action_send_back(self) -> None:

@@ -33,6 +33,7 @@ from textual.widgets import (
 )
 from textual.worker import get_current_worker
 
+from studio.evaluate.report import run_summaries
 from studio.store import RecordView, Store
 from studio.store.runs import RunRow, RunStatus
 from studio.train.dataset import FitReport
@@ -48,6 +49,12 @@ from studio.train.events import (
 from studio.train.launch import accelerate_command, runner_command, shell_line
 from studio.train.monitor import RunProgress, event_log_path
 from studio.train.recipes import CONTEXTS, RECIPES, RunConfig, field_docs
+from studio.tui.evaluating import (
+    EvaluationProgress,
+    EvaluationProgressed,
+    counselor_of_run,
+    start_evaluation,
+)
 from studio.tui.formatting import short_time
 from studio.tui.messages import DatasetSummarized, PastRunLoaded, RunHistoryLoaded
 from studio.tui.screens.base import StudioScreen
@@ -97,6 +104,7 @@ HISTORY_COLUMNS: tuple[tuple[str, int], ...] = (
     ("Steps", 6),
     ("Loss", 7),
     ("Eval", 7),
+    ("Evaluation", 52),
     ("Examples", 8),
     ("Folder", 24),
 )
@@ -232,7 +240,7 @@ def summary_text(summary: DatasetSummary, max_length: int | None) -> Text:
     return text
 
 
-def history_cells(run: RunRow) -> tuple[Content | str, ...]:
+def history_cells(run: RunRow, evaluation: str | None = None) -> tuple[Content | str, ...]:
     status = Content.styled(run.status.value, f"${RUN_STATUS_COLOR[run.status]}")
     metrics = run.metrics
 
@@ -249,6 +257,7 @@ def history_cells(run: RunRow) -> tuple[Content | str, ...]:
         str(steps) if steps is not None else "—",
         loss("train_loss"),
         loss("eval_loss"),
+        evaluation or "—",
         f"{run.n_examples:,}",
         Path(run.output_dir).name,
     )
@@ -278,6 +287,20 @@ class TrainingScreen(StudioScreen):
             id="training.reload",
             tooltip="Recount the dataset and reread the run history",
         ),
+        Binding(
+            "f6",
+            "evaluate_run",
+            "Evaluate",
+            id="training.evaluate",
+            tooltip="Evaluate the selected run in the background (studio eval --run N)",
+        ),
+        Binding(
+            "f7",
+            "chat",
+            "Chat",
+            id="training.chat",
+            tooltip="Talk to the selected run's counselor (its adapter)",
+        ),
         Binding("escape", "back", "Back", id="training.back", tooltip="Back; a run keeps going"),
     ]
 
@@ -304,6 +327,10 @@ class TrainingScreen(StudioScreen):
         """That command for the form as it is (empty while the form has a problem)."""
         self._summary_timer: Timer | None = None
         self._shown_preset = ""
+        self.evaluations: dict[int, str] = {}
+        """Each evaluated run's summary line, by run id."""
+        self.progress_shown: EvaluationProgress | None = None
+        """The app's evaluation as last shown under the history."""
         self._fresh_form = True
         """The form starts from the defaults (so the newest run may fill in the base model)."""
 
@@ -372,6 +399,9 @@ class TrainingScreen(StudioScreen):
                 yield RichLog(id="log", wrap=True, max_lines=LOG_LINES)
                 yield Label("Runs (enter shows one)", classes="section")
                 yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
+                # The table is wider than the pane: the selected run's evaluation, always seen.
+                yield Label("", id="run-evaluation")
+                yield Label("", id="eval-progress")
         yield StudioFooter()
 
     def _input(self, id: str, value: str, tooltip: str, *, placeholder: str = "") -> Input:
@@ -538,14 +568,23 @@ class TrainingScreen(StudioScreen):
         description="Read the run history",
     )
     async def load_history(self) -> None:
-        self.post_message(RunHistoryLoaded(await self.studio.lane.run(run_history)))
+        def job(store: Store) -> tuple[list[RunRow], dict[int, str]]:
+            return run_history(store), run_summaries(store)
+
+        self.post_message(RunHistoryLoaded(*await self.studio.lane.run(job)))
 
     def on_run_history_loaded(self, message: RunHistoryLoaded) -> None:
         self.history = message.rows
+        self.evaluations = message.evaluations
         table = self.query_one("#runs", DataTable)
+        # Keep the cursor on the same run (an evaluation's end reloads the history).
+        selected = self.selected_run()
         table.clear()
         for row in message.rows:
-            table.add_row(*history_cells(row), key=str(row.id))
+            table.add_row(*history_cells(row, message.evaluations.get(row.id)), key=str(row.id))
+        if selected is not None and selected.id in (row.id for row in message.rows):
+            table.move_cursor(row=table.get_row_index(str(selected.id)))
+        self.show_run_evaluation()
         if not message.rows:
             return
         newest = message.rows[0]
@@ -556,6 +595,14 @@ class TrainingScreen(StudioScreen):
             base_model.value = str(newest.config["base_model"])
             self.refresh_form(summarize_at_once=True)
         self._fresh_form = False
+
+    @on(DataTable.RowHighlighted, "#runs")
+    def show_run_evaluation(self) -> None:
+        run = self.selected_run()
+        line = self.evaluations.get(run.id) if run is not None else None
+        self.query_one("#run-evaluation", Label).update(
+            "" if run is None else f"Run {run.id}: {line or 'not evaluated yet'}"
+        )
 
     @on(DataTable.RowSelected, "#runs")
     def _run_chosen(self, event: DataTable.RowSelected) -> None:
@@ -796,6 +843,60 @@ class TrainingScreen(StudioScreen):
             ),
             answered,
         )
+
+    def selected_run(self) -> RunRow | None:
+        """The run under the history's cursor."""
+        table = self.query_one("#runs", DataTable)
+        if not table.row_count:
+            return None
+        run_id = int(str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value))
+        return next((row for row in self.history if row.id == run_id), None)
+
+    def action_evaluate_run(self) -> None:
+        run = self.selected_run()
+        running = self.studio.evaluation
+        if run is None:
+            self.notify("No run to evaluate yet", title="Evaluate", severity="warning")
+        elif running is not None and running.running:
+            self.notify(
+                f"Run {running.run_id} is being evaluated: one at a time",
+                title="Evaluate",
+                severity="warning",
+            )
+        elif run.status is RunStatus.RUNNING:
+            self.notify(
+                f"Run {run.id} is still training: evaluate it once it ends",
+                title="Evaluate",
+                severity="warning",
+            )
+        else:
+            start_evaluation(self.studio, run.id)
+
+    def on_evaluation_progressed(self, message: EvaluationProgressed) -> None:
+        self.progress_shown = message.progress
+        self.query_one("#eval-progress", Label).update(message.progress.describe())
+        if not message.progress.running:
+            self.load_history()  # its summary, now in the history
+
+    def on_screen_resume(self) -> None:
+        # What the app's evaluation said while another screen was on top went to that screen.
+        progress = self.studio.evaluation
+        if progress is not None and progress is not self.progress_shown:
+            self.on_evaluation_progressed(EvaluationProgressed(progress))
+
+    def action_chat(self) -> None:
+        run = self.selected_run()
+        if run is None:
+            self.notify("No run to talk to yet", title="Chat", severity="warning")
+            return
+        self.open_chat(run.id)
+
+    @work(group="training-chat", exclusive=True, exit_on_error=False, description="Open a chat")
+    async def open_chat(self, run_id: int) -> None:
+        from studio.tui.screens.chat import ChatScreen
+
+        counselor = await self.studio.lane.run(counselor_of_run(run_id))
+        self.app.push_screen(ChatScreen(counselor))
 
     def action_reload(self) -> None:
         self.summary_key = None
