@@ -1,0 +1,129 @@
+"""The engine's SQLite work runs off the event loop, one transaction per finished stage, and
+templates are parsed once yet follow a clinician's edit."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from studio.store import Store
+from studio.store.synthesis import commit_stage
+from studio.synth import Synthesizer, SynthEvent, SynthSettings, engine, make_backend
+from studio.synth.templates import load_template
+from tests.chat_server import ChatServer, Reply, cbt_reply
+from tests.test_synth import SEEDS
+
+WAIT_S = 60.0
+"""Only a guard against a hang: every wait below ends on a condition long before it."""
+
+
+def settings_for(server: ChatServer, concurrency: int) -> SynthSettings:
+    return SynthSettings(
+        backend="openai",
+        model="test-model",
+        base_url=server.openai_base_url,
+        concurrency=concurrency,
+        # Known limits far above the load, no budget probe: no call waits for a first answer
+        # (without them the first request goes alone), so the first four go out together.
+        rpm=10**7,
+        tpm=10**10,
+        token_budgets=False,
+    ).validate()
+
+
+def test_a_stage_commit_stuck_on_the_database_does_not_stall_the_calls_in_flight(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Four first calls are out at once; the first answer's commit then waits on the database
+    (a slow disk, another writer's lock) until the other three answers have arrived. Committed on
+    the event loop, it would hold those answers back and never see them."""
+    db = tmp_path / "s.db"
+    with Store(db) as store:
+        store.add_rows(SEEDS[:4])
+    all_out = threading.Barrier(4)
+    others_answered = threading.Event()
+    answered = 0
+    waited: list[bool] = []
+
+    def reply(body: dict[str, Any]) -> Reply:
+        # The first four requests are answered only once all are sent; later ones at once (the
+        # barrier is then broken).
+        with contextlib.suppress(threading.BrokenBarrierError):
+            all_out.wait(WAIT_S)
+        return cbt_reply(body)
+
+    def on_event(event: SynthEvent) -> None:
+        nonlocal answered
+        if event.kind == "call":
+            answered += 1
+            if answered == 4:
+                others_answered.set()
+
+    def slow_commit(*args: Any, **kwargs: Any) -> Any:
+        if not waited:
+            waited.append(others_answered.wait(WAIT_S))
+            all_out.abort()  # from here on requests are answered at once
+        return commit_stage(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "commit_stage", slow_commit)
+    with ChatServer(reply) as server:
+        settings = settings_for(server, concurrency=4)
+
+        async def run() -> int:
+            backend = make_backend(settings)
+            with Store(db) as store:
+                synthesizer = Synthesizer(store, backend, settings, on_event=on_event)
+                summary = await synthesizer.run()
+            await backend.aclose()
+            return summary.stages.get("generated", 0)
+
+        generated = asyncio.run(run())
+    assert waited == [True]  # the other answers came in while the first commit waited
+    assert generated == 16
+
+
+def test_each_finished_stage_is_one_commit_with_its_answer(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "s.db"
+    with Store(db) as store:
+        store.add_rows(SEEDS[:2])
+    statements: list[str] = []
+    with ChatServer() as server:
+        settings = settings_for(server, concurrency=1)
+
+        async def run() -> None:
+            backend = make_backend(settings)
+            with Store(db) as store:
+                store.conn.set_trace_callback(statements.append)
+                await Synthesizer(store, backend, settings).run()
+            await backend.aclose()
+
+        asyncio.run(run())
+    commits = [s for s in statements if s.strip().upper() == "COMMIT"]
+    # One to create the two records, then one per stage (its cached answer in the same one).
+    assert len(commits) == 1 + 8
+    with Store(db) as store:
+        assert store.conn.execute("SELECT count(*) FROM llm_cache").fetchone()[0] == 8
+        assert store.stats()["stages"]["generated"] == 8
+
+
+def test_a_template_is_parsed_once_and_an_edit_applies_to_the_next_call(tmp_path: Path) -> None:
+    source = load_template("intake_form").path.read_text(encoding="utf-8")
+    path = tmp_path / "intake_form.md"
+    path.write_text(source, encoding="utf-8")
+    first = load_template("intake_form", tmp_path)
+    assert load_template("intake_form", tmp_path) is first  # kept, not read again
+    path.write_text(source.replace("=== user ===\n", "=== user ===\nEdited.\n"), encoding="utf-8")
+    stat = path.stat()
+    # Same size class of edit within one clock tick must still count: move mtime on explicitly.
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    edited = load_template("intake_form", tmp_path)
+    assert edited is not first
+    assert edited.user.startswith("Edited.")
