@@ -302,14 +302,20 @@ class Synthesizer:
             return await self._balanced_technique(record.id, template, messages)
         schema = chain.technique_schema() if stage is Stage.CBT_TECHNIQUE else None
         usage = _Usage(answers=answers)
+        judged: dict[str, chain.Judgement] = {}
+
+        def passes(text: str) -> bool:
+            judged[text] = self._judge(stage, text, "")
+            return judged[text].ok
+
         answer = await self.call(
-            messages,
-            kind=stage.value,
-            schema=schema,
-            usage=usage,
-            passes=lambda text: self._judge(stage, text, "").ok,
+            messages, kind=stage.value, schema=schema, usage=usage, passes=passes
         )
-        return self._result(stage, answer, usage, prompt_hash(messages), template.label)
+        # The check `call` ran is the verdict, unless the answer was cut (then judged again).
+        verdict = judged.get(answer) if usage.finish_reason != "length" else None
+        return self._result(
+            stage, answer, usage, prompt_hash(messages), template.label, judged=verdict
+        )
 
     async def _balanced_technique(
         self, record_id: int, template: Template, messages: Messages
@@ -353,10 +359,18 @@ class Synthesizer:
         )
 
     def _result(
-        self, stage: Stage, answer: str, usage: _Usage, hashed: str, template_version: str
+        self,
+        stage: Stage,
+        answer: str,
+        usage: _Usage,
+        hashed: str,
+        template_version: str,
+        *,
+        judged: chain.Judgement | None = None,
     ) -> StageResult:
-        """Judge an answer (the one rule in `chain.judge_answer`) and record what it cost."""
-        judged = self._judge(stage, answer, usage.finish_reason)
+        """Judge an answer (the one rule in `chain.judge_answer`; `judged`: already judged) and
+        record what it cost."""
+        judged = judged or self._judge(stage, answer, usage.finish_reason)
         return StageResult(
             text=judged.text,
             status=judged.status,
