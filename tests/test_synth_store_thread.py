@@ -1,4 +1,4 @@
-"""The engine's SQLite work runs off the event loop, one transaction per finished stage, and
+"""A locked database does not stall the engine's event loop; one transaction per finished stage;
 templates are parsed once yet follow a clinician's edit."""
 
 from __future__ import annotations
@@ -6,15 +6,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from studio.store import Store
-from studio.store.synthesis import commit_stage
-from studio.synth import Synthesizer, SynthEvent, SynthSettings, engine, make_backend
+from studio.synth import Synthesizer, SynthEvent, SynthSettings, make_backend
 from studio.synth.templates import load_template
 from tests.chat_server import ChatServer, Reply, cbt_reply
 from tests.test_synth import SEEDS
@@ -37,23 +35,36 @@ def settings_for(server: ChatServer, concurrency: int) -> SynthSettings:
     ).validate()
 
 
-def test_a_stage_commit_stuck_on_the_database_does_not_stall_the_calls_in_flight(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_a_database_locked_by_another_writer_does_not_stall_the_calls_in_flight(
+    tmp_path: Path,
 ) -> None:
-    """Four first calls are out at once; the first answer's commit then waits on the database
-    (a slow disk, another writer's lock) until the other three answers have arrived. Committed on
-    the event loop, it would hold those answers back and never see them."""
+    """Four first calls are out at once; before they are answered another writer (the review
+    app, a batch) takes the database's write lock, and lets go only once all four answers have
+    arrived. The first answer's commit must wait for the lock off the event loop: waiting on it,
+    the loop would never see the other answers (and the commit would fail when its busy timeout
+    ran out)."""
     db = tmp_path / "s.db"
     with Store(db) as store:
         store.add_rows(SEEDS[:4])
-    all_out = threading.Barrier(4)
-    others_answered = threading.Event()
+    other_writer = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+
+    def lock() -> None:
+        other_writer.execute("BEGIN IMMEDIATE")
+
+    # The first four requests are answered only once all are sent and the lock is taken; later
+    # ones at once (the barrier is then broken).
+    all_out = threading.Barrier(4, action=lock)
+    released_by = ""
     answered = 0
-    waited: list[bool] = []
+
+    def release(why: str) -> None:
+        nonlocal released_by
+        if not released_by:
+            released_by = why
+            all_out.abort()
+            other_writer.rollback()
 
     def reply(body: dict[str, Any]) -> Reply:
-        # The first four requests are answered only once all are sent; later ones at once (the
-        # barrier is then broken).
         with contextlib.suppress(threading.BrokenBarrierError):
             all_out.wait(WAIT_S)
         return cbt_reply(body)
@@ -63,28 +74,27 @@ def test_a_stage_commit_stuck_on_the_database_does_not_stall_the_calls_in_flight
         if event.kind == "call":
             answered += 1
             if answered == 4:
-                others_answered.set()
+                release("the four answers")
 
-    def slow_commit(*args: Any, **kwargs: Any) -> Any:
-        if not waited:
-            waited.append(others_answered.wait(WAIT_S))
-            all_out.abort()  # from here on requests are answered at once
-        return commit_stage(*args, **kwargs)
+    guard = threading.Timer(WAIT_S, release, ("the guard",))
+    guard.start()
+    try:
+        with ChatServer(reply) as server:
+            settings = settings_for(server, concurrency=4)
 
-    monkeypatch.setattr(engine, "commit_stage", slow_commit)
-    with ChatServer(reply) as server:
-        settings = settings_for(server, concurrency=4)
+            async def run() -> int:
+                backend = make_backend(settings)
+                with Store(db) as store:
+                    synthesizer = Synthesizer(store, backend, settings, on_event=on_event)
+                    summary = await synthesizer.run()
+                await backend.aclose()
+                return summary.stages.get("generated", 0)
 
-        async def run() -> int:
-            backend = make_backend(settings)
-            with Store(db) as store:
-                synthesizer = Synthesizer(store, backend, settings, on_event=on_event)
-                summary = await synthesizer.run()
-            await backend.aclose()
-            return summary.stages.get("generated", 0)
-
-        generated = asyncio.run(run())
-    assert waited == [True]  # the other answers came in while the first commit waited
+            generated = asyncio.run(run())
+    finally:
+        guard.cancel()
+        other_writer.close()
+    assert released_by == "the four answers"  # they came in while the lock was held
     assert generated == 16
 
 
