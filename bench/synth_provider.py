@@ -194,9 +194,12 @@ with ChatServer() as server:
 """
 
 
-def bench_cpu(seeds: int) -> None:
-    """CPU per call in this process; the server runs in another so its work is not counted."""
+def bench_cpu(seeds: int, *, profile: bool = False) -> None:
+    """CPU per call in this process; the server runs in another so its work is not counted.
+    `profile`: also print where the studio's CPU goes (cProfile, top functions by own time)."""
+    import cProfile
     import json
+    import pstats
 
     from studio.synth import Synthesizer, SynthSettings, make_backend
 
@@ -225,8 +228,13 @@ def bench_cpu(seeds: int) -> None:
                     await backend.aclose()
                     return synthesizer.summary.calls
 
+            profiler = cProfile.Profile() if profile else None
             cpu = time.process_time()
+            if profiler is not None:
+                profiler.enable()
             calls = asyncio.run(studio())
+            if profiler is not None:
+                profiler.disable()
             ours = (time.process_time() - cpu) / calls
             dump = Path(tmp) / "bodies.json"
             server.stdin.write(f"{dump}\n")
@@ -255,7 +263,12 @@ def bench_cpu(seeds: int) -> None:
         f"cpu per call, {seeds} seeds ({calls} calls), no latency, server in another process: "
         f"studio synth {ours * 1000:.2f} ms vs plain openai SDK gather of the same requests "
         f"{theirs * 1000:.2f} ms -> {ours / theirs:.2f}x (goal <= 1.2x)"
+        + (" (profiled: slower than without)" if profiler is not None else "")
     )
+    if profiler is not None:
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
+        pstats.Stats(profiler).sort_stats("cumtime").print_stats("studio|_bootstrap", 40)
+        pstats.Stats(profiler).print_callers("parent|execute")
 
 
 def main() -> None:
@@ -264,6 +277,9 @@ def main() -> None:
     )
     parser.add_argument("--scale", type=float, default=4.0)
     parser.add_argument("--part", choices=["provider", "advertised", "cpu", "all"], default="all")
+    parser.add_argument(
+        "--profile", action="store_true", help="cpu part: print where the studio's CPU goes"
+    )
     args = parser.parse_args()
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     print(f"{time.strftime('%Y-%m-%d')} on {platform.machine()}, {os.cpu_count()} cores")
@@ -272,7 +288,7 @@ def main() -> None:
     if args.part in ("advertised", "all"):
         bench_advertised(args.scale, 200, 0.3)
     if args.part in ("cpu", "all"):
-        bench_cpu(150)
+        bench_cpu(150, profile=args.profile)
 
 
 if __name__ == "__main__":

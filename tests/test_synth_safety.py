@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from studio.cli import cli
 from studio.commands.synth import one_run_per_database
 from studio.store import Store
-from studio.store.synthesis import cache_put
+from studio.store.synthesis import commit_stage
 from studio.synth import engine
 from studio.synth.backends import BackendError
 from studio.synth.templates import load_template
@@ -106,15 +106,17 @@ def test_a_full_disk_stops_the_run_in_one_line_and_the_resume_pays_only_for_call
         store.add_rows(SEEDS)
     answers = 0
 
-    def cache_put_then_fill_the_disk(store: Store, *args: Any) -> None:
-        """After four answers are cached the database may not grow any more: the next write that
-        needs a new page fails with SQLite's "database or disk is full", as on a full disk."""
+    def commit_then_fill_the_disk(store: Store, *args: Any, **kwargs: Any) -> Any:
+        """After four stages (and their answers) are committed the database may not grow any
+        more: the next write that needs a new page fails with SQLite's "database or disk is
+        full", as on a full disk."""
         nonlocal answers
-        cache_put(store, *args)
+        saved = commit_stage(store, *args, **kwargs)
         answers += 1
         if answers == 4:
             pages = store.conn.execute("PRAGMA page_count").fetchone()[0]
             store.conn.execute(f"PRAGMA max_page_count = {pages}")
+        return saved
 
     def long_intake_forms(body: dict[str, Any]) -> Reply:
         """Intake forms of ~15 KB (each needs new overflow pages when saved), yet under the
@@ -124,7 +126,7 @@ def test_a_full_disk_stops_the_run_in_one_line_and_the_resume_pays_only_for_call
             reply.content = f"{reply.content}\nNotes: {'so much to say. ' * 900}"
         return reply
 
-    monkeypatch.setattr(engine, "cache_put", cache_put_then_fill_the_disk)
+    monkeypatch.setattr(engine, "commit_stage", commit_then_fill_the_disk)
     with ChatServer(long_intake_forms) as server:
         first = CliRunner().invoke(cli, synth_args(db, server, "--concurrency", "2"))
         monkeypatch.undo()  # the disk has room again

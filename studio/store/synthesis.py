@@ -7,13 +7,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+import xxhash
 
 from studio.cbt.techniques import normalize_technique
 from studio.errors import StageChanged as StageChanged  # re-exported: its old home
 from studio.model import NEEDS_SYNTHESIS, STAGES, RecordStatus, Stage, StageStatus
 from studio.store.events import EventAction
 from studio.store.stages import StageView, snapshot, write_stage
-from studio.store.store import Store
+from studio.store.store import RecordView, Store
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +37,16 @@ class CachedAnswer:
     text: str
     tokens_in: int
     tokens_out: int
+
+
+@dataclass(frozen=True, slots=True)
+class CacheEntry:
+    """One answer to keep in the response cache, under the hash of what was asked."""
+
+    key: str
+    backend: str
+    model: str
+    answer: CachedAnswer
 
 
 def synth_record_key(seed_id: int, mode: str, attempt: int = 1) -> str:
@@ -148,41 +159,87 @@ def save_stage_result(
     `expected` (the stage as it was when generation started), a stage that changed meanwhile is
     left alone and `StageChanged` is raised: a slow answer never overwrites a reviewer's work.
     """
-    with store.transaction() as conn:
-        before = _check_unchanged(store, record_id, stage, expected)
-        write_stage(
-            store,
-            record_id,
-            stage,
-            status=result.status,
-            original_text=result.text,
-            edited_text=None,
-            note="",
-            error=result.error,
-            model=result.model,
-            prompt_hash=result.prompt_hash,
-            template_version=result.template_version,
-            tokens_in=result.tokens_in,
-            tokens_out=result.tokens_out,
-            latency_ms=result.latency_ms,
-        )
-        if stage is Stage.CBT_TECHNIQUE:
-            technique = (
-                normalize_technique(result.text) if result.status is StageStatus.GENERATED else None
-            )
-            conn.execute(
-                "UPDATE records SET technique = ? WHERE id = ?", (technique or "", record_id)
-            )
-        store.log_event(
-            EventAction(action),
-            reviewer=reviewer,
-            record_id=record_id,
-            stage=stage,
-            before=snapshot(before, ("status", "original_text", "edited_text")),
-            after={"status": result.status.value, "error": result.error, "model": result.model},
-        )
+    with store.transaction():
+        _write_result(store, record_id, stage, result, reviewer, action, expected)
         store.refresh_status(record_id, reviewer)
         return store.stage(record_id, stage)
+
+
+def commit_stage(
+    store: Store,
+    record_id: int,
+    stage: Stage,
+    result: StageResult,
+    *,
+    answers: Sequence[CacheEntry] = (),
+    reviewer: str = "",
+    action: EventAction | str = EventAction.GENERATE,
+    expected: StageView | None = None,
+) -> RecordView:
+    """The engine's one write per finished stage, in one transaction: the answers it paid for
+    (`answers`, into the response cache), the stage and its event (as `save_stage_result`), the
+    downstream stages made stale; returns the record as committed (the next stage starts from it).
+
+    One commit instead of three, and no re-reads: a stage's SQLite work is most of the engine's
+    own CPU per call. A stage that changed meanwhile raises `StageChanged` and is left alone, but
+    the answers are still cached (they were paid for: a later run must not ask again).
+    """
+    changed: StageChanged | None = None
+    with store.transaction():
+        cache_put_many(store, answers)
+        try:
+            _write_result(store, record_id, stage, result, reviewer, action, expected)
+        except StageChanged as exc:
+            changed = exc  # nothing was written for the stage; the answers still commit
+        else:
+            _mark_stale(store, record_id, stage, reviewer)
+            store.refresh_status(record_id, reviewer)
+            return store.record(record_id)
+    assert changed is not None
+    raise changed
+
+
+def _write_result(
+    store: Store,
+    record_id: int,
+    stage: Stage,
+    result: StageResult,
+    reviewer: str,
+    action: EventAction | str,
+    expected: StageView | None,
+) -> None:
+    """The body of `save_stage_result`, inside the caller's transaction (no status refresh)."""
+    conn = store.conn
+    before = _check_unchanged(store, record_id, stage, expected)
+    write_stage(
+        store,
+        record_id,
+        stage,
+        status=result.status,
+        original_text=result.text,
+        edited_text=None,
+        note="",
+        error=result.error,
+        model=result.model,
+        prompt_hash=result.prompt_hash,
+        template_version=result.template_version,
+        tokens_in=result.tokens_in,
+        tokens_out=result.tokens_out,
+        latency_ms=result.latency_ms,
+    )
+    if stage is Stage.CBT_TECHNIQUE:
+        technique = (
+            normalize_technique(result.text) if result.status is StageStatus.GENERATED else None
+        )
+        conn.execute("UPDATE records SET technique = ? WHERE id = ?", (technique or "", record_id))
+    store.log_event(
+        EventAction(action),
+        reviewer=reviewer,
+        record_id=record_id,
+        stage=stage,
+        before=snapshot(before, ("status", "original_text", "edited_text")),
+        after={"status": result.status.value, "error": result.error, "model": result.model},
+    )
 
 
 def mark_failed(
@@ -206,29 +263,44 @@ def mark_downstream_stale(
     store: Store, record_id: int, stage: Stage, *, reviewer: str = ""
 ) -> list[Stage]:
     """After `stage` changed, the stages generated from it are stale (those that have any text)."""
-    stale = []
     with store.transaction():
-        for later in stage.downstream():
-            view = store.stage(record_id, later)
-            if view.status in (StageStatus.PENDING, StageStatus.STALE):
-                continue
-            write_stage(
-                store,
-                record_id,
-                later,
-                status=StageStatus.STALE,
-                error=f"{stage.label} changed after this was generated",
-            )
-            stale.append(later)
-        if stale:
-            store.log_event(
-                EventAction.STALE,
-                reviewer=reviewer,
-                record_id=record_id,
-                stage=stage,
-                after={"stale": [s.value for s in stale]},
-            )
+        stale = _mark_stale(store, record_id, stage, reviewer)
         store.refresh_status(record_id, reviewer)
+    return stale
+
+
+def _mark_stale(store: Store, record_id: int, stage: Stage, reviewer: str) -> list[Stage]:
+    """The body of `mark_downstream_stale`, inside the caller's transaction (no status refresh).
+    One read of the downstream statuses: in a first run they are all pending, and nothing is
+    written."""
+    later = stage.downstream()
+    if not later:
+        return []
+    marks = ",".join("?" * len(later))
+    statuses = dict(
+        store.conn.execute(
+            f"SELECT name, status FROM stages WHERE record_id = ? AND name IN ({marks})",
+            (record_id, *(s.value for s in later)),
+        ).fetchall()
+    )
+    quiet = (StageStatus.PENDING.value, StageStatus.STALE.value)
+    stale = [s for s in later if statuses.get(s.value, StageStatus.PENDING.value) not in quiet]
+    for s in stale:
+        write_stage(
+            store,
+            record_id,
+            s,
+            status=StageStatus.STALE,
+            error=f"{stage.label} changed after this was generated",
+        )
+    if stale:
+        store.log_event(
+            EventAction.STALE,
+            reviewer=reviewer,
+            record_id=record_id,
+            stage=stage,
+            after={"stale": [s.value for s in stale]},
+        )
     return stale
 
 
@@ -248,17 +320,34 @@ def cache_get(store: Store, key: str) -> CachedAnswer | None:
 
 
 def cache_put(store: Store, key: str, backend: str, model: str, answer: CachedAnswer) -> None:
+    cache_put_many(store, [CacheEntry(key, backend, model, answer)])
+
+
+def cache_put_many(store: Store, entries: Sequence[CacheEntry]) -> None:
+    """Cache several answers in one statement (joins the caller's transaction, or opens one)."""
+    if not entries:
+        return
+    now = store.now()
     with store.transaction() as conn:
-        conn.execute(
+        conn.executemany(
             "INSERT OR REPLACE INTO llm_cache (key, backend, model, response, tokens_in, tokens_out,"
             " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (key, backend, model, answer.text, answer.tokens_in, answer.tokens_out, store.now()),
+            [
+                (
+                    e.key,
+                    e.backend,
+                    e.model,
+                    e.answer.text,
+                    e.answer.tokens_in,
+                    e.answer.tokens_out,
+                    now,
+                )
+                for e in entries
+            ],
         )
 
 
 def cache_key(parameters: dict[str, Any], messages: Any, schema: Any) -> str:
-    import xxhash
-
     return xxhash.xxh3_128_hexdigest(
         orjson.dumps([parameters, messages, schema], option=orjson.OPT_SORT_KEYS)
     )

@@ -4,16 +4,25 @@ Every call goes through one path (`Synthesizer.call`): the response cache (a res
 twice), the stage's learned completion budget, the rate limiter, the backend, and the one retry
 loop with exponential backoff and jitter (an answer cut by its budget is asked again once with more).
 Every finished stage is committed at once, so `kill -9` loses only the calls in flight.
+
+A database locked by another writer (the review app, a batch) never stalls the event loop: store
+work is tried at once without waiting for a lock, and work that would wait goes to one thread the
+synthesizer owns (`_in_store`), while the calls in flight keep being sent and answered.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import random
+import sqlite3
+import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Literal, ParamSpec, TypeVar
 
 from studio.cbt.dialogue import (
     Role,
@@ -24,17 +33,18 @@ from studio.errors import CallFailed as CallFailed  # re-exported: its old home
 from studio.model import NEEDS_SYNTHESIS, STAGES, Stage, StageStatus
 from studio.store import RecordView, StageView, Store
 from studio.store.balance import save_technique_choice, technique_totals
+from studio.store.connect import BUSY_TIMEOUT_S
 from studio.store.synthesis import (
     CachedAnswer,
+    CacheEntry,
     StageChanged,
     StageResult,
     cache_get,
     cache_key,
-    cache_put,
-    mark_downstream_stale,
+    cache_put_many,
+    commit_stage,
     mark_failed,
     records_to_synthesize,
-    save_stage_result,
     set_attitude,
 )
 from studio.synth import chain
@@ -50,6 +60,9 @@ from studio.synth.balance import TechniqueBalancer, target_shares
 from studio.synth.ratelimit import CompletionBudgets, RateLimiter
 from studio.synth.settings import SynthSettings
 from studio.synth.templates import Messages, Template, load_template, prompt_hash
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 30.0
@@ -103,6 +116,9 @@ class _Usage:
     hashes: list[str] = field(default_factory=list)
     finish_reason: str = ""
     """Why the last answer ended (`length`: cut at its token budget, even after the retry)."""
+    answers: list[CacheEntry] | None = None
+    """Where `call` leaves the answers to cache when the caller commits them with its stage (one
+    transaction per stage); None: each answer is cached at once."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,13 +160,56 @@ class Synthesizer:
         self._client: _Agent | None = None
         self._balancer: TechniqueBalancer | None = None
         """`--balance`: technique counts, read from the database on the first choice."""
+        self._store_thread: ThreadPoolExecutor | None = None
+        """The one thread that runs this synthesizer's SQLite work that must wait for a lock."""
+        self._queued = 0
+        """Store jobs on that thread, not yet finished (under `_queued_lock`)."""
+        self._queued_lock = threading.Lock()
+        self._prompts = settings.prompts_dir
+
+    async def _in_store(self, work: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run `work` (SQLite reads and writes, each write one transaction) without stalling the
+        event loop on a lock. Tried here first with no busy wait: unlocked, a stage's store work
+        takes well under a millisecond, and handing every call to a thread cost a third more CPU
+        per call (GIL hand-overs on each statement). Locked by another writer, SQLite refuses at
+        once (`BEGIN IMMEDIATE` takes the write lock before anything is written, so nothing was
+        done) and the work waits on the synthesizer's store thread instead; while that thread
+        has work, everything goes there, in order."""
+        job = functools.partial(work, *args, **kwargs)
+        with self._queued_lock:
+            fast = self._queued == 0
+        if fast:
+            try:
+                with _no_busy_wait(self.store.conn):
+                    return job()
+            except sqlite3.OperationalError as exc:
+                if not _locked(exc):
+                    raise
+        with self._queued_lock:
+            self._queued += 1
+        if self._store_thread is None:
+            self._store_thread = ThreadPoolExecutor(1, thread_name_prefix="synth-store")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._store_thread, self._queued_job, job)
+
+    def _queued_job(self, job: Callable[[], T]) -> T:
+        """On the store thread: `job` with the connection's full busy timeout."""
+        try:
+            return job()
+        finally:
+            with self._queued_lock:
+                self._queued -= 1
 
     # -- a whole run ----------------------------------------------------------------------
 
     async def run(self, *, limit: int | None = None) -> SynthSummary:
         started = time.monotonic()
-        record_ids = records_to_synthesize(
-            self.store, mode=self.settings.mode, attitudes=chain.ATTITUDES, limit=limit
+        record_ids = await self._in_store(
+            records_to_synthesize,
+            self.store,
+            mode=self.settings.mode,
+            attitudes=chain.ATTITUDES,
+            limit=limit,
         )
         self.summary.records = len(record_ids)
 
@@ -169,11 +228,11 @@ class Synthesizer:
 
     async def synthesize_record(self, record_id: int) -> None:
         """Run the record's chain from its first stage that needs work; stop at a blocked stage."""
-        record = self.store.record(record_id)
+        record = await self._in_store(self.store.record, record_id)
         if not record.attitude:
             attitude = chain.ATTITUDES[record.seed_id % len(chain.ATTITUDES)]
-            set_attitude(self.store, record_id, attitude)
-            record = self.store.record(record_id)
+            await self._in_store(set_attitude, self.store, record_id, attitude)
+            record = await self._in_store(self.store.record, record_id)
         for stage in STAGES:
             status = record.stages[stage].status
             if status in (StageStatus.INVALID, StageStatus.REJECTED):
@@ -181,41 +240,52 @@ class Synthesizer:
             if status not in NEEDS_SYNTHESIS:
                 continue
             try:
-                view = await self.generate_and_save(record, stage)
+                saved = await self._generate_and_commit(record, stage)
             except StageChanged as exc:
                 # A reviewer (or another run) got there first; their work wins.
                 self.summary.stages["skipped"] = self.summary.stages.get("skipped", 0) + 1
                 self.on_event(SynthEvent("stage_done", record_id, stage, detail=str(exc)))
                 return
-            if view is None or view.status is not StageStatus.GENERATED:
+            if saved is None or saved.stages[stage].status is not StageStatus.GENERATED:
                 return
-            record = self.store.record(record_id)
+            record = saved  # as committed: the next stage's `expected` is exact
 
     async def generate_and_save(
         self, record: RecordView, stage: Stage, *, reviewer: str = "", action: str = "generate"
     ) -> StageView | None:
         """Generate and commit one stage; downstream stages that had text become stale.
         Returns None when the call failed (the stage is then `failed` with the reason)."""
+        saved = await self._generate_and_commit(record, stage, reviewer=reviewer, action=action)
+        return None if saved is None else saved.stages[stage]
+
+    async def _generate_and_commit(
+        self, record: RecordView, stage: Stage, *, reviewer: str = "", action: str = "generate"
+    ) -> RecordView | None:
+        """`generate_and_save`, returning the whole record as committed."""
         expected = record.stages[stage]
+        answers: list[CacheEntry] = []
         try:
-            result = await self.generate_stage(record, stage)
+            result = await self.generate_stage(record, stage, answers=answers)
         except CallFailed as exc:
-            mark_failed(self.store, record.id, stage, str(exc), expected=expected)
+            await self._in_store(
+                mark_failed, self.store, record.id, stage, str(exc), expected=expected
+            )
             self.summary.count_failure(exc.reason)
             self.on_event(
                 SynthEvent("stage_done", record.id, stage, StageStatus.FAILED, detail=str(exc))
             )
             return None
-        view = save_stage_result(
+        saved = await self._in_store(
+            commit_stage,
             self.store,
             record.id,
             stage,
             result,
+            answers=answers,
             reviewer=reviewer,
             action=action,
             expected=expected,
         )
-        mark_downstream_stale(self.store, record.id, stage, reviewer=reviewer)
         self.summary.count(result.status)
         self.on_event(
             SynthEvent(
@@ -227,12 +297,17 @@ class Synthesizer:
                 result.error,
             )
         )
-        return view
+        return saved
 
     # -- one stage ------------------------------------------------------------------------
 
-    async def generate_stage(self, record: RecordView, stage: Stage) -> StageResult:
-        """Generate one stage from the record's current upstream text (edits win); no commit."""
+    async def generate_stage(
+        self, record: RecordView, stage: Stage, *, answers: list[CacheEntry] | None = None
+    ) -> StageResult:
+        """Generate one stage from the record's current upstream text (edits win); no commit.
+        `answers`: where the stage's single call leaves its answer to cache, for the caller to
+        commit with the stage (None: cached at once). Two-agent turns are always cached at once:
+        a dialogue is many calls, and a resumed one must not pay for its turns again."""
         inputs = chain.StageInputs(
             seed=record.seed,
             texts={s: record.text(s) for s in STAGES},
@@ -242,20 +317,26 @@ class Synthesizer:
         )
         if stage is Stage.DIALOGUE and self._mode(record) == "two-agent":
             return await self._two_agent_dialogue(inputs)
-        template = chain.stage_template(stage, self.settings.prompts_dir)
+        template = chain.stage_template(stage, self._prompts)
         messages = chain.stage_messages(template, inputs)
         if stage is Stage.CBT_TECHNIQUE and self.settings.balance:
             return await self._balanced_technique(record.id, template, messages)
         schema = chain.technique_schema() if stage is Stage.CBT_TECHNIQUE else None
-        usage = _Usage()
+        usage = _Usage(answers=answers)
+        judged: dict[str, chain.Judgement] = {}
+
+        def passes(text: str) -> bool:
+            judged[text] = self._judge(stage, text, "")
+            return judged[text].ok
+
         answer = await self.call(
-            messages,
-            kind=stage.value,
-            schema=schema,
-            usage=usage,
-            passes=lambda text: self._judge(stage, text, "").ok,
+            messages, kind=stage.value, schema=schema, usage=usage, passes=passes
         )
-        return self._result(stage, answer, usage, prompt_hash(messages), template.label)
+        # The check `call` ran is the verdict, unless the answer was cut (then judged again).
+        verdict = judged.get(answer) if usage.finish_reason != "length" else None
+        return self._result(
+            stage, answer, usage, prompt_hash(messages), template.label, judged=verdict
+        )
 
     async def _balanced_technique(
         self, record_id: int, template: Template, messages: Messages
@@ -284,9 +365,10 @@ class Synthesizer:
             return replace(result, text=answer, error=error)
         if self._balancer is None:
             shares = target_shares(self.settings.balance_target)
-            self._balancer = TechniqueBalancer(technique_totals(self.store), shares)
+            totals = await self._in_store(technique_totals, self.store)
+            self._balancer = TechniqueBalancer(totals, shares)
         chosen = self._balancer.choose(ranking)
-        save_technique_choice(self.store, record_id, ranking, chosen)
+        await self._in_store(save_technique_choice, self.store, record_id, ranking, chosen)
         return self._result(Stage.CBT_TECHNIQUE, chosen, usage, prompt_hash(ask), label)
 
     def _judge(self, stage: Stage, answer: str, finish_reason: str) -> chain.Judgement:
@@ -300,10 +382,18 @@ class Synthesizer:
         )
 
     def _result(
-        self, stage: Stage, answer: str, usage: _Usage, hashed: str, template_version: str
+        self,
+        stage: Stage,
+        answer: str,
+        usage: _Usage,
+        hashed: str,
+        template_version: str,
+        *,
+        judged: chain.Judgement | None = None,
     ) -> StageResult:
-        """Judge an answer (the one rule in `chain.judge_answer`) and record what it cost."""
-        judged = self._judge(stage, answer, usage.finish_reason)
+        """Judge an answer (the one rule in `chain.judge_answer`; `judged`: already judged) and
+        record what it cost."""
+        judged = judged or self._judge(stage, answer, usage.finish_reason)
         return StageResult(
             text=judged.text,
             status=judged.status,
@@ -324,7 +414,7 @@ class Synthesizer:
         """The CACTUS protocol: a fixed opening exchange, then counselor and client take turns
         until the client ends the session with `[/END]` (not before `agent_min_turns`) or the
         turn limit; the counselor then closes the session in one last turn."""
-        folder = self.settings.prompts_dir
+        folder = self._prompts
         counselor = load_template(chain.COUNSELOR_TEMPLATE, folder)
         client = load_template(chain.CLIENT_TEMPLATE, folder)
         usage = _Usage()
@@ -409,10 +499,14 @@ class Synthesizer:
         return self._client
 
     async def aclose(self) -> None:
-        """Close what this synthesizer opened itself (the client agent's backend)."""
+        """Close what this synthesizer opened itself (the client agent's backend, the store
+        thread; a later call starts a new one)."""
         if self._client is not None:
             await self._client.backend.aclose()
             self._client = None
+        if self._store_thread is not None:
+            self._store_thread.shutdown(wait=False)  # idle: every store call was awaited
+            self._store_thread = None
 
     # -- one call: cache, limiter, backend, retries ----------------------------------------
 
@@ -435,13 +529,9 @@ class Synthesizer:
             schema = None
         key = cache_key(settings.cache_parameters(), messages, schema)
         usage.hashes.append(key)
-        cached = None if self.fresh else cache_get(self.store, key)
-        if cached is not None and (passes is None or passes(cached.text)):
-            self.summary.cache_hits += 1
-            usage.tokens_in += cached.tokens_in
-            usage.tokens_out += cached.tokens_out
-            usage.finish_reason = ""
-            return cached.text
+        cached = await self._from_cache(key, usage, passes)
+        if cached is not None:
+            return cached
         maximum = settings.max_tokens
         # A local model charges nothing up front: it may always have the stage's maximum.
         learn = settings.token_budgets and backend.name != "local"
@@ -465,6 +555,37 @@ class Synthesizer:
         finally:
             if probe is not None:
                 probe.set()
+
+    async def _from_cache(
+        self, key: str, usage: _Usage, passes: Callable[[str], bool] | None
+    ) -> str | None:
+        """The cached answer to `key`, counted into `usage`, if there is one that still passes
+        its check (and this run does not ask afresh)."""
+        if self.fresh:
+            return None
+        cached = await self._in_store(cache_get, self.store, key)
+        if cached is None or (passes is not None and not passes(cached.text)):
+            return None
+        self.summary.cache_hits += 1
+        usage.tokens_in += cached.tokens_in
+        usage.tokens_out += cached.tokens_out
+        usage.finish_reason = ""
+        return cached.text
+
+    async def _keep(
+        self, key: str, backend: Backend, response: ChatResponse, usage: _Usage
+    ) -> None:
+        """Cache an answer: with the caller's stage commit when it collects them, else at once."""
+        entry = CacheEntry(
+            key,
+            backend.name,
+            backend.model,
+            CachedAnswer(response.text, response.tokens_in, response.tokens_out),
+        )
+        if usage.answers is not None:
+            usage.answers.append(entry)
+        else:
+            await self._in_store(cache_put_many, self.store, [entry])
 
     async def _first_of_kind(self, kind: str) -> asyncio.Event | None:
         """Wait for the first answer of `kind` if one is on its way; else return the event this
@@ -550,13 +671,7 @@ class Synthesizer:
         usage.finish_reason = response.finish_reason
         # A cut answer, or one that failed its check, is never served from the cache.
         if response.finish_reason != "length" and (passes is None or passes(response.text)):
-            cache_put(
-                self.store,
-                key,
-                backend.name,
-                backend.model,
-                CachedAnswer(response.text, response.tokens_in, response.tokens_out),
-            )
+            await self._keep(key, backend, response, usage)
         return response.text
 
     def _count(self, response: ChatResponse, usage: _Usage) -> None:
@@ -567,6 +682,23 @@ class Synthesizer:
         usage.tokens_in += response.tokens_in
         usage.tokens_out += response.tokens_out
         self.on_event(SynthEvent("call", tokens=response.tokens_in + response.tokens_out))
+
+
+@contextlib.contextmanager
+def _no_busy_wait(conn: sqlite3.Connection) -> Iterator[None]:
+    """SQLite answers "database is locked" at once instead of waiting out the busy timeout."""
+    conn.execute("PRAGMA busy_timeout = 0")
+    try:
+        yield
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+
+
+def _locked(exc: sqlite3.OperationalError) -> bool:
+    return getattr(exc, "sqlite_errorcode", None) in (
+        sqlite3.SQLITE_BUSY,
+        sqlite3.SQLITE_LOCKED,
+    ) or ("locked" in str(exc))
 
 
 async def for_each_concurrently(
@@ -635,8 +767,8 @@ async def regenerate_stage(
     """
     settings = settings or SynthSettings(backend=backend.name, model=backend.model)
     synthesizer = Synthesizer(store, backend, settings, fresh=True)
-    record = store.record(record_id)
     try:
+        record = await synthesizer._in_store(store.record, record_id)
         view = await synthesizer.generate_and_save(
             record, stage, reviewer=reviewer, action="regenerate"
         )

@@ -106,18 +106,26 @@ def parse_template(text: str, path: Path) -> Template:
 
 
 @cache
-def _load(path: Path, mtime_ns: int) -> Template:
+def _load(path: Path, mtime_ns: int, size: int) -> Template:
+    """Parsed once per version of the file: (mtime, size) changes with every save."""
     return parse_template(path.read_text(encoding="utf-8"), path)
 
 
+@cache
+def _shipped_prompts() -> Path:
+    """The shipped `prompts/` folder, looked up once (the lookup probes two folders)."""
+    return prompts_dir()
+
+
 def load_template(name: str, folder: Path | None = None) -> Template:
-    """Load `prompts/<name>.md` (re-read when the file changes, so clinicians' edits apply)."""
-    path = (folder or prompts_dir()) / f"{name}.md"
+    """Load `prompts/<name>.md`. Parsed once and kept; one `stat` per call re-reads the file
+    when it changed, so a clinician's edit applies to the next call of a running synthesis."""
+    path = (folder or _shipped_prompts()) / f"{name}.md"
     try:
-        mtime = path.stat().st_mtime_ns
+        found = path.stat()
     except FileNotFoundError as exc:
         raise BadInputError(f"{path}: prompt template not found") from exc
-    return _load(path, mtime)
+    return _load(path, found.st_mtime_ns, found.st_size)
 
 
 def prompt_hash(messages: Messages) -> str:
