@@ -465,11 +465,26 @@ def generated_stages(db: Path) -> int:
 
 
 def synth_process(db: Path, server: ChatServer) -> subprocess.Popen[str]:
+    # faulthandler: a run that hangs after the signal can be asked for its threads' stacks.
+    env = {**os.environ, "PYTHONFAULTHANDLER": "1"}
     return subprocess.Popen(
         [sys.executable, "-m", "studio", "synth", "--db", str(db), "--backend", "openai",
          "--base-url", server.openai_base_url, "--model", "m", "--concurrency", "2"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
     )  # fmt: skip
+
+
+def communicate_or_dump(proc: subprocess.Popen[str], timeout: float) -> tuple[str, str]:
+    """The process's output once it ends; if it hangs, its threads' stacks (SIGABRT makes
+    faulthandler print them) in the failure message instead of a bare timeout."""
+    try:
+        return proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        _, err = proc.communicate(timeout=30)
+        raise AssertionError(
+            f"still running {timeout:.0f} s after SIGINT:\n{err[-6000:]}"
+        ) from None
 
 
 def test_sigint_stops_cleanly_and_keeps_finished_work(tmp_path: Path) -> None:
@@ -483,7 +498,7 @@ def test_sigint_stops_cleanly_and_keeps_finished_work(tmp_path: Path) -> None:
             wait_for(lambda: generated_stages(db) > 0 or proc.poll() is not None, "a stage")
             wait_for(lambda: server.stats.in_flight > 0 or proc.poll() is not None, "a call")
             proc.send_signal(signal.SIGINT)
-            out, err = proc.communicate(timeout=60)
+            out, err = communicate_or_dump(proc, 120)
         finally:
             held.release.set()
             proc.kill()
@@ -519,7 +534,7 @@ def test_sigint_while_starting_up_exits_130(tmp_path: Path) -> None:
             # the SDK is still being imported or the database opened.
             wait_for(lambda: run_lock_is_held(db) or proc.poll() is not None, "the run lock")
             proc.send_signal(signal.SIGINT)
-            out, err = proc.communicate(timeout=60)
+            out, err = communicate_or_dump(proc, 120)
         finally:
             held.release.set()
             proc.kill()
