@@ -66,12 +66,27 @@ def training_db(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def sleeper() -> Iterator[subprocess.Popen[bytes]]:
-    """A live process to stand for a run's trainer (its pid goes into the start event)."""
-    # Sleeps far longer than any test takes on a busy machine (it is killed at the end).
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])
+    """A live process to stand for a run's trainer (its pid goes into the start event).
+
+    SIGINT ends it however pytest was started: a shell starts a background job (`pytest … &`)
+    with SIGINT ignored, its children inherit that, and Python then installs no handler. It says
+    `ready` once its handler is in, so no stop can come before. It sleeps in short naps: a signal
+    that lands just before a sleep starts is only handled when that sleep returns.
+    """
+    script = (
+        "import signal, time\n"
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+        "print('ready', flush=True)\n"
+        "while True:\n"
+        "    time.sleep(1)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE)
+    assert proc.stdout is not None
+    assert proc.stdout.readline() == b"ready\n"  # EOF (b"") if it died first
     yield proc
     proc.kill()
     proc.wait()
+    proc.stdout.close()
 
 
 def training_app(db: Path, runs_dir: Path) -> StudioApp:
@@ -605,3 +620,25 @@ def test_snapshot_of_the_pane_after_a_run(
 
     app = training_app(db, Path("runs"))
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+async def test_the_base_model_filled_from_the_newest_run_is_never_shown_selected(
+    training_db: Path, tmp_path: Path
+) -> None:
+    # The pane focuses the empty field at once; the newest run's model arrives later from a
+    # worker. On a busy machine the focus was handled after the fill and selected the model
+    # (typing replaced it, the snapshot differed). Focusing the filled field is that order.
+    finished_run(training_db, tmp_path / "runs" / "r1")
+    app = training_app(training_db, tmp_path / "runs")
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_pane(pilot)
+        await settle(pilot)
+        field = screen.query_one("#base-model", Input)
+        assert field.value == "models/llama-2-7b"
+        screen.query_one("#start").focus()
+        await pilot.pause()
+        field.focus()
+        await wait_for(pilot, lambda: app.focused is field, "the base model to have focus")
+        await pilot.pause()
+        assert field.selection.is_empty
+        assert field.cursor_position == len(field.value)

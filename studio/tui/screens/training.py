@@ -362,6 +362,10 @@ class TrainingScreen(StudioScreen):
                         form.base_model,
                         docs["base_model"],
                         placeholder="model folder or owner/name",
+                        # Focused while empty, then filled from the newest run by a worker: with
+                        # select-all on focus, whichever came first decided whether the model
+                        # showed selected (typing would replace it). Never selected, either way.
+                        select_on_focus=False,
                     )
                     for spec in FORM_FIELDS:
                         yield Label(spec.label)
@@ -404,8 +408,18 @@ class TrainingScreen(StudioScreen):
                 yield Label("", id="eval-progress")
         yield StudioFooter()
 
-    def _input(self, id: str, value: str, tooltip: str, *, placeholder: str = "") -> Input:
-        field = Input(value, placeholder=placeholder, id=id, compact=True)
+    def _input(
+        self,
+        id: str,
+        value: str,
+        tooltip: str,
+        *,
+        placeholder: str = "",
+        select_on_focus: bool = True,
+    ) -> Input:
+        field = Input(
+            value, placeholder=placeholder, id=id, compact=True, select_on_focus=select_on_focus
+        )
         field.cursor_blink = self.studio.settings.cursor_blink
         field.tooltip = tooltip
         return field
