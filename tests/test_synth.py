@@ -464,6 +464,13 @@ def generated_stages(db: Path) -> int:
         return int(store.stats()["stages"].get("generated", 0))
 
 
+def _default_sigint() -> None:
+    """In the child, before Python starts: SIGINT back to its default. A test run launched as a
+    background job (`pytest &`, a CI script) starts with SIGINT ignored, children inherit that,
+    and Python then installs no Ctrl-C handler, so the signal these tests send would be lost."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def synth_process(db: Path, server: ChatServer) -> subprocess.Popen[str]:
     # faulthandler: a run that hangs after the signal can be asked for its threads' stacks.
     env = {**os.environ, "PYTHONFAULTHANDLER": "1"}
@@ -471,6 +478,7 @@ def synth_process(db: Path, server: ChatServer) -> subprocess.Popen[str]:
         [sys.executable, "-m", "studio", "synth", "--db", str(db), "--backend", "openai",
          "--base-url", server.openai_base_url, "--model", "m", "--concurrency", "2"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        preexec_fn=_default_sigint,
     )  # fmt: skip
 
 
