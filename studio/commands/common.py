@@ -240,3 +240,42 @@ def progress_bar(*, info: bool, transient: bool) -> Any:
     if info:
         columns.append(TextColumn("{task.fields[info]}"))
     return Progress(*columns, transient=transient)
+
+
+def batch_options(done: str) -> Callable[[F], F]:
+    """The Batch API options that `studio synth` and `studio judge` share; `done` names what the
+    batches bring back ("stage", "judgement")."""
+    options = [
+        click.option(
+            "--batch",
+            is_flag=True,
+            help="Through the server's Batch API (half the price): submit what is ready, collect"
+            " what is finished, return. Run it again to go on.",
+        ),
+        click.option("--wait", is_flag=True, help=f"--batch, and stay until every {done} is back."),
+        click.option("--cancel", is_flag=True, help="Cancel the batches in flight."),
+        click.option(
+            "--dry-run", is_flag=True, help="--batch: requests, tokens and price; sends nothing."
+        ),
+        click.option(
+            "--completion-window",
+            default="24h",
+            show_default=True,
+            help="--batch: how long the server may take (Groq: 24h to 7d).",
+        ),
+        click.option("--poll-interval", type=float, default=5.0, hidden=True),
+        click.option(
+            "--config",
+            "config_path",
+            type=click.Path(dir_okay=False, path_type=Path),
+            envvar="STUDIO_CONFIG",
+            help="TOML config file (default: ./studio.toml, then the user config folder).",
+        ),
+    ]
+
+    def apply(command: F) -> F:
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return apply

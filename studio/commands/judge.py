@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from studio.commands.common import db_option, handle_errors, open_store
+from studio.commands.common import batch_options, db_option, handle_errors, open_store
 from studio.errors import BadInputError, StudioError
 
 
@@ -37,29 +37,7 @@ from studio.errors import BadInputError, StudioError
 @click.option("--tpm", type=click.IntRange(min=1), help="Known tokens-per-minute limit.")
 @click.option("--plan", help="A named rate-limit plan, e.g. groq-free.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-@click.option(
-    "--batch",
-    is_flag=True,
-    help="Through the server's Batch API (half the price), like `studio synth --batch`: submit,"
-    " collect what is finished, return. Run it again to go on.",
-)
-@click.option("--wait", is_flag=True, help="--batch, and stay until every judgement is back.")
-@click.option("--cancel", is_flag=True, help="Cancel the judge batches in flight.")
-@click.option("--dry-run", is_flag=True, help="--batch: requests, tokens and price; sends nothing.")
-@click.option(
-    "--completion-window",
-    default="24h",
-    show_default=True,
-    help="--batch: how long the server may take (Groq: 24h to 7d).",
-)
-@click.option("--poll-interval", type=float, default=5.0, hidden=True)
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    envvar="STUDIO_CONFIG",
-    help="TOML config file (the [synth] settings choose the backend).",
-)
+@batch_options("judgement")
 @handle_errors
 def judge_command(
     db: Path,

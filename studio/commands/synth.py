@@ -14,7 +14,13 @@ from typing import Any
 
 import click
 
-from studio.commands.common import db_option, handle_errors, open_store, progress_bar
+from studio.commands.common import (
+    batch_options,
+    db_option,
+    handle_errors,
+    open_store,
+    progress_bar,
+)
 from studio.errors import BadInputError, StudioError
 
 
@@ -55,31 +61,7 @@ from studio.errors import BadInputError, StudioError
     type=click.Path(exists=True, file_okay=False),
     help="LoRA adapter for --backend local.",
 )
-@click.option(
-    "--batch",
-    is_flag=True,
-    help="Through the server's Batch API (half the price): submit what is ready, collect what "
-    "is finished, return. Run it again to go on.",
-)
-@click.option("--wait", is_flag=True, help="--batch, and stay until every stage is collected.")
-@click.option("--cancel", is_flag=True, help="Cancel the batches in flight.")
-@click.option(
-    "--dry-run", is_flag=True, help="Requests, estimated tokens and price; sends nothing."
-)
-@click.option(
-    "--completion-window",
-    default="24h",
-    show_default=True,
-    help="--batch: how long the server may take (Groq: 24h to 7d).",
-)
-@click.option("--poll-interval", type=float, default=5.0, hidden=True)
-@click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    envvar="STUDIO_CONFIG",
-    help="TOML config file (default: ./studio.toml, then the user config folder).",
-)
+@batch_options("stage")
 @handle_errors
 def synth_command(db: Path, limit: int | None, config_path: Path | None, **options: Any) -> None:
     """Synthesize intake forms, techniques, plans and dialogues for seeds without a record and for
