@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from studio.commands.common import open_store
-from studio.commands.synth_batch import run_batches
+from studio.commands.synth_batch import print_estimate, run_batches
 from studio.errors import StudioError
 
 
@@ -65,14 +65,5 @@ def judge_dry_run(db: Path, settings: Any, limit: int | None, rejudge: bool) -> 
     click.echo(f"dry run: {found.requests} judge requests")
     if found.in_flight:
         click.echo(f"{found.in_flight} judge requests are in flight already (not counted)")
-    click.echo(
-        f"estimated tokens: {found.tokens_in:,} in, {found.tokens_out:,} out"
-        f" ({'answer sizes learned from the scores so far' if found.learned else 'a typical answer size'})"
-    )
-    live, batch = found.price(settings, batch=False), found.price(settings, batch=True)
-    if live is None or batch is None:
-        click.echo(
-            "price: unknown — give the plan `price_in` and `price_out` (USD per million tokens)"
-        )
-    else:
-        click.echo(f"price at the plan's rates: ${batch:,.2f} as batches (${live:,.2f} live)")
+    learned = "answer sizes learned from the scores so far"
+    print_estimate(found, settings, learned if found.learned else "a typical answer size")

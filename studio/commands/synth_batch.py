@@ -161,10 +161,14 @@ def _dry_run(db: Path, limit: int | None, settings: Any) -> None:
     click.echo(f"dry run: {found.total_requests} requests ({stages or 'none'})")
     if found.in_flight:
         click.echo(f"{found.in_flight} requests are in flight already (not counted)")
-    click.echo(
-        f"estimated tokens: {found.tokens_in:,} in, {found.tokens_out:,} out"
-        f" ({'sizes learned from the stages so far' if found.learned else 'typical stage sizes'})"
-    )
+    learned = "sizes learned from the stages so far" if found.learned else "typical stage sizes"
+    print_estimate(found, settings, learned)
+
+
+def print_estimate(found: Any, settings: Any, sizes: str) -> None:
+    """The tokens and the price of a dry run (`found`: an estimate with `tokens_in`,
+    `tokens_out` and `price(settings, batch=…)`); `sizes` says where the answer sizes came from."""
+    click.echo(f"estimated tokens: {found.tokens_in:,} in, {found.tokens_out:,} out ({sizes})")
     live, batch = found.price(settings, batch=False), found.price(settings, batch=True)
     if live is None or batch is None:
         click.echo(
