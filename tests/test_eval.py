@@ -11,7 +11,6 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -26,6 +25,7 @@ from tests.chat_server import ChatServer, Reply, cbt_reply, detect_stage
 from tests.conftest import cactus_row
 from tests.judge_server import is_judge_prompt, judgement
 from tests.tiny_model import build_tiny_llama
+from tests.waiting import wait_until as wait_for
 
 pytestmark = pytest.mark.train_extra
 
@@ -142,14 +142,6 @@ def finished_sessions(db: Path) -> int:
             return int(row.fetchone()[0])
     except sqlite3.OperationalError:  # the table is not there yet
         return 0
-
-
-def wait_for(condition: Any, what: str) -> None:
-    deadline = time.monotonic() + PATIENCE_S
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up waiting for {what}")
-        time.sleep(0.1)
 
 
 def test_evaluation_runs_stores_and_resumes_after_kill_9(

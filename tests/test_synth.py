@@ -27,6 +27,7 @@ from studio.synth import Synthesizer, SynthSettings, make_backend, regenerate_st
 from studio.synth.backends import ChatRequest
 from studio.synth.chain import clean_turn, intake_summary
 from tests.chat_server import ChatServer, Reply, cbt_reply, cbt_text, detect_stage
+from tests.waiting import wait_until as wait_for
 
 SEEDS = [
     Seed(
@@ -449,14 +450,6 @@ class HeldAnswers:
 #: that way when the KeyboardInterrupt passed through `exec` of a string, as pydantic's imports
 #: do, even though the command caught it). A shell shows both as `$?` = 130.
 INTERRUPTED = (130, -signal.SIGINT)
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 120) -> None:
-    """Poll `condition` until it holds; the timeout only stops a hung test."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"gave up waiting for {what}"
-        time.sleep(0.05)
 
 
 def generated_stages(db: Path) -> int:

@@ -11,8 +11,7 @@ import signal
 import stat
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,11 +24,11 @@ from studio.train.events import EndEvent, StepEvent
 from studio.train.launch import RunnerOptions
 from tests.conftest import cactus_row
 from tests.tiny_model import build_tiny_llama
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.train_extra
 
 RECORDS = 4
-DEADLINE_S = 240.0
 LONG_RUN = 100000  # steps: runs until it is stopped
 
 
@@ -52,14 +51,6 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
     env = {k: v for k, v in os.environ.items() if k != "STUDIO_DB"}
     env["PYTHONPATH"] = os.pathsep.join([str(Path.cwd()), env.get("PYTHONPATH", "")])
     yield env
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = DEADLINE_S) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"waited {timeout:.0f} s for {what}")
-        time.sleep(0.1)
 
 
 def test_killing_the_launching_studio_train_leaves_the_run_to_complete(

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from click.testing import CliRunner
 from textual.app import App
-from textual.pilot import Pilot
 
 from studio.errors import StudioError
 from studio.model import Stage, StageStatus
@@ -32,14 +30,7 @@ from tests.test_tui_support import (
     stage_row,
     studio_app,
 )
-
-
-async def wait_until(pilot: Pilot[Any], condition: Any, what: str, tries: int = 400) -> None:
-    for _ in range(tries):
-        if condition():
-            return
-        await pilot.pause(0.02)
-    raise AssertionError(f"never happened: {what}")
+from tests.waiting import pilot_wait_until as wait_until
 
 
 def read_only_store(path: Path) -> Store:

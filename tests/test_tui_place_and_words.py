@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 from textual import events
-from textual.pilot import Pilot
 from textual.widgets import Input, Label, TextArea
 from textual.widgets._toast import Toast
 
@@ -33,20 +32,12 @@ from tests.test_tui_support import (
     studio_app,
     type_text,
 )
+from tests.waiting import pilot_wait_until as wait_until
 
 
 @pytest.fixture
 def db(tmp_path: Path) -> Path:
     return demo_db(tmp_path / "demo.db")
-
-
-async def wait_until(pilot: Pilot[Any], condition: Any, what: str, tries: int = 400) -> None:
-    """Pause until `condition()` holds (a bound on tries, never on seconds of wall time)."""
-    for _ in range(tries):
-        if condition():
-            return
-        await pilot.pause(0.02)
-    raise AssertionError(f"never happened: {what}")
 
 
 async def test_typing_stays_in_the_search_box_after_the_search_runs(db: Path) -> None:
