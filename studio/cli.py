@@ -165,10 +165,30 @@ def _print_problems(problems: list[Any]) -> None:
 @click.option(
     "--include-notes", is_flag=True, help="Add the reviewers' notes (left out by default)."
 )
-@click.option("--force", is_flag=True, help="Replace OUT if it exists (an earlier export).")
+@click.option("--force", is_flag=True, help="Replace OUT (and its provenance) if it exists.")
+@click.option(
+    "--with-provenance",
+    is_flag=True,
+    help="Add record_id, accepted_by and accepted_at to each row.",
+)
+@click.option(
+    "--pseudonymize",
+    is_flag=True,
+    help="Name reviewers reviewer-1, reviewer-2, … (by first decision) in the provenance and rows.",
+)
 @handle_errors
-def export(out: Path, db: Path, fmt: str, include_notes: bool, force: bool) -> None:
-    """Export accepted records (edited text wins over the LLM original) to OUT.
+def export(
+    out: Path,
+    db: Path,
+    fmt: str,
+    include_notes: bool,
+    force: bool,
+    with_provenance: bool,
+    pseudonymize: bool,
+) -> None:
+    """Export accepted records (edited text wins over the LLM original) to OUT, with where they
+    came from: counts, spreads, reviewers, agreement, guideline versions, models and prompt
+    versions (hf: the dataset card README.md; the JSONL formats: OUT's NAME.provenance.json).
 
     OUT is written under a temporary name and renamed into place; an existing OUT is replaced
     only with --force, and never when it is the database or one of its files.
@@ -176,9 +196,18 @@ def export(out: Path, db: Path, fmt: str, include_notes: bool, force: bool) -> N
     from studio.export import export_records
 
     with open_store(db, must_exist=True, read_only_ok=True) as store:
-        result = export_records(store, out, fmt=fmt, include_notes=include_notes, force=force)
+        result = export_records(
+            store,
+            out,
+            fmt=fmt,
+            include_notes=include_notes,
+            force=force,
+            with_provenance=with_provenance,
+            pseudonymize=pseudonymize,
+        )
     notes = "".join(f"; {note}" for note in result.notes)
-    click.echo(f"exported {result.records} accepted records to {out}{notes}")
+    beside = f" (provenance: {result.provenance})" if result.provenance else ""
+    click.echo(f"exported {result.records} accepted records to {out}{beside}{notes}")
 
 
 @cli.command()

@@ -7,11 +7,15 @@ the synth lock) are refused as OUT however they are spelled (resolved paths and 
 existing file or folder is replaced only with `force`, and every format is written to a temporary
 name in OUT's folder and renamed into place, so a crash leaves the old export or none, never half
 of one. Files are owner-only (clinical data). The JSONL formats stream: memory stays flat.
+
+Every export says where it came from (`studio.provenance`): `hf` in its dataset card
+(`README.md`), the JSONL formats in a sidecar `NAME.provenance.json`, protected like OUT itself.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -24,6 +28,7 @@ import orjson
 
 from studio.errors import BadInputError, StudioError
 from studio.model import CACTUS_COLUMNS, STAGES, Stage
+from studio.provenance import RowStamp, build_provenance, row_stamp, stamped
 from studio.store import RecordView, Store
 
 EXPORT_FORMATS = ("cactus-jsonl", "sft-jsonl", "hf")
@@ -37,10 +42,20 @@ class ExportResult:
     """Accepted records exported."""
     notes: tuple[str, ...] = ()
     """What a person should know about the result (an empty split, left out)."""
+    provenance: Path | None = None
+    """The sidecar with the export's provenance (the `hf` format keeps it in its README.md)."""
 
 
-def cactus_row(record: RecordView, *, include_notes: bool = False) -> dict[str, Any]:
-    """One accepted record as a CACTUS row (current text of each stage)."""
+def provenance_path(out: Path) -> Path:
+    """The sidecar beside a JSONL export: `data.jsonl` -> `data.provenance.json`."""
+    return out.with_suffix(".provenance.json")
+
+
+def cactus_row(
+    record: RecordView, *, include_notes: bool = False, stamp: RowStamp | None = None
+) -> dict[str, Any]:
+    """One accepted record as a CACTUS row (current text of each stage; then the provenance
+    columns, with `stamp`)."""
     row: dict[str, Any] = {
         "thought": record.seed.thought,
         "patterns": ", ".join(record.seed.patterns),
@@ -51,6 +66,8 @@ def cactus_row(record: RecordView, *, include_notes: bool = False) -> dict[str, 
         "dialogue": record.text(Stage.DIALOGUE),
     }
     assert tuple(row) == CACTUS_COLUMNS
+    if stamp is not None:
+        row.update(stamp(record.id))
     if include_notes:
         row["notes"] = {
             "record": record.note,
@@ -68,9 +85,12 @@ def export_records(
     fmt: str,
     include_notes: bool = False,
     force: bool = False,
+    with_provenance: bool = False,
+    pseudonymize: bool = False,
 ) -> ExportResult:
     """Write accepted records to `out` (refusing to touch the database or, without `force`, any
-    existing file or folder)."""
+    existing file or folder), with their provenance; `with_provenance` adds `record_id`,
+    `accepted_by` and `accepted_at` to each row, `pseudonymize` names reviewers `reviewer-N`."""
     if fmt not in EXPORT_FORMATS:
         raise BadInputError(
             f"unknown export format {fmt!r}; expected one of {', '.join(EXPORT_FORMATS)}"
@@ -79,15 +99,33 @@ def export_records(
         raise BadInputError("--include-notes goes with --format cactus-jsonl only")
     out = Path(out)
     check_export_target(out, store.path, fmt=fmt, force=force)
-    if fmt == "hf":
-        return export_hf_dataset(store, out, force=force)
-    if fmt == "sft-jsonl":
-        return export_sft_jsonl(store, out, force=force)
-    with atomic_file(out, replace=force) as fh:
-        count = write_rows(
-            fh, (cactus_row(r, include_notes=include_notes) for r in store.accepted_records())
+    sidecar = None if fmt == "hf" else provenance_path(out)
+    if sidecar is not None:
+        check_export_target(sidecar, store.path, fmt=fmt, force=force)
+    with store.read_snapshot():  # the provenance describes exactly the rows written
+        provenance = build_provenance(
+            store,
+            fmt=fmt,
+            pseudonymize=pseudonymize,
+            with_provenance=with_provenance,
+            include_notes=include_notes,
         )
-    return ExportResult(count)
+        stamp = row_stamp(store, provenance.pseudonyms) if with_provenance else None
+        if fmt == "hf":
+            return export_hf_dataset(store, out, force=force, stamp=stamp, card=provenance.card())
+        if fmt == "sft-jsonl":
+            result = export_sft_jsonl(store, out, force=force, stamp=stamp)
+        else:
+            rows = (
+                cactus_row(r, include_notes=include_notes, stamp=stamp)
+                for r in store.accepted_records()
+            )
+            with atomic_file(out, replace=force) as fh:
+                result = ExportResult(write_rows(fh, rows))
+    assert sidecar is not None
+    with atomic_file(sidecar, replace=force) as fh:
+        fh.write(provenance.json_bytes())
+    return dataclasses.replace(result, provenance=sidecar)
 
 
 # -- where an export may go -------------------------------------------------------------------
@@ -223,7 +261,12 @@ def write_jsonl(out: str | Path, rows: Iterable[dict[str, Any]], *, replace: boo
 
 
 def export_sft_jsonl(
-    store: Store, out: Path, *, force: bool, context: str = "history"
+    store: Store,
+    out: Path,
+    *,
+    force: bool,
+    context: str = "history",
+    stamp: RowStamp | None = None,
 ) -> ExportResult:
     """The training dataset (`studio.train.dataset`), one prompt/completion row per line with
     `record_id`, `turn` and `split`: the train rows, then the validation rows, split exactly as
@@ -241,9 +284,10 @@ def export_sft_jsonl(
             for record in store.accepted_records():
                 examples = record_examples(record, context)
                 if record.seed.content_hash in held_out:
-                    n_validation += write_rows(val, (e.export_row("validation") for e in examples))
+                    rows = stamped((e.export_row("validation") for e in examples), stamp)
+                    n_validation += write_rows(val, rows)
                 else:
-                    write_rows(fh, (e.export_row("train") for e in examples))
+                    write_rows(fh, stamped((e.export_row("train") for e in examples), stamp))
             val.seek(0)
             shutil.copyfileobj(val, fh)
     return ExportResult(n_records, _split_notes(n_validation, n_records))
@@ -270,25 +314,37 @@ def _split_notes(n_validation: int, n_records: int) -> tuple[str, ...]:
 
 
 def export_hf_dataset(
-    store: Store, out: Path, *, force: bool, context: str = "history"
+    store: Store,
+    out: Path,
+    *,
+    force: bool,
+    context: str = "history",
+    stamp: RowStamp | None = None,
+    card: str | None = None,
 ) -> ExportResult:
     """The training dataset as a `DatasetDict` folder (`train` and `validation`), written beside
-    `out` and renamed into place. An empty split is saved empty, with the same columns."""
+    `out` and renamed into place, with `card` as its README.md. An empty split is saved empty,
+    with the same columns."""
     from studio.train.dataset import build_sft_dataset
 
     dataset = build_sft_dataset(store.accepted_records(), context=context)
     splits = {
-        "train": [e.export_row("train") for e in dataset.train],
-        "validation": [e.export_row("validation") for e in dataset.validation],
+        "train": list(stamped((e.export_row("train") for e in dataset.train), stamp)),
+        "validation": list(
+            stamped((e.export_row("validation") for e in dataset.validation), stamp)
+        ),
     }
-    save_dataset_dict(out, splits, replace=force)
+    save_dataset_dict(out, splits, replace=force, card=card)
     return ExportResult(
         dataset.n_records, _split_notes(len(splits["validation"]), dataset.n_records)
     )
 
 
-def save_dataset_dict(out: Path, splits: dict[str, list[dict[str, Any]]], *, replace: bool) -> None:
-    """`datasets.DatasetDict.save_to_disk` into a temporary folder beside `out`, then renamed.
+def save_dataset_dict(
+    out: Path, splits: dict[str, list[dict[str, Any]]], *, replace: bool, card: str | None = None
+) -> None:
+    """`datasets.DatasetDict.save_to_disk` into a temporary folder beside `out` (with `card` as
+    its README.md), then renamed.
 
     An empty split is kept, empty, with the other splits' columns: `Dataset.from_list([],
     features=…)` raises "Keys mismatch" and an empty split saved in zero shards cannot be loaded
@@ -308,6 +364,8 @@ def save_dataset_dict(out: Path, splits: dict[str, list[dict[str, Any]]], *, rep
     tmp = _temporary_name(out)
     try:
         dataset.save_to_disk(str(tmp), num_shards=shards)
+        if card is not None:
+            (tmp / "README.md").write_text(card, encoding="utf-8")
         _make_private(tmp)
         if replace and out.exists():
             old = _temporary_name(out.with_name(out.name + ".old"))

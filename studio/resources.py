@@ -1,4 +1,4 @@
-"""Where the shipped, non-Python files live: `prompts/` and `db/`.
+"""Where the shipped, non-Python files live: `prompts/`, `db/` and the review guidelines.
 
 In a checkout (and an editable install) they sit at the top of the repository, where clinicians
 edit templates; in a wheel they are copied to `studio/_resources/`. One lookup serves both.
@@ -25,3 +25,9 @@ def migrations_dir() -> Path:
 
 def prompts_dir() -> Path:
     return resource_dir("prompts")
+
+
+def default_guidelines_path() -> Path:
+    """The review guidelines we ship (`studio/resources/guidelines.md`, inside the package in a
+    checkout and in a wheel alike); `[review] guidelines` in studio.toml replaces them."""
+    return _PACKAGE_DIR / "resources" / "guidelines.md"

@@ -7,6 +7,7 @@ folder, else `config.toml` in the user config folder. Its tables:
     [synth]              # see `studio.synth.settings.SynthSettings` for every key
     [plans.NAME]         # rpm, tpm, price_in, price_out, batch_price
     [keymap]             # binding id = keys, e.g. "review.accept" = "y"
+    [review]             # guidelines = "path/to/guidelines.md" (relative: to the file's folder)
 
 The environment: `STUDIO_KEYMAP='id=keys;id=keys'` (entries over the file's `[keymap]`),
 `GROQ_BASE_URL`, and the API keys `GROQ_API_KEY` / `OPENAI_API_KEY`. API keys come from the
@@ -66,6 +67,15 @@ class Plan(BaseModel):
     """The share of the live price that a batch request costs."""
 
 
+class ReviewConfig(BaseModel):
+    """The `[review]` table."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    guidelines: Path | None = None
+    """The review guidelines (Markdown) reviewers decide under; None: the shipped default. A
+    relative path is taken from the config file's folder (the file travels with its team)."""
+
+
 class StudioSettings(BaseSettings):
     """The config file and the environment, typed. Build it with `load_studio_settings`."""
 
@@ -83,6 +93,8 @@ class StudioSettings(BaseSettings):
     keymap: dict[str, str] = Field(default_factory=dict)
     """Binding id -> keys for the review app; see its help screen for the ids. `STUDIO_KEYMAP`'s
     entries go over the file's."""
+    review: ReviewConfig = Field(default_factory=ReviewConfig)
+    """The `[review]` table: the review guidelines."""
     groq_api_key: SecretStr | None = Field(default=None, validation_alias="GROQ_API_KEY")
     """From the environment only; never written anywhere."""
     openai_api_key: SecretStr | None = Field(default=None, validation_alias="OPENAI_API_KEY")
@@ -170,6 +182,10 @@ def load_studio_settings(explicit: str | Path | None = None) -> StudioSettings:
         raise BadInputError(f"{where}: {exc}") from exc
     except ValidationError as exc:
         raise BadInputError(describe_error(exc, where)) from None
+    guidelines = settings.review.guidelines
+    if path is not None and guidelines is not None and not guidelines.is_absolute():
+        review = settings.review.model_copy(update={"guidelines": path.parent / guidelines})
+        settings = settings.model_copy(update={"review": review})
     return settings
 
 

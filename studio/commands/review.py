@@ -45,7 +45,10 @@ def open_review(db: Path, reviewer: str | None = None, config_path: Path | None 
     from studio.tui.settings import ReviewSettings
 
     name = resolve_reviewer(reviewer)
-    keymap = load_studio_settings(config_path).keymap  # the file's [keymap], then STUDIO_KEYMAP
+    from studio.team.guidelines import guidelines_path
+
+    studio_settings = load_studio_settings(config_path)
+    keymap = studio_settings.keymap  # the file's [keymap], then STUDIO_KEYMAP
 
     def synthesis() -> tuple[Backend, SynthSettings]:
         # Called on the first `r`: the LLM SDKs load then, not at start-up.
@@ -58,7 +61,9 @@ def open_review(db: Path, reviewer: str | None = None, config_path: Path | None 
         db,
         reviewer=name,
         backend_factory=synthesis,
-        settings=ReviewSettings(reviewer=name, keymap=keymap),
+        settings=ReviewSettings(
+            reviewer=name, keymap=keymap, guidelines=guidelines_path(studio_settings)
+        ),
     )
     app.run()
     if app.failure is not None:  # an unusable database: its reason, now the terminal is back

@@ -22,6 +22,7 @@ from studio.errors import StudioError
 from studio.model import Stage
 from studio.store.review import Draft, QueueFilter, delete_draft, drafts
 from studio.store.store import Clock
+from studio.team.guidelines import guidelines_path, load_guidelines
 from studio.train.control import POLL_INTERVAL_S, RunControl, find_live_run
 from studio.train.events import TrainEvent
 from studio.train.launch import RunnerOptions
@@ -42,6 +43,7 @@ from studio.tui.screens.base import report_worker_failure
 from studio.tui.screens.dialogs import ConfirmScreen, DraftsScreen
 from studio.tui.screens.editor import EditorScreen
 from studio.tui.screens.evaluation import EvaluationScreen
+from studio.tui.screens.guidelines import GuidelinesScreen
 from studio.tui.screens.help import HelpScreen
 from studio.tui.screens.queue import QueueScreen
 from studio.tui.screens.review import ReviewScreen
@@ -69,6 +71,14 @@ class StudioApp(App[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding(
             "f1,question_mark", "help", "Help", id="app.help", key_display="?", tooltip="All keys"
+        ),
+        Binding(
+            "f2",
+            "guidelines",
+            "Guidelines",
+            id="app.guidelines",
+            show=False,
+            tooltip="The review guidelines; their version is recorded with every decision",
         ),
         Binding(
             "t",
@@ -123,8 +133,16 @@ class StudioApp(App[None]):
         """Records with a re-judge in flight."""
         self.last_record_id: int | None = None
         """The record last reviewed: the queue puts its cursor there."""
+        self.guidelines = load_guidelines(settings.guidelines or guidelines_path())
+        """The review guidelines, read once at start (a missing file stops the app before it
+        starts): F2 shows this text, and every decision records this version."""
         if settings.keymap:
             self.set_keymap(dict(settings.keymap))
+
+    @property
+    def guideline_version(self) -> str:
+        """The version of the guidelines in force, for each decision to record."""
+        return self.guidelines.version
 
     def on_mount(self) -> None:
         self.theme = self.settings.theme
@@ -201,6 +219,10 @@ class StudioApp(App[None]):
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
 
+    def action_guidelines(self) -> None:
+        if not isinstance(self.screen, GuidelinesScreen):
+            self.push_screen(GuidelinesScreen())
+
     def action_training(self) -> None:
         if not isinstance(self.screen, TrainingScreen):
             self.push_screen(TrainingScreen())
@@ -214,6 +236,8 @@ class StudioApp(App[None]):
             return not isinstance(self.screen, EvaluationScreen | HelpScreen)
         if action == "training":
             return not isinstance(self.screen, TrainingScreen | HelpScreen)
+        if action == "guidelines":
+            return not isinstance(self.screen, GuidelinesScreen)
         return True
 
     async def action_quit(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from studio.settings import parse_keymap as parse_keymap  # re-exported: its old home
 
@@ -26,5 +27,8 @@ class ReviewSettings:
     one or another record (tests, for stable screenshots)."""
     cursor_blink: bool = True
     """Blinking text cursors; tests turn it off for stable screenshots."""
+    guidelines: Path | None = None
+    """The review guidelines file (`[review] guidelines` in studio.toml); None: the shipped
+    default. Read once at start; its version goes with every decision."""
     keymap: Mapping[str, str] = field(default_factory=dict)
     """Binding id -> keys, e.g. {"review.accept": "y"}; see the help screen for the ids."""

@@ -17,6 +17,7 @@ from studio.tui.widgets.footer import StudioFooter
 INTRO = (
     "CBT Studio: accept, edit or reject each stage of a synthesized counseling record. "
     "Every decision is saved at once and can be undone with u. Edits are autosaved as drafts. "
+    "F2 shows the review guidelines, whose version is recorded with every decision. "
     "t opens the Training pane: a LoRA adapter trained on the accepted records, followed live. "
     "ctrl+p opens the command palette, which offers every action by name. "
     "Keys can be remapped by id with STUDIO_KEYMAP, e.g. STUDIO_KEYMAP='review.accept=y'."
@@ -26,7 +27,7 @@ INTRO = (
 def _key_display(binding: Binding, keymap: Mapping[str, str]) -> str:
     # Every key of the binding, not its short `key_display` (the footer's "?" hides F1).
     keys = keymap.get(binding.id or "", binding.key)
-    names = {"question_mark": "?", "slash": "/", "escape": "esc", "f1": "F1"}
+    names = {"question_mark": "?", "slash": "/", "escape": "esc", "f1": "F1", "f2": "F2"}
     return " / ".join(names.get(k.strip(), k.strip()) for k in keys.split(","))
 
 
