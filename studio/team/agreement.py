@@ -199,11 +199,12 @@ def decided_kinds(store: Store) -> dict[str, dict[int, dict[str, str]]]:
     return levels
 
 
-def agreement_report(store: Store) -> TeamAgreement:
-    """Agreement between reviewers on every stage and on the record as a whole."""
-    levels = decided_kinds(store)
+def team_agreement(levels: Mapping[str, Mapping[int, Mapping[str, str]]]) -> TeamAgreement:
+    """Agreement on every stage and on the record as a whole, from `decided_kinds`. Pure (no
+    database): the bootstrap takes about 0.7 s a stage at 1,000 double-reviewed items on one
+    core, so the review app runs it off the store's thread."""
     stages = tuple(
-        stage_agreement(level, levels[level], RECORD_KINDS if level == RECORD else KINDS)
+        stage_agreement(level, levels.get(level, {}), RECORD_KINDS if level == RECORD else KINDS)
         for level in LEVELS
     )
     double = {
@@ -213,3 +214,8 @@ def agreement_report(store: Store) -> TeamAgreement:
         if len(kinds) >= 2
     }
     return TeamAgreement(stages, len(double))
+
+
+def agreement_report(store: Store) -> TeamAgreement:
+    """Agreement between reviewers on every stage and on the record as a whole."""
+    return team_agreement(decided_kinds(store))

@@ -4,6 +4,7 @@ techniques, attitudes, patterns and score bands."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import ClassVar
 
 from rich.table import Table
@@ -16,7 +17,7 @@ from textual.widgets import Header, Label, Static
 from studio.judge.agreement import agreement_report
 from studio.judge.coverage import coverage
 from studio.store.review import ReviewStats, review_stats
-from studio.team.agreement import agreement_report as team_agreement_report
+from studio.team.agreement import decided_kinds, team_agreement
 from studio.team.agreement_tables import agreement_view
 from studio.tui.formatting import status_label
 from studio.tui.messages import JudgeStatsLoaded, StatsLoaded, TeamAgreementLoaded
@@ -97,7 +98,9 @@ class StatsScreen(StudioScreen):
         description="Reviewers against each other",
     )
     async def load_team_agreement(self) -> None:
-        self.post_message(TeamAgreementLoaded(await self.studio.lane.run(team_agreement_report)))
+        levels = await self.studio.lane.run(decided_kinds)
+        # Off the store's thread: the bootstrap would hold every other database job up.
+        self.post_message(TeamAgreementLoaded(await asyncio.to_thread(team_agreement, levels)))
 
     def on_team_agreement_loaded(self, message: TeamAgreementLoaded) -> None:
         self.query_one("#team-agreement", Static).update(agreement_view(message.report))
