@@ -180,7 +180,7 @@ def bootstrap_interval(
     recompute; the interval holds the middle `level` of the values. Resampling the items (not
     the single labels) is what Zapf et al. (2016) recommend for kappa and alpha alike. None when
     too few resamples give a value (see `MIN_DEFINED_SHARE`)."""
-    keys = list(tally)
+    keys = sorted(tally, key=repr)  # the same draws whatever order the tally was built in
     n = sum(tally.values())
     if n == 0:
         return None

@@ -125,6 +125,7 @@ def test_the_bootstrap_interval_is_seeded_and_holds_the_estimate() -> None:
     # The analytic large-sample SE of this kappa is about 0.13: the interval is near ±0.25.
     assert 0.35 < high - low < 0.65
     assert bootstrap_interval(tally, kappa) == interval
+    assert bootstrap_interval(dict(reversed(tally.items())), kappa) == interval
     assert bootstrap_interval({}, kappa) is None
     assert BOOTSTRAP_RESAMPLES == 1000
 
