@@ -13,7 +13,6 @@ no API key can reach a card.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -22,6 +21,7 @@ import orjson
 
 from studio.model import RecordStatus, StageStatus
 from studio.store import Store
+from studio.team.agreement import agreement_report
 
 #: Decision events of the audit log (an undone one does not count).
 DECISION_ACTIONS = ("accept", "edit", "reject", "reject_record", "accept_import")
@@ -93,8 +93,8 @@ class Provenance:
     """Synthesis model -> stages of the exported records it wrote ("": imported text)."""
     template_versions: dict[str, dict[str, int]]
     """Stage -> prompt template version -> stages."""
-    agreement: dict[str, Any] | None
-    """`studio.team.agreement.agreement_report(store).as_dict()`; None where it is not there."""
+    agreement: dict[str, Any]
+    """Agreement between reviewers, as `studio agreement --json` gives it."""
     with_provenance: bool = False
     """Rows carry `record_id`, `accepted_by`, `accepted_at`."""
     include_notes: bool = False
@@ -179,7 +179,7 @@ def build_provenance(
             " GROUP BY model ORDER BY 2 DESC, 1"
         ),
         template_versions=templates,
-        agreement=_pseudonymized(agreement, pseudonyms) if agreement is not None else None,
+        agreement=_pseudonymized(agreement, pseudonyms),
         with_provenance=with_provenance,
         include_notes=include_notes,
         pseudonyms=pseudonyms,
@@ -202,20 +202,37 @@ def _pseudonym_number(name: str) -> int:
     return int(name.rpartition("-")[2]) if name.rpartition("-")[2].isdigit() else 0
 
 
-def _agreement(store: Store) -> dict[str, Any] | None:
-    """The agreement figures of `studio.team.agreement`, or None on a build without it.
+def _agreement(store: Store) -> dict[str, Any]:
+    """The agreement figures between reviewers (`studio agreement --json`)."""
+    return agreement_report(store).to_json()
 
-    Imported by name: the module is part of team review and may not be installed alongside
-    this one; an import error *inside* it is not hidden."""
-    try:
-        module = importlib.import_module("studio.team.agreement")
-    except ModuleNotFoundError as exc:
-        if exc.name in ("studio.team.agreement", "studio.team"):
-            return None
-        raise
-    report = module.agreement_report(store)
-    data: dict[str, Any] = report.as_dict()
-    return data
+
+def _agreement_lines(agreement: Mapping[str, Any]) -> list[str]:
+    """The agreement section of the card: one row per stage (kappa for two reviewers, alpha for
+    more), or the sentence that says why there are no figures."""
+    if not agreement.get("double_reviewed_records"):
+        return [agreement.get("note") or "Nobody has double-reviewed a record.", ""]
+    interval = agreement.get("interval", {})
+    out = [
+        f"Between reviewers, by decision kind (accept, edit, reject) per stage, on"
+        f" {agreement['double_reviewed_records']:,} double-reviewed records; 95 % intervals by"
+        f" {interval.get('method', 'bootstrap')} ({interval.get('resamples', '?')} resamples).",
+        "",
+        "| stage | reviewers | items | statistic | value | 95 % interval | raw agreement |",
+        "| --- | --- | ---: | --- | ---: | --- | ---: |",
+    ]
+    for stage in agreement.get("stages", []):
+        value = stage.get("value")
+        ci = stage.get("ci")
+        raw = stage.get("percent_agreement")
+        shown = stage.get("note") if value is None else f"{value:.2f}"
+        out.append(
+            f"| {stage['stage']} | {_cell(', '.join(stage['reviewers']))} | {stage['items']:,}"
+            f" | {stage.get('statistic') or ''} | {_cell(shown or '')}"
+            f" | {'' if ci is None else f'{ci[0]:.2f} to {ci[1]:.2f}'}"
+            f" | {'' if raw is None else f'{raw:.0%}'} |"
+        )
+    return [*out, ""]
 
 
 def _pseudonymized(value: Any, pseudonyms: Mapping[str, str]) -> Any:
@@ -371,11 +388,7 @@ def render_card(p: Provenance) -> str:
     if not p.reviewers:
         out.append("| nobody recorded | 0 | 0 |")
     out += ["", "## Agreement", ""]
-    if p.agreement is None:
-        out += ["Not computed (this build has no team-review agreement module).", ""]
-    else:
-        body = orjson.dumps(p.agreement, option=orjson.OPT_INDENT_2).decode()
-        out += ["Between reviewers, by decision kind per stage:", "", "```json", body, "```", ""]
+    out += _agreement_lines(p.agreement)
     out += ["## Review guidelines", ""]
     out += _table(
         ("guideline version", "records decided under it"), p.guideline_versions, "not recorded"

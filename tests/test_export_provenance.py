@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import stat
-import sys
-import types
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +43,6 @@ def reviewed(run, tmp_path: Path, db_path: Path, monkeypatch: pytest.MonkeyPatch
     """Four records: 1 double-reviewed (dr_b first, then dr_a), 2 edited by dr_a with a note,
     3 rejected by dr_a, 4 untouched. dr_c accepted a stage of 1 and undid it."""
     monkeypatch.setenv("GROQ_API_KEY", SECRET)
-    monkeypatch.setitem(sys.modules, "studio.team.agreement", None)  # the card without agreement
     rows = [
         cactus_row(1, attitude="negative", cbt_technique="Reality Testing"),
         cactus_row(2, attitude="positive"),
@@ -86,7 +83,11 @@ def _check_content(data: dict[str, Any], *, names: tuple[str, str] = ("dr_a", "d
     assert data["guideline_versions"] == {V2: 2, V1: 1, "": 2}  # "": decided before versions
     assert data["models"] == {"": 6, "llama-3.3-70b": 2}
     assert data["template_versions"]["dialogue"] == {"": 1, "v3": 1}
-    assert data["agreement"] is None
+    agreement = data["agreement"]
+    assert agreement["double_reviewed_records"] == 1  # record 1: both accepted every stage
+    dialogue = next(s for s in agreement["stages"] if s["stage"] == "dialogue")
+    assert dialogue["reviewers"] == list(names) and dialogue["items"] == 1
+    assert dialogue["value"] is None and "too few items" in dialogue["note"]
 
 
 def _sidecar(out: Path) -> dict[str, Any]:
@@ -202,7 +203,7 @@ def test_hf_writes_a_dataset_card(run, reviewed: Path, tmp_path: Path) -> None:
         assert text in card
     assert f"| {V2} | 2 |" in card and "| not recorded | 2 |" in card
     assert "| llama-3.3-70b | 2 |" in card and "| dialogue | v3 | 1 |" in card
-    assert "Not computed" in card
+    assert "| dialogue | dr_a, dr_b | 1 | kappa | too few items (n=1; 10 needed) |" in card
     assert NOTE not in card and SECRET not in card and "gsk_" not in card
     assert stat.S_IMODE((out / "README.md").stat().st_mode) == 0o600
     dataset = load_from_disk(str(out))
@@ -215,23 +216,28 @@ def test_hf_writes_a_dataset_card(run, reviewed: Path, tmp_path: Path) -> None:
     assert "dr_a" not in card and "dr_b" not in card
 
 
-def test_agreement_figures_are_in_the_provenance_with_pseudonyms(
-    reviewed: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    class Report:
-        def as_dict(self) -> dict[str, Any]:
-            return {"reviewers": ["dr_a", "dr_b"], "kappa": {"dr_a": 0.5}, "overall": 0.61}
-
-    module = types.ModuleType("studio.team.agreement")
-    module.agreement_report = lambda store: Report()  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "studio.team.agreement", module)
+def test_agreement_figures_are_in_the_provenance_with_pseudonyms(reviewed: Path) -> None:
     with Store(reviewed) as store:
+        # Ten more records that dr_a and dr_b both decided: enough items for a kappa.
+        with store.transaction():
+            for record in range(5, 15):
+                store.conn.execute(
+                    "INSERT INTO records (id, seed_id, dedupe_key, created_at, updated_at)"
+                    " VALUES (?, 1, ?, 'now', 'now')",
+                    (record, f"extra-{record}"),
+                )
+                a = "accepted" if record % 3 else "rejected"
+                b = "accepted" if record % 4 else "rejected"
+                _decide(store, record, "dialogue", "dr_a", a, guideline=V2, at=LATER)
+                _decide(store, record, "dialogue", "dr_b", b, guideline=V2, at=LATER)
         plain = build_provenance(store, fmt="hf")
         masked = build_provenance(store, fmt="hf", pseudonymize=True)
-    assert plain.agreement == Report().as_dict()
-    assert masked.agreement == {
-        "reviewers": ["reviewer-2", "reviewer-1"],
-        "kappa": {"reviewer-2": 0.5},
-        "overall": 0.61,
-    }
-    assert '"overall": 0.61' in masked.card() and "dr_a" not in masked.card()
+    dialogue = next(s for s in plain.agreement["stages"] if s["stage"] == "dialogue")
+    assert dialogue["items"] == 11 and dialogue["statistic"] == "kappa"
+    assert dialogue["value"] is not None
+    masked_dialogue = next(s for s in masked.agreement["stages"] if s["stage"] == "dialogue")
+    assert masked_dialogue["reviewers"] == ["reviewer-2", "reviewer-1"]
+    assert masked_dialogue["value"] == dialogue["value"]
+    card = masked.card()
+    assert f"| dialogue | reviewer-2, reviewer-1 | 11 | kappa | {dialogue['value']:.2f} |" in card
+    assert "dr_a" not in card and "dr_b" not in card

@@ -23,6 +23,7 @@ from studio.store.judging import (
 )
 from studio.tui.screens.queue import QueueScreen
 from studio.tui.screens.review import ReviewScreen
+from studio.tui.screens.stats import StatsScreen
 from studio.tui.widgets.dialogue_view import DialogueView
 from studio.tui.widgets.judge_panel import JudgePanel
 from tests.test_tui_support import (
@@ -30,6 +31,8 @@ from tests.test_tui_support import (
     SIZE,
     demo_db,
     open_record,
+    open_screen,
+    plain_text,
     query,
     settle,
     studio_app,
@@ -205,31 +208,18 @@ async def test_J_rejudges_in_the_background_against_a_loopback_server(db: Path) 
 
 async def test_stats_shows_the_judge_against_clinicians_and_coverage(db: Path) -> None:
     from studio.store.judging import rate
-    from studio.tui.screens.stats import StatsScreen
 
     with Store(db) as store:
         rate(store, 3, "focus", 2, reviewer=REVIEWER)
     app = studio_app(db)
     async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
-        await pilot.press("s")
-        await settle(pilot)
-        screen = app.screen
-        assert isinstance(screen, StatsScreen)
+        screen = await open_screen(pilot, "s", StatsScreen)
         agreement = screen.query_one("#agreement", Static).content
-        text = _plain(app, agreement)
+        text = plain_text(agreement)
         assert "Judge against clinician (1 paired ratings)" in text
         assert "Too few ratings to tell" in text
-        techniques = _plain(app, screen.query_one("#coverage-0", Static).content)
+        techniques = plain_text(screen.query_one("#coverage-0", Static).content)
         assert "Accepted per technique (of all)" in techniques
         assert "Decatastrophizing" in techniques and "50%" in techniques  # 1 of the 2 accepted
-        bands = _plain(app, screen.query_one("#coverage-3", Static).content)
+        bands = plain_text(screen.query_one("#coverage-3", Static).content)
         assert "not judged" in bands
-
-
-def _plain(app: Any, renderable: Any) -> str:
-    from rich.console import Console
-
-    console = Console(width=200, record=True)
-    console.print(renderable)
-    return console.export_text()

@@ -22,7 +22,7 @@ from studio.tui.evaluating import EvaluationProgress
 from studio.tui.screens.chat import ChatScreen
 from studio.tui.screens.training import HISTORY_COLUMNS, TrainingScreen
 from tests.conftest import FixedClock, cactus_row
-from tests.test_tui_support import settle
+from tests.test_tui_support import open_screen, settle
 from tests.test_tui_training import RECORDS, SIZE, finished_run, training_app, wait_for
 
 WAIT_S = 120.0  # `python -m studio eval` starting on a busy machine
@@ -67,12 +67,7 @@ def evaluate_run_1(db: Path, scores: list[int]) -> None:
 
 
 async def open_pane(pilot: Pilot[Any]) -> TrainingScreen:
-    await settle(pilot)
-    await pilot.press("t")
-    await settle(pilot)
-    screen = pilot.app.screen
-    assert isinstance(screen, TrainingScreen)
-    return screen
+    return await open_screen(pilot, "t", TrainingScreen)
 
 
 def evaluation_cell(screen: TrainingScreen, run_id: int = 1) -> str:

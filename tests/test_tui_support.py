@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from textual.pilot import Pilot
+from textual.screen import Screen
 from textual.widgets import Input, TextArea
 from textual.worker import WorkerState
 
@@ -20,6 +21,8 @@ from studio.store import StageView, Store
 from studio.tui import StudioApp, make_app
 from studio.tui.settings import ReviewSettings
 from tests.conftest import FixedClock
+
+ScreenT = TypeVar("ScreenT", bound=Screen[Any])
 
 REVIEWER = "dr_lee"
 SIZE = (120, 36)
@@ -96,3 +99,22 @@ def query(path: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
         return conn.execute(sql, params).fetchall()
     finally:
         conn.close()
+
+
+async def open_screen(pilot: Pilot[Any], key: str, kind: type[ScreenT]) -> ScreenT:
+    """From the queue, press `key` and let the screen it opens (a `kind`) load."""
+    await settle(pilot)
+    await pilot.press(key)
+    await settle(pilot)
+    screen = pilot.app.screen
+    assert isinstance(screen, kind)
+    return screen
+
+
+def plain_text(renderable: Any) -> str:
+    """What a rich renderable (a Static's content) reads as, without styles, 200 columns wide."""
+    from rich.console import Console
+
+    console = Console(width=200, record=True)
+    console.print(renderable)
+    return console.export_text()

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from studio.cbt.ctrs import CTRS_ITEMS, ITEM_LABELS, RATED_ITEMS, SCORE_MAX, SCORE_MIN
+from studio.reliability import confusion, weighted_kappa
 from studio.store import Store
 from studio.store.judging import judged_by_decision, rated_pairs
 
@@ -31,20 +32,9 @@ def quadratic_weighted_kappa(
     """Cohen's kappa with quadratic weights; None when it is undefined (no spread at all)."""
     if len(first) != len(second) or not first:
         return None
-    k = high - low + 1
-    n = len(first)
-    observed = [[0.0] * k for _ in range(k)]
-    for a, b in zip(first, second, strict=True):
-        observed[a - low][b - low] += 1
-    rows = [sum(r) for r in observed]
-    cols = [sum(observed[i][j] for i in range(k)) for j in range(k)]
-    disagreement = expected = 0.0
-    for i in range(k):
-        for j in range(k):
-            weight = (i - j) ** 2 / (k - 1) ** 2
-            disagreement += weight * observed[i][j]
-            expected += weight * rows[i] * cols[j] / n
-    return None if expected == 0 else 1 - disagreement / expected
+    scale = range(low, high + 1)
+    last = len(scale) - 1
+    return weighted_kappa(confusion(first, second, scale), lambda i, j: (i - j) ** 2 / last**2)
 
 
 def _ranks(values: Sequence[float]) -> list[float]:

@@ -23,6 +23,7 @@ from studio.store.review import (
     Undone,
 )
 from studio.store.store import StageView
+from studio.team.agreement import TeamAgreement
 from studio.train.events import TrainEvent
 from studio.train.launch import RunnerOptions
 from studio.tui.training import DatasetSummary, HistoryRow, LiveRun
@@ -140,6 +141,13 @@ class JudgeStatsLoaded(Message, bubble=False):
 
     report: AgreementReport
     coverage: list[Spread]
+
+
+@dataclass
+class TeamAgreementLoaded(Message, bubble=False):
+    """The Stats screen's panel of how far reviewers agree with each other."""
+
+    report: TeamAgreement
 
 
 @dataclass

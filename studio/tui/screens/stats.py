@@ -1,9 +1,10 @@
 """Counts: records and stages per status, records per technique (a bar chart), per reviewer;
-the judge against clinicians, and how accepted records cover techniques, attitudes, patterns and
-score bands."""
+reviewers against each other, the judge against clinicians, and how accepted records cover
+techniques, attitudes, patterns and score bands."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import ClassVar
 
 from rich.table import Table
@@ -16,8 +17,10 @@ from textual.widgets import Header, Label, Static
 from studio.judge.agreement import agreement_report
 from studio.judge.coverage import coverage
 from studio.store.review import ReviewStats, review_stats
+from studio.team.agreement import decided_kinds, team_agreement
+from studio.team.agreement_tables import agreement_view
 from studio.tui.formatting import status_label
-from studio.tui.messages import JudgeStatsLoaded, StatsLoaded
+from studio.tui.messages import JudgeStatsLoaded, StatsLoaded, TeamAgreementLoaded
 from studio.tui.screens.base import StudioScreen
 from studio.tui.widgets.bar_chart import BarChart
 from studio.tui.widgets.footer import StudioFooter
@@ -67,6 +70,7 @@ class StatsScreen(StudioScreen):
             yield Label("Records per technique", classes="section")
             yield BarChart(id="techniques", width=36)
             yield Static(id="reviewers", classes="counts")
+            yield Static(id="team-agreement", classes="counts")
             yield Static(id="agreement", classes="counts")
             # Two by two: a technique name is 30 characters, four tables in a row would wrap.
             for row in range(2):
@@ -80,11 +84,26 @@ class StatsScreen(StudioScreen):
 
     def load(self) -> None:
         self.count()
+        self.load_team_agreement()
         self.load_judge_stats()
 
     @work(group="stats", exclusive=True, exit_on_error=False, description="Count the database")
     async def count(self) -> None:
         self.post_message(StatsLoaded(await self.studio.lane.run(review_stats)))
+
+    @work(
+        group="team-agreement",
+        exclusive=True,
+        exit_on_error=False,
+        description="Reviewers against each other",
+    )
+    async def load_team_agreement(self) -> None:
+        levels = await self.studio.lane.run(decided_kinds)
+        # Off the store's thread: the bootstrap would hold every other database job up.
+        self.post_message(TeamAgreementLoaded(await asyncio.to_thread(team_agreement, levels)))
+
+    def on_team_agreement_loaded(self, message: TeamAgreementLoaded) -> None:
+        self.query_one("#team-agreement", Static).update(agreement_view(message.report))
 
     @work(
         group="judge-stats",
