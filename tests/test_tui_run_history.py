@@ -6,6 +6,8 @@ Runs and evaluations are rows written directly: no model is trained here.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +21,23 @@ from studio.ingest.formats import parse_cactus
 from studio.store import Store
 from studio.tui import StudioApp
 from studio.tui.evaluating import EvaluationProgress
+from studio.tui.messages import RunChosen
 from studio.tui.screens.chat import ChatScreen
-from studio.tui.screens.training import HISTORY_COLUMNS, TrainingScreen
+from studio.tui.screens.training import TrainingScreen
+from studio.tui.widgets.loss_plot import LossPlot
+from studio.tui.widgets.run_history import HISTORY_COLUMNS
 from tests.conftest import FixedClock, cactus_row
 from tests.test_tui_support import open_screen, settle
-from tests.test_tui_training import RECORDS, SIZE, finished_run, training_app, wait_for
+from tests.test_tui_training import (
+    RECORDS,
+    SIZE,
+    fake_run,
+    finished_run,
+    log_text,
+    training_app,
+    wait_for,
+)
+from tests.waiting import pilot_wait_until
 
 WAIT_S = 120.0  # `python -m studio eval` starting on a busy machine
 
@@ -152,3 +166,26 @@ def test_progress_reads_studio_evals_lines() -> None:
     assert progress.describe() == "Evaluating run 2: 2/3 sessions"
     progress.finished = True
     assert progress.describe() == "Evaluated run 2: 2/3 sessions"
+
+
+async def test_enter_on_a_run_of_the_history_shows_that_run(db: Path, tmp_path: Path) -> None:
+    """The history posts `RunChosen`; the pane shows that run's log, plot and status."""
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    fake_run(db, tmp_path / "runs" / "r2", gone.pid, steps=2).close()  # run 2: failed, newest
+    posted: list[Any] = []
+    app = training_app(db, tmp_path / "runs")
+    async with app.run_test(size=SIZE, message_hook=posted.append) as pilot:
+        screen = await open_pane(pilot)
+        plot = screen.query_one(LossPlot)
+        assert plot.steps == [1, 2]  # the newest run, shown at once
+        table = screen.query_one("#runs", DataTable)
+        table.focus()
+        table.move_cursor(row=table.get_row_index("1"))
+        await pilot.press("enter")
+        await pilot_wait_until(pilot, lambda: plot.steps == list(range(1, 9)), "run 1's plot")
+        # (a bubbling message passes the hook once for each node it reaches)
+        chosen = {id(m): m.run.id for m in posted if isinstance(m, RunChosen)}
+        assert list(chosen.values()) == [1]
+        assert "Run 1 completed" in str(screen.query_one("#run-status").render())
+        assert "end    completed" in log_text(screen)

@@ -512,7 +512,7 @@ def test_the_form_says_what_is_wrong(tmp_path: Path, field: str, raw: str, messa
 
 
 def test_events_are_formatted_for_the_log() -> None:
-    from studio.tui.screens.training import format_event
+    from studio.tui.training_text import format_event
 
     events: list[TrainEvent] = [
         StepEvent(step=3, max_steps=10, loss=2.5, lr=1e-4, epoch=0.3, eta_s=75, ts="T09:00:01"),

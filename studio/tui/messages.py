@@ -1,4 +1,5 @@
-"""The app's messages, in one place. Workers end by posting one of these.
+"""The app's messages, in one place. Workers end by posting one of these (to their own node:
+`bubble=False`); a widget tells its screen what happened in it by one that bubbles.
 
 Each is a dataclass, so a test can assert on exactly what was posted
 (`app.run_test(message_hook=...)`).
@@ -26,7 +27,7 @@ from studio.store.store import StageView
 from studio.team.agreement import TeamAgreement
 from studio.train.events import TrainEvent
 from studio.train.launch import RunnerOptions
-from studio.tui.training import DatasetSummary, HistoryRow, LiveRun
+from studio.tui.training import DatasetSummary, HistoryRow, LiveRun, RecipeForm
 
 
 @dataclass
@@ -181,6 +182,29 @@ class RunHistoryLoaded(Message, bubble=False):
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, RunHistoryLoaded)
+
+
+@dataclass
+class RecipeChanged(Message):
+    """The recipe form as it now reads (from `TrainingForm`, up to the Training pane)."""
+
+    form: RecipeForm
+    at_once: bool = False
+    """Summarize the dataset for it now, not after a pause in the typing."""
+
+
+@dataclass
+class RunHistoryShown(Message):
+    """The runs table is filled (from `RunHistory`, up to the pane); newest first."""
+
+    rows: list[HistoryRow]
+
+
+@dataclass
+class RunChosen(Message):
+    """Enter on a run of the history (from `RunHistory`, up to the pane): show that run."""
+
+    run: HistoryRow
 
 
 @dataclass

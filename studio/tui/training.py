@@ -1,7 +1,8 @@
 """The Training pane's model: the recipe form, the dataset summary, the run history and the
 run the app follows.
 
-No textual here (the Training pane, `screens/training.py`, is the view over it). Launching,
+No textual here, as an import contract checks (the Training pane, `screens/training.py` and
+its widgets, is the view over it; `training_text.py` writes what it shows). Launching,
 following and stopping a run is `studio.train.control.RunControl`'s job, shared with
 `studio train`; `TrainingRun` is the UI thread's record of what the follower reported.
 """
