@@ -3,10 +3,15 @@ record assigned to two reviewers is settled from both decisions, blind until bot
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
 
 from studio.model import STAGES, RecordStatus, Stage, StageStatus
+from studio.resources import migrations_dir
 from studio.store import Store
+from studio.store import migrations as migrations_module
 from studio.store.decisions import Decision, decisions_of, settle
 from studio.store.review import (
     UndoConflict,
@@ -226,3 +231,71 @@ def test_settle_leaves_a_single_review_record_as_it_is(store: Store) -> None:
         StageStatus.ACCEPTED,
         decided_at=decisions_of(store, rid)[0].decided_at,
     )
+
+
+# -- the migration carries today's decisions over -------------------------------------------------
+
+
+def _old_decision(
+    store: Store, reviewer: str, action: str, record_id: int, stage: Stage, status: str
+) -> None:
+    store.conn.execute(
+        "INSERT INTO events (ts, reviewer, action, record_id, stage, before, after)"
+        " VALUES ('2026-01-01', ?, ?, ?, ?, '{}', '{}')",
+        (reviewer, action, record_id, stage.value),
+    )
+    store.conn.execute(
+        "UPDATE stages SET status = ?, edited_text = ? WHERE record_id = ? AND name = ?",
+        (status, "my plan" if status == "edited" else None, record_id, stage.value),
+    )
+
+
+def test_the_migration_carries_decisions_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before_0007 = tmp_path / "migrations"
+    before_0007.mkdir()
+    for path in sorted(migrations_dir().glob("000[1-6]_*.sql")):
+        shutil.copy(path, before_0007)
+    db = tmp_path / "old.db"
+    monkeypatch.setattr(migrations_module, "migrations_dir", lambda: before_0007)
+    with Store(db) as old:
+        assert old.schema_version == 6
+        one, two, three = old.add_rows([_row(1), _row(2), _row(3)]).record_ids
+        _old_decision(old, ANA, "accept", one, Stage.INTAKE_FORM, "accepted")
+        _old_decision(old, BEN, "edit", one, Stage.CBT_PLAN, "edited")
+        _old_decision(old, ANA, "reject", one, Stage.DIALOGUE, "rejected")
+        # Accepted by Ana, then by Ben: the reviewer of the newest decision event has it.
+        _old_decision(old, ANA, "accept", one, Stage.CBT_TECHNIQUE, "accepted")
+        _old_decision(old, BEN, "accept", one, Stage.CBT_TECHNIQUE, "accepted")
+        old.conn.execute("UPDATE records SET last_reviewer = ? WHERE id = ?", (ANA, one))
+        old.conn.execute(
+            "UPDATE records SET rejected = 1, status = 'rejected', note = 'off topic',"
+            " last_reviewer = 'cleo' WHERE id = ?",
+            (two,),
+        )
+        # Accepted without a decision event (an import marked reviewed): its last reviewer.
+        old.conn.execute(
+            "UPDATE stages SET status = 'accepted' WHERE record_id = ? AND name = 'intake_form'",
+            (three,),
+        )
+        old.conn.execute("UPDATE records SET last_reviewer = 'dora' WHERE id = ?", (three,))
+    monkeypatch.undo()
+
+    with Store(db) as store:
+        assert store.schema_version >= 7
+        assert _mine(store, one) == {
+            ("intake_form", ANA): ("accepted", None),
+            ("cbt_technique", BEN): ("accepted", None),
+            ("cbt_plan", BEN): ("edited", "my plan"),
+            ("dialogue", ANA): ("rejected", None),
+        }
+        assert _mine(store, two) == {("record", "cleo"): ("rejected", None)}
+        assert decisions_of(store, two)[0].note == "off topic"
+        assert _mine(store, three) == {("intake_form", "dora"): ("accepted", None)}
+        # Single review goes on as before on a migrated database.
+        accept_stage(store, one, Stage.CBT_PLAN, reviewer=ANA)
+        assert store.stage(one, Stage.CBT_PLAN).status is StageStatus.ACCEPTED
+        assert undo_last(store, reviewer=ANA) is not None
+        assert _mine(store, one)[("cbt_plan", BEN)] == ("edited", "my plan")
+        assert ("cbt_plan", ANA) not in _mine(store, one)
