@@ -264,6 +264,15 @@ def queue_rows(store: Store, ids: Sequence[int]) -> list[QueueRow]:
     return _with_scores(store, found)
 
 
+def queue_ids(store: Store, flt: QueueFilter) -> list[int]:
+    """The ids of every record the filter shows, in id order (e.g. to assign them)."""
+    register_hash(store)
+    where, params, needs_seeds = _where(flt)
+    source = "records r JOIN seeds s ON s.id = r.seed_id" if needs_seeds else "records r"
+    sql = f"SELECT r.id FROM {source}" + (f" WHERE {where}" if where else "") + " ORDER BY r.id"
+    return [int(rid) for (rid,) in store.conn.execute(sql, params)]
+
+
 def queue_count(store: Store, flt: QueueFilter) -> int:
     register_hash(store)
     where, params, needs_seeds = _where(flt)
