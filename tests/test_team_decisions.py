@@ -14,15 +14,20 @@ from studio.store import Store
 from studio.store import migrations as migrations_module
 from studio.store.decisions import Decision, decisions_of, settle
 from studio.store.review import (
+    QueueFilter,
     UndoConflict,
     accept_remaining,
     accept_stage,
     load_item,
+    neighbor,
+    queue_page,
+    queue_rows,
     reject_record,
     reject_stage,
     save_edit,
     undo_last,
 )
+from studio.store.synthesis import mark_downstream_stale
 from tests.conftest import PLAN
 from tests.test_store import _row
 
@@ -299,3 +304,58 @@ def test_the_migration_carries_decisions_over(
         assert undo_last(store, reviewer=ANA) is not None
         assert _mine(store, one)[("cbt_plan", BEN)] == ("edited", "my plan")
         assert ("cbt_plan", ANA) not in _mine(store, one)
+
+
+def test_decisions_made_before_a_stage_went_stale_do_not_settle_it(
+    store: Store, double: int
+) -> None:
+    accept_remaining(store, double, reviewer=ANA)
+    accept_remaining(store, double, reviewer=BEN)
+    assert store.record(double).status is RecordStatus.ACCEPTED
+    mark_downstream_stale(store, double, Stage.CBT_TECHNIQUE, reviewer=ANA)
+    assert settle(store, double) is RecordStatus.IN_REVIEW
+    assert store.stage(double, Stage.DIALOGUE).status is StageStatus.STALE
+    assert store.stage(double, Stage.INTAKE_FORM).status is StageStatus.ACCEPTED
+
+
+# -- the queue ----------------------------------------------------------------------------------
+
+
+def test_a_reviewers_assigned_records_come_first_in_the_queue(store: Store) -> None:
+    ids = store.add_rows([_row(n) for n in range(6)]).record_ids
+    _assign(store, ids[4], ANA, BEN)
+    _assign(store, ids[1], ANA)
+    _assign(store, ids[2], BEN)
+    everyone = QueueFilter()
+    mine_first = [ids[1], ids[4], ids[0], ids[2], ids[3], ids[5]]
+    assert [r.id for r in queue_page(store, everyone, reviewer=ANA)] == mine_first
+    # Page by page, the keyset continues in whichever part the last row was.
+    pages: list[int] = []
+    after = 0
+    while page := queue_page(store, everyone, after=after, limit=2, reviewer=ANA):
+        pages += [r.id for r in page]
+        after = page[-1].id
+    assert pages == mine_first
+    assert [r.id for r in queue_page(store, everyone, reviewer="cleo")] == list(ids)
+    assert [r.id for r in queue_page(store, everyone)] == list(ids)
+    ordered = [r.id for r in queue_page(store, QueueFilter(by_score=True), reviewer=BEN)]
+    assert ordered[:2] == [ids[2], ids[4]]
+    # n / p walk the same order.
+    walked = [mine_first[0]]
+    while (nxt := neighbor(store, everyone, walked[-1], forward=True, reviewer=ANA)) is not None:
+        walked.append(nxt)
+    assert walked == mine_first
+    back = neighbor(store, everyone, ids[0], forward=False, reviewer=ANA)
+    assert back == ids[4]
+
+
+def test_the_queue_shows_no_other_reviewers_decision(store: Store, double: int) -> None:
+    before = queue_rows(store, [double])[0]
+    reject_record(store, double, reviewer=ANA, reason="off topic")
+    accept_stage(store, double, Stage.INTAKE_FORM, reviewer=ANA)
+    seen = queue_page(store, QueueFilter(), reviewer=BEN)[0]
+    assert (seen.status, seen.last_reviewer, seen.updated_at) == (
+        before.status,
+        before.last_reviewer,
+        before.updated_at,
+    )

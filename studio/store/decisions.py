@@ -37,6 +37,8 @@ _SETTLED_RECORD = frozenset({RecordStatus.ACCEPTED, RecordStatus.REJECTED, Recor
 
 #: Events after which the decisions made on a stage are out of date (its text changed under them).
 _OUTDATING_ACTIONS = ("generate", "regenerate", "stale")
+#: Events that write a reviewer's decision on a stage.
+_DECIDING_ACTIONS = ("accept", "reject", "edit", "undo")
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,17 +241,30 @@ def _adjudications(store: Store, record_id: int) -> list[tuple[Stage | None, _Fi
     ]
 
 
-def _outdated_before(store: Store, record_id: int) -> dict[Stage, str]:
-    """Per stage, when its text last changed under the reviewers (generated, regenerated or
-    marked stale): decisions made before that are out of date."""
+def _outdated(store: Store, record_id: int) -> set[tuple[Stage, str]]:
+    """The (stage, reviewer) decisions that are out of date: the stage's text was generated,
+    regenerated or marked stale after the reviewer's newest decision event on it (by event id,
+    which, unlike a timestamp, never depends on whose clock wrote it)."""
     marks = ",".join("?" * len(_OUTDATING_ACTIONS))
-    return {
-        Stage(stage): ts
-        for stage, ts in store.conn.execute(
-            f"SELECT stage, MAX(ts) FROM events WHERE record_id = ? AND action IN ({marks})"
+    changed = {
+        Stage(stage): int(last)
+        for stage, last in store.conn.execute(
+            f"SELECT stage, MAX(id) FROM events WHERE record_id = ? AND action IN ({marks})"
             " AND stage IS NOT NULL GROUP BY stage",
             (record_id, *_OUTDATING_ACTIONS),
         )
+    }
+    if not changed:
+        return set()
+    marks = ",".join("?" * len(_DECIDING_ACTIONS))
+    return {
+        (Stage(stage), reviewer)
+        for stage, reviewer, last in store.conn.execute(
+            f"SELECT stage, reviewer, MAX(id) FROM events WHERE record_id = ? AND action IN"
+            f" ({marks}) AND stage IS NOT NULL GROUP BY stage, reviewer",
+            (record_id, *_DECIDING_ACTIONS),
+        )
+        if changed.get(Stage(stage), 0) > int(last)
     }
 
 
@@ -291,13 +306,12 @@ def settle(store: Store, record_id: int, *, reviewer: str = "") -> RecordStatus:
         ).fetchone()
         if row is None:
             raise KeyError(f"no record {record_id}")
-        outdated = _outdated_before(store, record_id)
-        every: dict[tuple[Stage | None, str], Decision] = {}
-        for d in decisions_of(store, record_id):
-            if d.reviewer in assigned and not (
-                d.stage is not None and d.decided_at < outdated.get(d.stage, "")
-            ):
-                every[(d.stage, d.reviewer)] = d
+        outdated = _outdated(store, record_id)
+        every = {
+            (d.stage, d.reviewer): d
+            for d in decisions_of(store, record_id)
+            if d.reviewer in assigned and (d.stage, d.reviewer) not in outdated
+        }
         adjudicated = dict(_adjudications(store, record_id))
         disputed = False
         changed = False

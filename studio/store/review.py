@@ -22,6 +22,7 @@ from studio.errors import InvalidStage as InvalidStage  # re-exported: its old h
 from studio.errors import UndoConflict as UndoConflict  # re-exported: its old home
 from studio.model import STAGES, RecordStatus, Stage, StageStatus
 from studio.store import decisions
+from studio.store.assignments import has_assignments
 from studio.store.events import UNDOABLE_ACTIONS, EventAction
 from studio.store.judging import (
     RatingChanged,
@@ -211,27 +212,82 @@ def _queue_row(row: Sequence[Any]) -> QueueRow:
 
 
 def queue_page(
-    store: Store, flt: QueueFilter, *, after: int = 0, limit: int = 100, offset: int = 0
+    store: Store,
+    flt: QueueFilter,
+    *,
+    after: int = 0,
+    limit: int = 100,
+    offset: int = 0,
+    reviewer: str = "",
 ) -> list[QueueRow]:
     """The next `limit` records of the filter with an id above `after`, in id order; with
-    `flt.by_score`, the `limit` records after the first `offset` in score order."""
+    `flt.by_score`, the `limit` records after the first `offset` in score order.
+
+    With a `reviewer` who has records assigned (`studio assign`), theirs come first (in that
+    order), then the rest: `after` is then the last id shown, in whichever part it is."""
     register_hash(store)
     where, params, _ = _where(flt)
+    mine = bool(reviewer) and has_assignments(store, reviewer)
     if flt.by_score:
+        first = [reviewer] if mine else []
         rows = store.conn.execute(
             _QUEUE_SELECT
             + f" LEFT JOIN ({current_scores_sql()}) js ON js.record_id = r.id"
             + (f" WHERE {where}" if where else "")
-            + f" ORDER BY {_SCORE_ORDER} LIMIT ? OFFSET ?",
-            (*params, limit, offset),
+            + f" ORDER BY {_score_order(mine=mine)} LIMIT ? OFFSET ?",
+            (*params, *first, limit, offset),
         ).fetchall()
+    elif not mine:
+        rows = _id_page(store, "", [], where, params, after=after, limit=limit)
     else:
-        clause = f" AND {where}" if where else ""
-        rows = store.conn.execute(
-            _QUEUE_SELECT + f" WHERE r.id > ?{clause} ORDER BY r.id LIMIT ?",
-            (after, *params, limit),
-        ).fetchall()
+        rows = []
+        in_mine = after == 0 or _is_mine(store, after, reviewer)
+        if in_mine:
+            rows = _id_page(store, _MINE, [reviewer], where, params, after=after, limit=limit)
+        if len(rows) < limit:
+            rows += _id_page(
+                store,
+                f"NOT {_MINE}",
+                [reviewer],
+                where,
+                params,
+                after=0 if in_mine else after,
+                limit=limit - len(rows),
+            )
     return _with_scores(store, [_queue_row(row) for row in rows])
+
+
+#: A record assigned to the reviewer named by the parameter.
+_MINE = "EXISTS (SELECT 1 FROM assignments a WHERE a.record_id = r.id AND a.reviewer = ?)"
+
+
+def _is_mine(store: Store, record_id: int, reviewer: str) -> bool:
+    found = store.conn.execute(
+        "SELECT 1 FROM assignments WHERE record_id = ? AND reviewer = ?", (record_id, reviewer)
+    ).fetchone()
+    return found is not None
+
+
+def _id_page(
+    store: Store,
+    part: str,
+    part_params: list[Any],
+    where: str,
+    params: list[Any],
+    *,
+    after: int,
+    limit: int,
+) -> list[Any]:
+    """One page in id order of the records that match `part` (all when "") and the filter."""
+    clause = (f" AND {part}" if part else "") + (f" AND {where}" if where else "")
+    return store.conn.execute(
+        _QUEUE_SELECT + f" WHERE r.id > ?{clause} ORDER BY r.id LIMIT ?",
+        (after, *part_params, *params, limit),
+    ).fetchall()
+
+
+def _score_order(*, mine: bool) -> str:
+    return (f"NOT {_MINE}, " if mine else "") + _SCORE_ORDER
 
 
 #: Lowest CTRS mean first; records without a current judgement after them, by id.
@@ -281,11 +337,15 @@ def queue_count(store: Store, flt: QueueFilter) -> int:
     return int(store.conn.execute(sql, params).fetchone()[0])
 
 
-def neighbor(store: Store, flt: QueueFilter, record_id: int, *, forward: bool) -> int | None:
-    """The id of the next (or previous) record after `record_id` in the filter, if any."""
+def neighbor(
+    store: Store, flt: QueueFilter, record_id: int, *, forward: bool, reviewer: str = ""
+) -> int | None:
+    """The id of the next (or previous) record after `record_id` in the filter, if any, in the
+    queue's order (`queue_page`: the reviewer's assigned records first)."""
     register_hash(store)
     where, params, needs_seeds = _where(flt)
     source = "records r JOIN seeds s ON s.id = r.seed_id" if needs_seeds else "records r"
+    mine = bool(reviewer) and has_assignments(store, reviewer)
     if flt.by_score:
         ordered = [
             int(row[0])
@@ -293,19 +353,44 @@ def neighbor(store: Store, flt: QueueFilter, record_id: int, *, forward: bool) -
                 "SELECT r.id FROM records r JOIN seeds s ON s.id = r.seed_id"
                 f" LEFT JOIN ({current_scores_sql()}) js ON js.record_id = r.id"
                 + (f" WHERE {where}" if where else "")
-                + f" ORDER BY {_SCORE_ORDER}",
-                params,
+                + f" ORDER BY {_score_order(mine=mine)}",
+                (*params, *([reviewer] if mine else [])),
             )
         ]
         if record_id not in ordered:
             return ordered[0] if ordered and forward else None
         at = ordered.index(record_id) + (1 if forward else -1)
         return ordered[at] if 0 <= at < len(ordered) else None
+    if not mine:
+        return _next_id(store, source, "", [], where, params, record_id, forward=forward)
+    parts = [(_MINE, [reviewer]), (f"NOT {_MINE}", [reviewer])]
+    at = 0 if _is_mine(store, record_id, reviewer) else 1
+    part, part_params = parts[at]
+    found = _next_id(store, source, part, part_params, where, params, record_id, forward=forward)
+    step = 1 if forward else -1
+    if found is None and 0 <= at + step < len(parts):
+        part, part_params = parts[at + step]
+        start = 0 if forward else 2**62
+        found = _next_id(store, source, part, part_params, where, params, start, forward=forward)
+    return found
+
+
+def _next_id(
+    store: Store,
+    source: str,
+    part: str,
+    part_params: list[Any],
+    where: str,
+    params: list[Any],
+    record_id: int,
+    *,
+    forward: bool,
+) -> int | None:
     op, order = (">", "ASC") if forward else ("<", "DESC")
-    clause = f" AND {where}" if where else ""
+    clause = (f" AND {part}" if part else "") + (f" AND {where}" if where else "")
     row = store.conn.execute(
         f"SELECT r.id FROM {source} WHERE r.id {op} ?{clause} ORDER BY r.id {order} LIMIT 1",
-        (record_id, *params),
+        (record_id, *part_params, *params),
     ).fetchone()
     return None if row is None else int(row[0])
 

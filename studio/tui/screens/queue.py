@@ -164,7 +164,14 @@ class QueueScreen(StudioScreen):
     ) -> None:
         size = self.studio.settings.page_size
         rows = await self.studio.lane.run(
-            partial(queue_page, flt=flt, after=after, limit=size + 1, offset=offset)
+            partial(
+                queue_page,
+                flt=flt,
+                after=after,
+                limit=size + 1,
+                offset=offset,
+                reviewer=self.studio.settings.reviewer,
+            )
         )
         self.post_message(QueuePageLoaded(flt, rows[:size], reset, complete=len(rows) <= size))
 
