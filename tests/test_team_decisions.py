@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from studio.errors import NotAssigned
 from studio.model import STAGES, RecordStatus, Stage, StageStatus
 from studio.resources import migrations_dir
 from studio.store import Store
@@ -359,3 +360,17 @@ def test_the_queue_shows_no_other_reviewers_decision(store: Store, double: int) 
         before.last_reviewer,
         before.updated_at,
     )
+
+
+def test_only_the_assigned_reviewers_decide_a_double_reviewed_record(
+    store: Store, double: int
+) -> None:
+    with pytest.raises(NotAssigned, match="reviewed by ana and ben"):
+        accept_stage(store, double, Stage.INTAKE_FORM, reviewer="cleo")
+    with pytest.raises(NotAssigned):
+        reject_record(store, double, reviewer="cleo")
+    assert decisions_of(store, double) == []
+    # Cleo still reads it, blind like anyone: nothing decided shows.
+    accept_stage(store, double, Stage.INTAKE_FORM, reviewer=ANA)
+    cleo = load_item(store, double, reviewer="cleo").record
+    assert cleo.stages[Stage.INTAKE_FORM].status is StageStatus.GENERATED

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from studio.cbt.checks import judge_answer
 from studio.cbt.techniques import normalize_technique
+from studio.errors import NotAssigned
 from studio.model import STAGES, RecordStatus, Stage, StageStatus, record_status
 from studio.store.stages import StageView, snapshot, write_stage
 
@@ -140,6 +141,19 @@ def assigned_reviewers(store: Store, record_id: int) -> tuple[str, ...]:
 def is_double_reviewed(store: Store, record_id: int) -> bool:
     """Assigned to two or more reviewers: its final state is derived by `settle`."""
     return len(assigned_reviewers(store, record_id)) >= 2
+
+
+def double_reviewed_by(store: Store, record_id: int, reviewer: str) -> bool:
+    """Whether the record is double-reviewed (`reviewer` then deciding only for themselves);
+    `NotAssigned` when it is and `reviewer` is not one of its reviewers."""
+    assigned = assigned_reviewers(store, record_id)
+    if len(assigned) < 2:
+        return False
+    if reviewer not in assigned:
+        raise NotAssigned(
+            f"record {record_id} is reviewed by {' and '.join(assigned)}; only they decide it"
+        )
+    return True
 
 
 # -- what one reviewer sees ---------------------------------------------------------------------

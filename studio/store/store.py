@@ -533,7 +533,7 @@ class Store:
             before = self.stage(record_id, stage)
             if before.original_text is None and before.edited_text is None:
                 raise ValueError(f"{stage.label} of record {record_id} has no text to decide on")
-            double = decisions.is_double_reviewed(self, record_id)
+            double = decisions.double_reviewed_by(self, record_id, reviewer)
             if double:
                 own, was = decisions.own_snapshot(self, before, reviewer)
                 edited = own.edited_text if own is not None else None
@@ -579,7 +579,7 @@ class Store:
             raise ValueError(f"an edit saves edited or invalid, not {status}")
         with self.transaction() as conn:
             before = self.stage(record_id, stage)
-            double = decisions.is_double_reviewed(self, record_id)
+            double = decisions.double_reviewed_by(self, record_id, reviewer)
             if double:
                 before = decisions.own_stage(
                     before, decisions.decision(self, record_id, stage, reviewer)
@@ -619,7 +619,7 @@ class Store:
         rejection, which `decisions.settle` weighs against the others')."""
         with self.transaction() as conn:
             before = self.record(record_id)
-            if decisions.is_double_reviewed(self, record_id):
+            if decisions.double_reviewed_by(self, record_id, reviewer):
                 before = decisions.reviewer_record(self, before, reviewer)
             else:
                 conn.execute(
