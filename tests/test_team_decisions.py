@@ -317,6 +317,10 @@ def test_decisions_made_before_a_stage_went_stale_do_not_settle_it(
     assert settle(store, double) is RecordStatus.IN_REVIEW
     assert store.stage(double, Stage.DIALOGUE).status is StageStatus.STALE
     assert store.stage(double, Stage.INTAKE_FORM).status is StageStatus.ACCEPTED
+    assert store.stage(double, Stage.CBT_TECHNIQUE).status is StageStatus.ACCEPTED
+    # Nor does her out-of-date accept show over the stale dialogue.
+    ana = load_item(store, double, reviewer=ANA).record
+    assert ana.stages[Stage.DIALOGUE].status is StageStatus.STALE
 
 
 # -- the queue ----------------------------------------------------------------------------------

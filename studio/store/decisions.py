@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from studio.cbt.checks import judge_answer
 from studio.cbt.techniques import normalize_technique
 from studio.errors import NotAssigned
@@ -197,7 +199,7 @@ def reviewer_record(store: Store, record: RecordView, reviewer: str) -> RecordVi
     assigned = assigned_reviewers(store, record.id)
     if len(assigned) < 2:
         return record
-    every = {(d.stage, d.reviewer): d for d in decisions_of(store, record.id)}
+    every = _current(store, record.id, assigned)
     adjudicated = {stage for stage, *_ in _adjudications(store, record.id)}
     stages: dict[Stage, StageView] = {}
     for stage, view in record.stages.items():
@@ -260,14 +262,15 @@ def _outdated(store: Store, record_id: int) -> set[tuple[Stage, str]]:
     regenerated or marked stale after the reviewer's newest decision event on it (by event id,
     which, unlike a timestamp, never depends on whose clock wrote it)."""
     marks = ",".join("?" * len(_OUTDATING_ACTIONS))
-    changed = {
-        Stage(stage): int(last)
-        for stage, last in store.conn.execute(
-            f"SELECT stage, MAX(id) FROM events WHERE record_id = ? AND action IN ({marks})"
-            " AND stage IS NOT NULL GROUP BY stage",
-            (record_id, *_OUTDATING_ACTIONS),
-        )
-    }
+    changed: dict[Stage, int] = {}
+    for event_id, action, stage, after in store.conn.execute(
+        f"SELECT id, action, stage, after FROM events WHERE record_id = ? AND action IN ({marks})"
+        " AND stage IS NOT NULL ORDER BY id",
+        (record_id, *_OUTDATING_ACTIONS),
+    ):
+        # A stale event names the stage that changed; the stages it made stale are in `after`.
+        names = orjson.loads(after or "{}").get("stale", []) if action == "stale" else [stage]
+        changed.update(dict.fromkeys(map(Stage, names), int(event_id)))
     if not changed:
         return set()
     marks = ",".join("?" * len(_DECIDING_ACTIONS))
@@ -279,6 +282,18 @@ def _outdated(store: Store, record_id: int) -> set[tuple[Stage, str]]:
             (record_id, *_DECIDING_ACTIONS),
         )
         if changed.get(Stage(stage), 0) > int(last)
+    }
+
+
+def _current(
+    store: Store, record_id: int, assigned: Sequence[str]
+) -> dict[tuple[Stage | None, str], Decision]:
+    """The assigned reviewers' decisions that still apply (not made on a text since replaced)."""
+    outdated = _outdated(store, record_id)
+    return {
+        (d.stage, d.reviewer): d
+        for d in decisions_of(store, record_id)
+        if d.reviewer in assigned and (d.stage, d.reviewer) not in outdated
     }
 
 
@@ -320,12 +335,7 @@ def settle(store: Store, record_id: int, *, reviewer: str = "") -> RecordStatus:
         ).fetchone()
         if row is None:
             raise KeyError(f"no record {record_id}")
-        outdated = _outdated(store, record_id)
-        every = {
-            (d.stage, d.reviewer): d
-            for d in decisions_of(store, record_id)
-            if d.reviewer in assigned and (d.stage, d.reviewer) not in outdated
-        }
+        every = _current(store, record_id, assigned)
         adjudicated = dict(_adjudications(store, record_id))
         disputed = False
         changed = False
