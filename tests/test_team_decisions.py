@@ -19,6 +19,7 @@ from studio.store.review import (
     UndoConflict,
     accept_remaining,
     accept_stage,
+    change_technique,
     load_item,
     neighbor,
     queue_page,
@@ -378,3 +379,12 @@ def test_only_the_assigned_reviewers_decide_a_double_reviewed_record(
     accept_stage(store, double, Stage.INTAKE_FORM, reviewer=ANA)
     cleo = load_item(store, double, reviewer="cleo").record
     assert cleo.stages[Stage.INTAKE_FORM].status is StageStatus.GENERATED
+
+
+def test_a_reviewers_own_technique_leaves_the_shared_stages_alone(
+    store: Store, double: int
+) -> None:
+    change_technique(store, double, "Decatastrophizing", reviewer=ANA, stale_downstream=True)
+    assert store.stage(double, Stage.DIALOGUE).status is StageStatus.GENERATED
+    ben = load_item(store, double, reviewer=BEN).record
+    assert ben.stages[Stage.CBT_TECHNIQUE].text == "Reality Testing"

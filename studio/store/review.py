@@ -584,8 +584,14 @@ def change_technique(
     guideline: str = "",
 ) -> ReviewItem:
     """Save a new technique; the plan and dialogue written for the old one either become `stale`
-    (to be regenerated) or are kept as they are. Either answer is an audited event."""
+    (to be regenerated) or are kept as they are. Either answer is an audited event.
+
+    On a double-reviewed record the technique is only this reviewer's decision, so the plan and
+    dialogue, which every reviewer shares, are kept (marking them stale would also show the
+    others that the technique was changed)."""
     with store.transaction():
+        if decisions.is_double_reviewed(store, record_id):
+            stale_downstream = False
         item = save_edit(
             store,
             record_id,
