@@ -640,7 +640,8 @@ class Store:
             return self._refresh_status(record_id, reviewer)
 
     def refresh_status(self, record_id: int, reviewer: str = "") -> RecordStatus:
-        """Recompute a record's status from its stages (the rule lives in `studio.model`)."""
+        """Recompute a record's status from its stages (the rule lives in `studio.model`); a
+        double-reviewed record is settled from its reviewers' decisions (`decisions.settle`)."""
         with self.transaction():
             return self._refresh_status(record_id, reviewer)
 
