@@ -14,6 +14,7 @@ import click
 
 from studio import __version__
 from studio.commands.agreement import agreement_command
+from studio.commands.assign import assign_command
 from studio.commands.common import (
     db_option,
     group_db,
@@ -301,3 +302,4 @@ cli.add_command(judge_command)
 cli.add_command(eval_command)
 cli.add_command(chat_command)
 cli.add_command(agreement_command)
+cli.add_command(assign_command)

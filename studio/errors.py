@@ -59,6 +59,11 @@ class InvalidStage(BadInputError):
     """A reviewer tried to accept a stage whose text breaks its stage's rule (exit 2)."""
 
 
+class NotAssigned(BadInputError):
+    """A reviewer tried to decide a record that `studio assign` gave two or more others to
+    review: only they decide it (exit 2)."""
+
+
 class NoBackend(BadInputError):
     """No synthesis backend is configured (the message says why; exit 2: configuration)."""
 

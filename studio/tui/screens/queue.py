@@ -39,6 +39,7 @@ STATUS_CYCLE: tuple[RecordStatus | None, ...] = (
     RecordStatus.PENDING,
     RecordStatus.ACCEPTED,
     RecordStatus.REJECTED,
+    RecordStatus.DISPUTED,
 )
 #: Columns other than the thought, with their widths; the thought takes what is left.
 COLUMNS: tuple[tuple[str, str, int], ...] = (
@@ -163,7 +164,14 @@ class QueueScreen(StudioScreen):
     ) -> None:
         size = self.studio.settings.page_size
         rows = await self.studio.lane.run(
-            partial(queue_page, flt=flt, after=after, limit=size + 1, offset=offset)
+            partial(
+                queue_page,
+                flt=flt,
+                after=after,
+                limit=size + 1,
+                offset=offset,
+                reviewer=self.studio.settings.reviewer,
+            )
         )
         self.post_message(QueuePageLoaded(flt, rows[:size], reset, complete=len(rows) <= size))
 

@@ -369,7 +369,7 @@ class ReviewScreen(StudioScreen):
         flt, reviewer = self.queue_filter, self.reviewer
 
         def job(store: Store) -> ReviewItem | None:
-            found = neighbor(store, flt, self._lane_position, forward=forward)
+            found = neighbor(store, flt, self._lane_position, forward=forward, reviewer=reviewer)
             if found is None:
                 return None
             self._lane_position = found
