@@ -25,6 +25,7 @@ from studio.commands.common import (
 )
 from studio.commands.evaluate import chat_command, eval_command
 from studio.commands.judge import judge_command
+from studio.commands.merge import merge_command
 from studio.commands.review import is_interactive, open_review, review_command
 from studio.commands.synth import synth_command
 from studio.commands.train import train_command
@@ -270,3 +271,4 @@ cli.add_command(train_command)
 cli.add_command(judge_command)
 cli.add_command(eval_command)
 cli.add_command(chat_command)
+cli.add_command(merge_command)

@@ -1,0 +1,1 @@
+"""Team review: several reviewers, their agreement, adjudication and provenance."""
