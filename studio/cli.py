@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from studio import __version__
+from studio.commands.assign import assign_command
 from studio.commands.common import (
     db_option,
     group_db,
@@ -271,4 +272,8 @@ cli.add_command(train_command)
 cli.add_command(judge_command)
 cli.add_command(eval_command)
 cli.add_command(chat_command)
+<<<<<<< HEAD
 cli.add_command(merge_command)
+=======
+cli.add_command(assign_command)
+>>>>>>> h14-core

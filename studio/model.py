@@ -80,6 +80,9 @@ class RecordStatus(StrEnum):
     """All four stages are accepted or edited."""
     REJECTED = "rejected"
     """Rejected as a whole by a reviewer."""
+    DISPUTED = "disputed"
+    """Double-reviewed, and the reviewers decided differently: it waits for adjudication
+    (`studio.store.decisions.settle` sets it; `record_status` never derives it)."""
 
 
 class Attitude(StrEnum):

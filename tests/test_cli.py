@@ -33,7 +33,7 @@ def test_stats_json_shape(run, db_path: Path) -> None:
     assert set(data) == {"seeds", "records", "stages", "runs", "judged"}
     assert data["judged"] == {"records": 0, "flagged": 0, "rated_by_clinicians": 0}
     assert data["seeds"] == 0
-    assert set(data["records"]) == {"pending", "in_review", "accepted", "rejected"}
+    assert set(data["records"]) == {"pending", "in_review", "accepted", "rejected", "disputed"}
     assert set(data["stages"]) == {
         "pending",
         "generated",

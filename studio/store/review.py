@@ -21,6 +21,7 @@ from studio.errors import EditConflict
 from studio.errors import InvalidStage as InvalidStage  # re-exported: its old home
 from studio.errors import UndoConflict as UndoConflict  # re-exported: its old home
 from studio.model import STAGES, RecordStatus, Stage, StageStatus
+from studio.store import decisions
 from studio.store.events import UNDOABLE_ACTIONS, EventAction
 from studio.store.judging import (
     RatingChanged,
@@ -32,7 +33,7 @@ from studio.store.judging import (
     register_hash,
     revert_rating,
 )
-from studio.store.stages import snapshot, write_stage
+from studio.store.stages import StageView, snapshot, write_stage
 from studio.store.store import RecordView, Store, imported_stage_status
 from studio.store.synthesis import mark_downstream_stale
 
@@ -263,6 +264,15 @@ def queue_rows(store: Store, ids: Sequence[int]) -> list[QueueRow]:
     return _with_scores(store, found)
 
 
+def queue_ids(store: Store, flt: QueueFilter) -> list[int]:
+    """The ids of every record the filter shows, in id order (e.g. to assign them)."""
+    register_hash(store)
+    where, params, needs_seeds = _where(flt)
+    source = "records r JOIN seeds s ON s.id = r.seed_id" if needs_seeds else "records r"
+    sql = f"SELECT r.id FROM {source}" + (f" WHERE {where}" if where else "") + " ORDER BY r.id"
+    return [int(rid) for (rid,) in store.conn.execute(sql, params)]
+
+
 def queue_count(store: Store, flt: QueueFilter) -> int:
     register_hash(store)
     where, params, needs_seeds = _where(flt)
@@ -340,39 +350,71 @@ def reviewer_activity(store: Store) -> list[ReviewerActivity]:
 
 
 def load_item(store: Store, record_id: int, *, reviewer: str) -> ReviewItem:
+    """The record as `reviewer` may see it: on a record assigned to two or more reviewers, each
+    stage shows only their own decision until every assigned reviewer decided it (blind review,
+    `decisions.reviewer_record`)."""
     return ReviewItem(
-        store.record(record_id),
+        decisions.reviewer_record(store, store.record(record_id), reviewer),
         {d.stage: d for d in drafts(store, reviewer, record_id)},
         latest_judgement(store, record_id),
         ratings(store, record_id, reviewer),
     )
 
 
-def accept_stage(store: Store, record_id: int, stage: Stage, *, reviewer: str) -> ReviewItem:
+def accept_stage(
+    store: Store, record_id: int, stage: Stage, *, reviewer: str, guideline: str = ""
+) -> ReviewItem:
     """Accept one stage; an `invalid` stage is refused (`InvalidStage` says why): it is edited
-    into shape or regenerated first, so it never reaches an accepted record or the training set."""
+    into shape or regenerated first, so it never reaches an accepted record or the training set.
+    `guideline`: the version of the review guidelines in force (stored with the decision)."""
     with store.transaction():
-        view = store.stage(record_id, stage)
+        view = _own_stage(store, record_id, stage, reviewer)
         if view.status is StageStatus.INVALID:
             raise InvalidStage(
                 f"the {stage.label} of record {record_id} is invalid and cannot be accepted"
                 f" ({view.error or 'it breaks its stage rule'}); edit or regenerate it first"
             )
-        store.decide_stage(record_id, stage, StageStatus.ACCEPTED, reviewer=reviewer)
+        store.decide_stage(
+            record_id, stage, StageStatus.ACCEPTED, reviewer=reviewer, guideline=guideline
+        )
     return load_item(store, record_id, reviewer=reviewer)
+
+
+def _own_stage(store: Store, record_id: int, stage: Stage, reviewer: str) -> StageView:
+    """The stage as `reviewer` sees it (their own decision, on a double-reviewed record)."""
+    view = store.stage(record_id, stage)
+    if not decisions.is_double_reviewed(store, record_id):
+        return view
+    return decisions.own_stage(view, decisions.decision(store, record_id, stage, reviewer))
 
 
 def reject_stage(
-    store: Store, record_id: int, stage: Stage, *, reviewer: str, reason: str = ""
+    store: Store,
+    record_id: int,
+    stage: Stage,
+    *,
+    reviewer: str,
+    reason: str = "",
+    guideline: str = "",
 ) -> ReviewItem:
-    store.decide_stage(record_id, stage, StageStatus.REJECTED, reviewer=reviewer, note=reason)
+    store.decide_stage(
+        record_id,
+        stage,
+        StageStatus.REJECTED,
+        reviewer=reviewer,
+        note=reason,
+        guideline=guideline,
+    )
     return load_item(store, record_id, reviewer=reviewer)
 
 
-def accept_remaining(store: Store, record_id: int, *, reviewer: str) -> tuple[int, ReviewItem]:
-    """Accept every stage still awaiting review (`generated`); one event each, undone together."""
+def accept_remaining(
+    store: Store, record_id: int, *, reviewer: str, guideline: str = ""
+) -> tuple[int, ReviewItem]:
+    """Accept every stage still awaiting review (`generated`; on a double-reviewed record: not
+    yet decided by this reviewer); one event each, undone together."""
     with store.transaction() as conn:
-        record = store.record(record_id)
+        record = decisions.reviewer_record(store, store.record(record_id), reviewer)
         todo = [s for s in STAGES if record.stages[s].status is StageStatus.GENERATED]
         group = None
         if len(todo) > 1:
@@ -382,13 +424,20 @@ def accept_remaining(store: Store, record_id: int, *, reviewer: str) -> tuple[in
             group = int(conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM events").fetchone()[0])
         for stage in todo:
             store.decide_stage(
-                record_id, stage, StageStatus.ACCEPTED, reviewer=reviewer, accept_group=group
+                record_id,
+                stage,
+                StageStatus.ACCEPTED,
+                reviewer=reviewer,
+                accept_group=group,
+                guideline=guideline,
             )
     return len(todo), load_item(store, record_id, reviewer=reviewer)
 
 
-def reject_record(store: Store, record_id: int, *, reviewer: str, reason: str = "") -> ReviewItem:
-    store.reject_record(record_id, reviewer=reviewer, reason=reason)
+def reject_record(
+    store: Store, record_id: int, *, reviewer: str, reason: str = "", guideline: str = ""
+) -> ReviewItem:
+    store.reject_record(record_id, reviewer=reviewer, reason=reason, guideline=guideline)
     return load_item(store, record_id, reviewer=reviewer)
 
 
@@ -401,6 +450,7 @@ def save_edit(
     reviewer: str,
     note: str = "",
     base_text: str | None = None,
+    guideline: str = "",
 ) -> ReviewItem:
     """Save a reviewer's text and drop the draft it came from, in one transaction.
 
@@ -422,6 +472,7 @@ def save_edit(
                 expected_text=base_text,
                 status=status,
                 error=judged.error,
+                guideline=guideline,
             )
             delete_draft(store, record_id, stage, reviewer=reviewer)
     except EditConflict as exc:
@@ -445,12 +496,19 @@ def change_technique(
     reviewer: str,
     stale_downstream: bool,
     base_text: str | None = None,
+    guideline: str = "",
 ) -> ReviewItem:
     """Save a new technique; the plan and dialogue written for the old one either become `stale`
     (to be regenerated) or are kept as they are. Either answer is an audited event."""
     with store.transaction():
         item = save_edit(
-            store, record_id, Stage.CBT_TECHNIQUE, technique, reviewer=reviewer, base_text=base_text
+            store,
+            record_id,
+            Stage.CBT_TECHNIQUE,
+            technique,
+            reviewer=reviewer,
+            base_text=base_text,
+            guideline=guideline,
         )
         if stale_downstream:
             mark_downstream_stale(store, record_id, Stage.CBT_TECHNIQUE, reviewer=reviewer)
@@ -533,7 +591,6 @@ def undo_last(store: Store, *, reviewer: str) -> Undone | None:
 
 
 def _revert(store: Store, event: _Event, reviewer: str) -> None:
-    conn = store.conn
     if event.action is EventAction.RATE:
         try:
             revert_rating(store, event.record_id, event.before, event.after, reviewer)
@@ -550,6 +607,38 @@ def _revert(store: Store, event: _Event, reviewer: str) -> None:
         )
         return
     if event.stage is None:
+        _revert_record_rejection(store, event, reviewer)
+    elif decisions.is_double_reviewed(store, event.record_id):
+        own = decisions.decision(store, event.record_id, event.stage, reviewer)
+        if own is None or own.snapshot() != _review_fields(event.after):
+            raise UndoConflict(
+                f"your decision on the {event.stage.label} of record {event.record_id}"
+                " changed since"
+            )
+        _restore_decision(store, event, reviewer)
+        store.log_event(
+            EventAction.UNDO,
+            reviewer=reviewer,
+            record_id=event.record_id,
+            stage=event.stage,
+            before=own.snapshot(),
+            after=event.before,
+            undoes=event.id,
+        )
+    else:
+        _revert_stage(store, event, event.stage, reviewer)
+    store.refresh_status(event.record_id, reviewer)
+
+
+def _revert_record_rejection(store: Store, event: _Event, reviewer: str) -> None:
+    conn = store.conn
+    if decisions.is_double_reviewed(store, event.record_id):
+        # Only the reviewer's own rejection goes back; `settle` derives the record from it.
+        own = decisions.decision(store, event.record_id, None, reviewer)
+        if own is None or own.note != event.after.get("note", ""):
+            raise UndoConflict(f"your rejection of record {event.record_id} changed since")
+        current_note = own.note
+    else:
         row = conn.execute(
             "SELECT rejected, note FROM records WHERE id = ?", (event.record_id,)
         ).fetchone()
@@ -557,65 +646,121 @@ def _revert(store: Store, event: _Event, reviewer: str) -> None:
             raise UndoConflict(f"record {event.record_id} no longer exists")
         if not row[0] or row[1] != event.after.get("note", ""):
             raise UndoConflict(f"record {event.record_id} changed since it was rejected")
+        current_note = row[1]
         was_rejected = event.before.get("status") == RecordStatus.REJECTED.value
-        note = event.before.get("note", "")
         conn.execute(
             "UPDATE records SET rejected = ?, note = ? WHERE id = ?",
-            (int(was_rejected), note, event.record_id),
+            (int(was_rejected), event.before.get("note", ""), event.record_id),
         )
-        store.log_event(
-            EventAction.UNDO,
-            reviewer=reviewer,
-            record_id=event.record_id,
-            before={"status": RecordStatus.REJECTED.value, "note": row[1]},
-            after=event.before,
-            undoes=event.id,
+    _restore_decision(store, event, reviewer)
+    store.log_event(
+        EventAction.UNDO,
+        reviewer=reviewer,
+        record_id=event.record_id,
+        before={"status": RecordStatus.REJECTED.value, "note": current_note},
+        after=event.before,
+        undoes=event.id,
+    )
+
+
+def _revert_stage(store: Store, event: _Event, stage: Stage, reviewer: str) -> None:
+    """Undo a decision on a stage of a record decided by one reviewer: the stage row goes back
+    to the event's `before`."""
+    conn = store.conn
+    current = store.stage(event.record_id, stage)
+    if snapshot(current) != _review_fields(event.after):
+        raise UndoConflict(
+            f"the {stage.label} of record {event.record_id} changed since"
+            f" (it is {current.status.value} now)"
         )
+    status = StageStatus(event.before["status"])
+    edited = event.before.get("edited_text")
+    text = edited if edited is not None else (current.original_text or "")
+    # The reason belongs to the status restored: an undone invalid edit leaves no reason
+    # behind, and a restored invalid stage gets the rule's reason for its text again.
+    error = current.error if status is not StageStatus.INVALID else ""
+    if status in (StageStatus.ACCEPTED, StageStatus.EDITED, StageStatus.GENERATED):
+        error = ""
+    if stage is Stage.CBT_TECHNIQUE:
+        conn.execute(
+            "UPDATE records SET technique = ? WHERE id = ?",
+            (normalize_technique(text) or "", event.record_id),
+        )
+    if status is StageStatus.INVALID and not error:
+        error = imported_stage_status(stage, text)[1] or current.error
+    write_stage(
+        store,
+        event.record_id,
+        stage,
+        status=status,
+        edited_text=edited,
+        note=event.before.get("note", ""),
+        error=error,
+    )
+    _restore_decision(store, event, reviewer)
+    store.log_event(
+        EventAction.UNDO,
+        reviewer=reviewer,
+        record_id=event.record_id,
+        stage=stage,
+        before=snapshot(current),
+        after=event.before,
+        undoes=event.id,
+    )
+
+
+def _review_fields(state: dict[str, Any]) -> dict[str, Any]:
+    """A decision event's before/after, as `snapshot` of a stage gives it."""
+    return {
+        "status": state.get("status"),
+        "edited_text": state.get("edited_text"),
+        "note": state.get("note", ""),
+    }
+
+
+_DECISION_ACTIONS = (EventAction.ACCEPT.value, EventAction.REJECT.value, EventAction.EDIT.value)
+
+
+def _restore_decision(store: Store, event: _Event, reviewer: str) -> None:
+    """The reviewer's decision row as it was before `event`: their previous decision on that
+    stage (or record) when the undo restores it, else none."""
+    actions = (EventAction.REJECT_RECORD.value,) if event.stage is None else _DECISION_ACTIONS
+    marks = ",".join("?" * len(actions))
+    row = store.conn.execute(
+        "SELECT e.ts, e.after, e.guideline FROM events e"
+        f" WHERE e.reviewer = ? AND e.record_id = ? AND e.stage IS ? AND e.action IN ({marks})"
+        " AND e.id < ? AND NOT EXISTS (SELECT 1 FROM events u WHERE u.undoes = e.id)"
+        " ORDER BY e.id DESC LIMIT 1",
+        (
+            reviewer,
+            event.record_id,
+            event.stage.value if event.stage else None,
+            *actions,
+            event.id,
+        ),
+    ).fetchone()
+    previous: dict[str, Any] = orjson.loads(row[1]) if row and row[1] else {}
+    if event.stage is None:
+        restores = bool(previous) and event.before.get("status") == RecordStatus.REJECTED.value
+        restores = restores and previous.get("note", "") == event.before.get("note", "")
     else:
-        current = store.stage(event.record_id, event.stage)
-        if snapshot(current) != {
-            "status": event.after.get("status"),
-            "edited_text": event.after.get("edited_text"),
-            "note": event.after.get("note", ""),
-        }:
-            raise UndoConflict(
-                f"the {event.stage.label} of record {event.record_id} changed since"
-                f" (it is {current.status.value} now)"
-            )
-        status = StageStatus(event.before["status"])
-        edited = event.before.get("edited_text")
-        text = edited if edited is not None else (current.original_text or "")
-        # The reason belongs to the status restored: an undone invalid edit leaves no reason
-        # behind, and a restored invalid stage gets the rule's reason for its text again.
-        error = current.error if status is not StageStatus.INVALID else ""
-        if status in (StageStatus.ACCEPTED, StageStatus.EDITED, StageStatus.GENERATED):
-            error = ""
-        if event.stage is Stage.CBT_TECHNIQUE:
-            conn.execute(
-                "UPDATE records SET technique = ? WHERE id = ?",
-                (normalize_technique(text) or "", event.record_id),
-            )
-        if status is StageStatus.INVALID and not error:
-            error = imported_stage_status(event.stage, text)[1] or current.error
-        write_stage(
-            store,
+        restores = bool(previous) and _review_fields(previous) == _review_fields(event.before)
+    if not restores:
+        decisions.delete_decision(store, event.record_id, event.stage, reviewer=reviewer)
+        return
+    decisions.write_decision(
+        store,
+        decisions.Decision(
             event.record_id,
             event.stage,
-            status=status,
-            edited_text=edited,
-            note=event.before.get("note", ""),
-            error=error,
-        )
-        store.log_event(
-            EventAction.UNDO,
-            reviewer=reviewer,
-            record_id=event.record_id,
-            stage=event.stage,
-            before=snapshot(current),
-            after=event.before,
-            undoes=event.id,
-        )
-    store.refresh_status(event.record_id, reviewer)
+            reviewer,
+            StageStatus(previous.get("status", StageStatus.REJECTED.value)),
+            previous.get("edited_text"),
+            previous.get("note", ""),
+            guideline=row[2],
+            decided_at=row[0],
+        ),
+    )
 
 
 # -- drafts -------------------------------------------------------------------------------------

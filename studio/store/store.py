@@ -32,8 +32,10 @@ from studio.model import (
     content_hash,
     record_status,
 )
+from studio.store import decisions
 from studio.store import stages as stage_rows
 from studio.store.connect import connect, enable_wal, write_problem
+from studio.store.decisions import Decision
 from studio.store.events import EventAction
 from studio.store.migrations import check_schema, migrate, rollback_quietly
 from studio.store.stages import StageView as StageView  # re-exported: its old home
@@ -201,12 +203,14 @@ class Store:
         detail: str = "",
         accept_group: int | None = None,
         undoes: int | None = None,
+        guideline: str = "",
     ) -> int:
-        """Append one event to the audit log (see `studio.store.events`); returns its id."""
+        """Append one event to the audit log (see `studio.store.events`); returns its id.
+        `guideline`: the version of the review guidelines a decision was made under."""
         with self.transaction() as conn:
             cur = conn.execute(
                 "INSERT INTO events (ts, reviewer, action, record_id, stage, before, after, detail,"
-                " accept_group, undoes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " accept_group, undoes, guideline) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     self.now(),
                     reviewer,
@@ -218,6 +222,7 @@ class Store:
                     detail,
                     accept_group,
                     undoes,
+                    guideline,
                 ),
             )
             return int(cur.lastrowid or 0)
@@ -515,24 +520,37 @@ class Store:
         reviewer: str,
         note: str = "",
         accept_group: int | None = None,
+        guideline: str = "",
     ) -> RecordStatus:
         """Accept or reject one stage; one event with the before/after snapshot (in the
-        accept-all `accept_group`, if given)."""
+        accept-all `accept_group`, if given), and the reviewer's own decision row.
+
+        On a record assigned to two or more reviewers only the reviewer's decision is written
+        (the event's before/after are theirs) and `decisions.settle` derives the stage."""
         if status not in (StageStatus.ACCEPTED, StageStatus.REJECTED):
             raise ValueError(f"a reviewer decides accepted or rejected, not {status}")
         with self.transaction():
             before = self.stage(record_id, stage)
             if before.original_text is None and before.edited_text is None:
                 raise ValueError(f"{stage.label} of record {record_id} has no text to decide on")
-            write_stage(self, record_id, stage, status=status, note=note)
+            double = decisions.is_double_reviewed(self, record_id)
+            if double:
+                own, was = decisions.own_snapshot(self, before, reviewer)
+                edited = own.edited_text if own is not None else None
+            else:
+                was, edited = snapshot(before), before.edited_text
+                write_stage(self, record_id, stage, status=status, note=note)
+            mine = Decision(record_id, stage, reviewer, status, edited, note, guideline)
+            decisions.write_decision(self, mine)
             self.log_event(
                 _ACTION[status],
                 reviewer=reviewer,
                 record_id=record_id,
                 stage=stage,
-                before=snapshot(before),
-                after={"status": status.value, "edited_text": before.edited_text, "note": note},
+                before=was,
+                after={"status": status.value, "edited_text": edited, "note": note},
                 accept_group=accept_group,
+                guideline=guideline,
             )
             return self._refresh_status(record_id, reviewer)
 
@@ -547,17 +565,25 @@ class Store:
         expected_text: str | None = None,
         status: StageStatus = StageStatus.EDITED,
         error: str = "",
+        guideline: str = "",
     ) -> RecordStatus:
         """Save a reviewer's text as `edited` (or `invalid` with `error`, when the text breaks
         its stage's rule); the original text is never touched.
 
         With `expected_text` (the text the reviewer started from), a stage that changed meanwhile
-        (regenerated, or edited by someone else) is not overwritten: `EditConflict`.
+        (regenerated, or edited by someone else) is not overwritten: `EditConflict`. On a record
+        assigned to two or more reviewers the edit is the reviewer's own decision only (see
+        `decide_stage`).
         """
         if status not in (StageStatus.EDITED, StageStatus.INVALID):
             raise ValueError(f"an edit saves edited or invalid, not {status}")
         with self.transaction() as conn:
             before = self.stage(record_id, stage)
+            double = decisions.is_double_reviewed(self, record_id)
+            if double:
+                before = decisions.own_stage(
+                    before, decisions.decision(self, record_id, stage, reviewer)
+                )
             if expected_text is not None and before.text != expected_text:
                 raise EditConflict(
                     f"the {stage.label} of record {record_id} changed since you started editing"
@@ -567,10 +593,14 @@ class Store:
                 if normalized is None:
                     raise ValueError(f"{text!r} is not one of the 12 CBT techniques")
                 text = normalized
-                conn.execute("UPDATE records SET technique = ? WHERE id = ?", (text, record_id))
-            write_stage(
-                self, record_id, stage, status=status, edited_text=text, note=note, error=error
-            )
+                if not double:
+                    conn.execute("UPDATE records SET technique = ? WHERE id = ?", (text, record_id))
+            if not double:
+                write_stage(
+                    self, record_id, stage, status=status, edited_text=text, note=note, error=error
+                )
+            mine = Decision(record_id, stage, reviewer, status, text, note, guideline)
+            decisions.write_decision(self, mine)
             self.log_event(
                 EventAction.EDIT,
                 reviewer=reviewer,
@@ -578,21 +608,34 @@ class Store:
                 stage=stage,
                 before=snapshot(before),
                 after={"status": status.value, "edited_text": text, "note": note, "error": error},
+                guideline=guideline,
             )
             return self._refresh_status(record_id, reviewer)
 
-    def reject_record(self, record_id: int, *, reviewer: str, reason: str = "") -> RecordStatus:
+    def reject_record(
+        self, record_id: int, *, reviewer: str, reason: str = "", guideline: str = ""
+    ) -> RecordStatus:
+        """Reject the record as a whole (on a double-reviewed record: the reviewer's own
+        rejection, which `decisions.settle` weighs against the others')."""
         with self.transaction() as conn:
             before = self.record(record_id)
-            conn.execute(
-                "UPDATE records SET rejected = 1, note = ? WHERE id = ?", (reason, record_id)
+            if decisions.is_double_reviewed(self, record_id):
+                before = decisions.reviewer_record(self, before, reviewer)
+            else:
+                conn.execute(
+                    "UPDATE records SET rejected = 1, note = ? WHERE id = ?", (reason, record_id)
+                )
+            rejection = Decision(
+                record_id, None, reviewer, StageStatus.REJECTED, note=reason, guideline=guideline
             )
+            decisions.write_decision(self, rejection)
             self.log_event(
                 EventAction.REJECT_RECORD,
                 reviewer=reviewer,
                 record_id=record_id,
                 before={"status": before.status.value, "note": before.note},
                 after={"status": RecordStatus.REJECTED.value, "note": reason},
+                guideline=guideline,
             )
             return self._refresh_status(record_id, reviewer)
 
@@ -602,6 +645,8 @@ class Store:
             return self._refresh_status(record_id, reviewer)
 
     def _refresh_status(self, record_id: int, reviewer: str = "") -> RecordStatus:
+        if decisions.is_double_reviewed(self, record_id):
+            return decisions.settle(self, record_id, reviewer=reviewer)
         conn = self.conn
         rejected = conn.execute(
             "SELECT rejected FROM records WHERE id = ?", (record_id,)

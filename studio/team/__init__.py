@@ -1,1 +1,3 @@
-"""Team review: several reviewers, their agreement, adjudication and provenance."""
+"""Team review (issue 14): assigning records to reviewers, guidelines, agreement.
+
+Pure logic: the store owns the tables (`studio.store.decisions`, `studio.store.assignments`)."""

@@ -39,6 +39,7 @@ STATUS_CYCLE: tuple[RecordStatus | None, ...] = (
     RecordStatus.PENDING,
     RecordStatus.ACCEPTED,
     RecordStatus.REJECTED,
+    RecordStatus.DISPUTED,
 )
 #: Columns other than the thought, with their widths; the thought takes what is left.
 COLUMNS: tuple[tuple[str, str, int], ...] = (
