@@ -272,8 +272,5 @@ cli.add_command(train_command)
 cli.add_command(judge_command)
 cli.add_command(eval_command)
 cli.add_command(chat_command)
-<<<<<<< HEAD
-cli.add_command(merge_command)
-=======
 cli.add_command(assign_command)
->>>>>>> h14-core
+cli.add_command(merge_command)

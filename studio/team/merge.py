@@ -33,10 +33,13 @@ import xxhash
 
 from studio.errors import BadInputError
 from studio.store import Store
-from studio.store.decisions import settle
-
-RECORD_STAGE = "record"
-"""`decisions.stage` of a rejection of the record as a whole."""
+from studio.store.decisions import (
+    RECORD,
+    assigned_reviewers,
+    decisions_of,
+    settle,
+)
+from studio.store.stages import snapshot, write_stage
 
 
 @dataclass(slots=True)
@@ -124,6 +127,8 @@ def merge_database(
             touched |= _dispute_different_reviewers(conn, records.values(), report, store.now())
             say("final states")
             for record_id in sorted(touched):
+                if len(assigned_reviewers(store, record_id)) < 2:
+                    _follow_newest(store, record_id)
                 settle(store, record_id)
         report.conflicting_texts = sorted(texts_differ)
         return report
@@ -165,8 +170,9 @@ def _snapshot(path: Path) -> Iterator[sqlite3.Connection]:
 
 def _table_exists(conn: sqlite3.Connection, name: str) -> bool:
     return (
-        conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
-        .fetchone()
+        conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+        ).fetchone()
         is not None
     )
 
@@ -315,7 +321,7 @@ def _merge_decisions(
         f"SELECT record_id, stage, reviewer, {names} FROM decisions ORDER BY record_id"
     ):
         record_id = records.get(their_record)
-        if record_id is None or (record_id in texts_differ and stage != RECORD_STAGE):
+        if record_id is None or (record_id in texts_differ and stage != RECORD):
             continue
         mine = conn.execute(
             f"SELECT {names} FROM decisions WHERE record_id = ? AND stage = ? AND reviewer = ?",
@@ -459,6 +465,41 @@ def _dispute_different_reviewers(
             report.disputed.append(record_id)
             touched.add(record_id)
     return touched
+
+
+def _follow_newest(store: Store, record_id: int) -> None:
+    """A record reviewed by one person at a time (no double assignment): as on a shared
+    database, each stage follows the newest decision made on it, wherever it was made."""
+    newest: dict[Any, Any] = {}
+    for found in decisions_of(store, record_id):
+        if found.stage not in newest or found.decided_at > newest[found.stage].decided_at:
+            newest[found.stage] = found
+    conn = store.conn
+    for stage, found in newest.items():
+        if stage is None:
+            continue
+        view = store.stage(record_id, stage)
+        if found.decided_at < view.updated_at or snapshot(view) == found.snapshot():
+            continue
+        write_stage(
+            store,
+            record_id,
+            stage,
+            touch=False,
+            status=found.status,
+            edited_text=found.edited_text,
+            note=found.note,
+            updated_at=found.decided_at,
+        )
+        if found.edited_text is not None and stage.value == "cbt_technique":
+            conn.execute(
+                "UPDATE records SET technique = ? WHERE id = ?", (found.edited_text, record_id)
+            )
+    rejection = newest.get(None)
+    if rejection is not None and rejection.status.value == "rejected":
+        conn.execute(
+            "UPDATE records SET rejected = 1, note = ? WHERE id = ?", (rejection.note, record_id)
+        )
 
 
 # -- the audit log -----------------------------------------------------------------------------
