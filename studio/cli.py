@@ -27,6 +27,7 @@ from studio.commands.common import (
 )
 from studio.commands.evaluate import chat_command, eval_command
 from studio.commands.judge import judge_command
+from studio.commands.merge import merge_command
 from studio.commands.review import is_interactive, open_review, review_command
 from studio.commands.synth import synth_command
 from studio.commands.train import train_command
@@ -303,3 +304,4 @@ cli.add_command(eval_command)
 cli.add_command(chat_command)
 cli.add_command(agreement_command)
 cli.add_command(assign_command)
+cli.add_command(merge_command)
