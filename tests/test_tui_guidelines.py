@@ -9,7 +9,9 @@ import pytest
 from rich.console import Console
 from textual.widgets import MarkdownViewer, Static
 
+from studio.model import Stage
 from studio.resources import default_guidelines_path
+from studio.store import Store
 from studio.team.guidelines import GuidelinesMissing, guideline_version
 from studio.tui.app import StudioApp
 from studio.tui.screens.guidelines import GuidelinesScreen
@@ -92,3 +94,35 @@ def test_help_lists_the_guidelines_key() -> None:
 def test_a_missing_guidelines_file_stops_the_app_before_it_starts(db: Path, tmp_path: Path) -> None:
     with pytest.raises(GuidelinesMissing, match=r"gone\.md"):
         studio_app(db, guidelines=tmp_path / "gone.md")
+
+
+async def test_decisions_made_in_the_app_record_the_guideline_version(
+    db: Path, tmp_path: Path
+) -> None:
+    custom = tmp_path / "ours.md"
+    custom.write_text("# Our clinic's rules\n\nAccept only what you would show a client.\n")
+    version = guideline_version(custom)
+    app = studio_app(db, guidelines=custom)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_record(pilot)
+        screen = app.screen
+        assert isinstance(screen, ReviewScreen)
+        record_id = screen.record_id
+        await pilot.press("a")  # accept the first stage
+        await settle(pilot)
+        await pilot.press("X")  # reject the record as a whole
+        await settle(pilot)
+        await pilot.press("enter")
+        await settle(pilot)
+    with Store(db) as store:
+        decided = store.conn.execute(
+            "SELECT stage, guideline FROM decisions WHERE record_id = ? ORDER BY stage",
+            (record_id,),
+        ).fetchall()
+        logged = store.conn.execute(
+            "SELECT action, guideline FROM events WHERE record_id = ?"
+            " AND action IN ('accept', 'reject_record') ORDER BY id",
+            (record_id,),
+        ).fetchall()
+    assert decided == [(Stage.INTAKE_FORM.value, version), ("record", version)]
+    assert logged == [("accept", version), ("reject_record", version)]

@@ -420,7 +420,13 @@ class ReviewScreen(StudioScreen):
             )
             return
         self.decide(
-            partial(accept_stage, record_id=self.record_id, stage=stage, reviewer=self.reviewer),
+            partial(
+                accept_stage,
+                record_id=self.record_id,
+                stage=stage,
+                reviewer=self.reviewer,
+                guideline=self.studio.guideline_version,
+            ),
             f"✓ Accepted {stage.label}",
         )
         # The fast path: a, a, a, a walks the record.
@@ -429,9 +435,10 @@ class ReviewScreen(StudioScreen):
 
     def action_accept_all(self) -> None:
         record_id, reviewer = self.record_id, self.reviewer
+        guideline = self.studio.guideline_version
 
         def job(store: Store) -> ReviewItem:
-            return accept_remaining(store, record_id, reviewer=reviewer)[1]
+            return accept_remaining(store, record_id, reviewer=reviewer, guideline=guideline)[1]
 
         self.decide(job, "✓ Accepted all remaining stages")
 
@@ -447,6 +454,7 @@ class ReviewScreen(StudioScreen):
                 stage=stage,
                 reviewer=self.reviewer,
                 reason=reason,
+                guideline=self.studio.guideline_version,
             )
             self.decide(job, f"✗ Rejected {stage.label}")
 
@@ -458,7 +466,13 @@ class ReviewScreen(StudioScreen):
         def rejected(reason: str | None) -> None:
             if reason is None:
                 return
-            job = partial(reject_record, record_id=record_id, reviewer=self.reviewer, reason=reason)
+            job = partial(
+                reject_record,
+                record_id=record_id,
+                reviewer=self.reviewer,
+                reason=reason,
+                guideline=self.studio.guideline_version,
+            )
             self.decide(job, f"✗ Rejected record {record_id}")
 
         self.app.push_screen(
@@ -483,6 +497,7 @@ class ReviewScreen(StudioScreen):
                 text=text,
                 reviewer=self.reviewer,
                 base_text=view.text,
+                guideline=self.studio.guideline_version,
             )
             self.decide(job, f"✎ Saved your edit of the {stage.label}")
 
@@ -511,6 +526,7 @@ class ReviewScreen(StudioScreen):
                         reviewer=self.reviewer,
                         stale_downstream=bool(stale),
                         base_text=view.text,
+                        guideline=self.studio.guideline_version,
                     )
                     kept = "marked stale" if stale else "kept as they are"
                     self.decide(job, f"✎ Technique is now {technique}; plan and dialogue {kept}")
