@@ -3,9 +3,13 @@ each sees only their own decision on a double-reviewed record until both decided
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
+from click.testing import CliRunner
+
+from studio.cli import cli
 from studio.model import RecordStatus, Stage, StageStatus
 from studio.store import Store
 from studio.store.assignments import assign
@@ -109,3 +113,58 @@ async def open_agreed(pilot: Any) -> ReviewScreen:
     await pilot.press("q")
     await settle(pilot)
     return await open_from_queue(pilot, AGREED)
+
+
+async def test_two_reviewers_on_their_own_copies_meet_in_a_merge(tmp_path: Path) -> None:
+    """Each reviewer works on a copy on their own machine; `studio merge` brings ben's copy into
+    ana's, and the app there shows what the two together decided."""
+    base = demo_db(tmp_path / "team.db")
+    with Store(base) as store:
+        assign(store, {SHARED: (ANA, BEN), AGREED: (ANA, BEN)}, plan={})
+    ana_db, ben_db = tmp_path / "ana.db", tmp_path / "ben.db"
+    shutil.copy(base, ana_db)
+    shutil.copy(base, ben_db)
+
+    for db, reviewer in ((ana_db, ANA), (ben_db, BEN)):
+        app = app_for(db, reviewer)
+        async with app.run_test(size=SIZE) as pilot:
+            screen = await open_from_queue(pilot, SHARED)
+            if reviewer == ANA:
+                await pilot.press("A")  # she accepts everything
+            else:
+                await pilot.press("a", "a", "a", "x")  # he rejects the dialogue
+                assert isinstance(app.screen, ReasonScreen)
+                await pilot.press(*"lectures", "enter")
+            await settle(pilot)
+            screen = await open_agreed(pilot)
+            await pilot.press("A")
+            await settle(pilot)
+            assert screen.item is not None
+            assert screen.item.record.status is RecordStatus.ACCEPTED  # as each sees it alone
+    # Apart, nothing is final in either copy: each has one reviewer's decisions.
+    assert stage_row(ana_db, AGREED, Stage.DIALOGUE).status is StageStatus.GENERATED
+
+    runner = CliRunner()
+    merged = runner.invoke(cli, ["merge", str(ben_db), "--db", str(ana_db)])
+    assert merged.exit_code == 0, merged.output
+    again = runner.invoke(cli, ["merge", str(ben_db), "--db", str(ana_db)])
+    assert "nothing new" in again.output
+
+    app = app_for(ana_db, ANA)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_from_queue(pilot, SHARED)
+        assert screen.item is not None
+        assert screen.item.record.status is RecordStatus.DISPUTED
+        assert shown(screen, Stage.INTAKE_FORM) is StageStatus.ACCEPTED  # both accepted it
+        screen = await open_agreed(pilot)
+        assert screen.item is not None
+        assert screen.item.record.status is RecordStatus.ACCEPTED
+    with Store(ana_db) as store:
+        assert store.record(AGREED).status is RecordStatus.ACCEPTED
+        assert store.record(SHARED).status is RecordStatus.DISPUTED
+        decided = store.conn.execute(
+            "SELECT reviewer, status, note FROM decisions WHERE record_id = ?"
+            " AND stage = 'dialogue' ORDER BY reviewer",
+            (SHARED,),
+        ).fetchall()
+    assert decided == [(ANA, "accepted", ""), (BEN, "rejected", "lectures")]
