@@ -165,9 +165,13 @@ def test_reject_and_a_record_rejected_by_one_reviewer(store: Store, disputed: in
     assert (record.status, record.note) == (RecordStatus.REJECTED, "off topic")
 
 
-def test_only_a_reviewer_who_decided_can_be_picked(store: Store, disputed: int) -> None:
+def test_only_a_disputed_stage_and_an_assigned_reviewer_can_be_picked(
+    store: Store, disputed: int
+) -> None:
     with pytest.raises(BadInputError, match="dora is not a reviewer"):
         adjudicate(store, disputed, Stage.CBT_PLAN, adjudicator=CLEO, outcome="pick", picked="dora")
+    with pytest.raises(BadInputError, match=r"intake form of record \d+ is not in dispute"):
+        adjudicate(store, disputed, Stage.INTAKE_FORM, adjudicator=CLEO, outcome="reject")
     single = store.add_rows([_row(2)]).record_ids[0]
     with pytest.raises(BadInputError, match="not double-reviewed"):
         adjudicate(store, single, Stage.CBT_PLAN, adjudicator=CLEO, outcome="reject")

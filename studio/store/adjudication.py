@@ -304,6 +304,11 @@ def _outcome_rows(
     on = next((s for s in found.stages if s.stage == stage), None)
     if on is None:
         raise BadInputError(f"nobody rejected record {found.record_id} as a whole")
+    if not on.differs and on.adjudication is None:
+        raise BadInputError(
+            f"the {on.label.lower()} of record {found.record_id} is not in dispute"
+            " (its reviewers agree, or not all of them decided it yet)"
+        )
     if outcome is Outcome.REJECT:
         return [(StageStatus.REJECTED, stage, None, note)]
     if outcome is Outcome.MERGE:

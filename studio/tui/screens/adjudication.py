@@ -137,12 +137,8 @@ class AdjudicationScreen(StudioScreen):
     # -- reading ----------------------------------------------------------------------------
 
     @work(group="adjudication", exit_on_error=False, description="Read the disputes")
-    async def reload(
-        self, pending: Future[list[Dispute]], record_id: int | None = None, summary: str = ""
-    ) -> None:
-        # Shielded: leaving the screen must not cancel an adjudication already submitted.
-        found = await asyncio.shield(asyncio.wrap_future(pending))
-        self.post_message(DisputesLoaded(found, record_id, summary))
+    async def reload(self, pending: Future[list[Dispute]]) -> None:
+        self.post_message(DisputesLoaded(await asyncio.wrap_future(pending)))
 
     def on_disputes_loaded(self, message: DisputesLoaded) -> None:
         was = self.current.record_id if self.current else None
@@ -264,7 +260,15 @@ class AdjudicationScreen(StudioScreen):
             job(store)
             return disputes(store)
 
-        self.reload(self.studio.lane.submit(then), record_id, summary)
+        self.wait_for_adjudication(self.studio.lane.submit(then), record_id, summary)
+
+    @work(group="adjudication", exit_on_error=False, description="Save the adjudication")
+    async def wait_for_adjudication(
+        self, pending: Future[list[Dispute]], record_id: int | None, summary: str
+    ) -> None:
+        # Shielded: leaving the screen must not cancel an adjudication already submitted.
+        found = await asyncio.shield(asyncio.wrap_future(pending))
+        self.post_message(DisputesLoaded(found, record_id, summary))
 
     def _adjudicate(
         self,
