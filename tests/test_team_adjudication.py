@@ -9,10 +9,12 @@ import pytest
 from studio.errors import BadInputError, InvalidStage
 from studio.model import STAGES, RecordStatus, Stage, StageStatus
 from studio.store import Store
-from studio.store.adjudication import Outcome, adjudicate, disputes
+from studio.store.adjudication import Outcome, adjudicate, dispute, disputes
 from studio.store.assignments import assign
 from studio.store.decisions import decisions_of
+from studio.store.events import EventAction
 from studio.store.review import undo_last
+from studio.store.synthesis import StageResult, save_stage_result
 from tests.conftest import PLAN
 from tests.test_store import _row
 
@@ -175,3 +177,13 @@ def test_only_a_disputed_stage_and_an_assigned_reviewer_can_be_picked(
     single = store.add_rows([_row(2)]).record_ids[0]
     with pytest.raises(BadInputError, match="not double-reviewed"):
         adjudicate(store, single, Stage.CBT_PLAN, adjudicator=CLEO, outcome="reject")
+
+
+def test_decisions_made_before_the_text_changed_are_no_dispute(store: Store, disputed: int) -> None:
+    regenerated = StageResult(PLAN + "\n4. Keep a diary.")
+    save_stage_result(store, disputed, Stage.CBT_PLAN, regenerated, action=EventAction.REGENERATE)
+    assert store.record(disputed).status is RecordStatus.IN_REVIEW
+    assert dispute(store, disputed).open_stages == []
+    assert disputes(store) == []
+    with pytest.raises(BadInputError, match="not in dispute"):
+        adjudicate(store, disputed, Stage.CBT_PLAN, adjudicator=CLEO, outcome="pick", picked=BEN)

@@ -179,11 +179,7 @@ def dispute(store: Store, record_id: int) -> Dispute:
     """One record's reviewers' versions side by side (whatever its status)."""
     record = store.record(record_id)
     assigned = decisions.assigned_reviewers(store, record_id)
-    every = {
-        (d.stage, d.reviewer): d
-        for d in decisions.decisions_of(store, record_id)
-        if d.reviewer in assigned
-    }
+    every = decisions.counted_decisions(store, record_id)
     settled = adjudications_of(store, record_id)
     stages = [_stage_dispute(record, stage, assigned, every, settled) for stage in STAGES]
     if any((None, name) in every for name in assigned) or None in settled:
