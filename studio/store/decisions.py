@@ -411,3 +411,15 @@ def _record_outcome(
     # Rejected by some while the others decided every stage: a disagreement. While the others
     # are still deciding, the record is simply not settled yet.
     return (None if finished else False), ""
+
+
+def counted_decisions(store: Store, record_id: int) -> dict[tuple[Stage | None, str], Decision]:
+    """The decisions `settle` weighs, by (stage, reviewer): the assigned reviewers' own, less those
+    made before their stage's text changed (the adjudication screen shows the same)."""
+    assigned = assigned_reviewers(store, record_id)
+    outdated = _outdated(store, record_id)
+    return {
+        (d.stage, d.reviewer): d
+        for d in decisions_of(store, record_id)
+        if d.reviewer in assigned and (d.stage, d.reviewer) not in outdated
+    }

@@ -27,6 +27,8 @@ class EventAction(StrEnum):
     UNDO = "undo"
     SEND_BACK = "send_back"
     """An evaluation session that scored badly became a new record to synthesize and review."""
+    ADJUDICATE = "adjudicate"
+    """An adjudicator settled a stage (or record) double reviewers decided differently."""
 
 
 UNDOABLE_ACTIONS: tuple[EventAction, ...] = (
@@ -35,5 +37,6 @@ UNDOABLE_ACTIONS: tuple[EventAction, ...] = (
     EventAction.EDIT,
     EventAction.REJECT_RECORD,
     EventAction.RATE,
+    EventAction.ADJUDICATE,
 )
 """Event actions a reviewer can undo (regeneration and imports are not decisions)."""

@@ -22,6 +22,7 @@ from studio.errors import InvalidStage as InvalidStage  # re-exported: its old h
 from studio.errors import UndoConflict as UndoConflict  # re-exported: its old home
 from studio.model import STAGES, RecordStatus, Stage, StageStatus
 from studio.store import decisions
+from studio.store.adjudication import revert_adjudication
 from studio.store.assignments import has_assignments
 from studio.store.events import UNDOABLE_ACTIONS, EventAction
 from studio.store.judging import (
@@ -133,6 +134,7 @@ class Undone:
             "reject_record": "record rejection",
             "accept_all": "accept all",
             EventAction.RATE: "rating",
+            EventAction.ADJUDICATE: "adjudication",
         }[self.action]
         where = f" of {self.stage.label}" if self.stage else ""
         return f"Undid {what}{where} (record {self.record_id})"
@@ -677,11 +679,27 @@ def undo_last(store: Store, *, reviewer: str) -> Undone | None:
             group = _undoable(store, reviewer, accept_group=event.accept_group)
         for item in group:
             _revert(store, item, reviewer)
-    action = "accept_all" if len(group) > 1 else event.action.value
+    grouped = len(group) > 1 and event.action is EventAction.ACCEPT
+    action = "accept_all" if grouped else event.action.value
     return Undone(event.record_id, None if len(group) > 1 else event.stage, action, len(group))
 
 
 def _revert(store: Store, event: _Event, reviewer: str) -> None:
+    if event.action is EventAction.ADJUDICATE:
+        was = revert_adjudication(
+            store, event.record_id, event.stage, event.before, event.after, reviewer
+        )
+        store.log_event(
+            EventAction.UNDO,
+            reviewer=reviewer,
+            record_id=event.record_id,
+            stage=event.stage,
+            before=was,
+            after=event.before,
+            undoes=event.id,
+        )
+        decisions.settle(store, event.record_id, reviewer=reviewer)
+        return
     if event.action is EventAction.RATE:
         try:
             revert_rating(store, event.record_id, event.before, event.after, reviewer)

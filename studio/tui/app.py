@@ -39,6 +39,7 @@ from studio.tui.messages import (
     TrainingLaunched,
 )
 from studio.tui.regenerate import BackendFactory, Regenerator
+from studio.tui.screens.adjudication import AdjudicationScreen
 from studio.tui.screens.base import report_worker_failure
 from studio.tui.screens.dialogs import ConfirmScreen, DraftsScreen
 from studio.tui.screens.editor import EditorScreen
@@ -214,6 +215,9 @@ class StudioApp(App[None]):
 
     def open_stats(self) -> None:
         self.push_screen(StatsScreen())
+
+    def open_adjudication(self) -> None:
+        self.push_screen(AdjudicationScreen())
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):

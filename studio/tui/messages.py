@@ -15,6 +15,7 @@ from textual.message import Message
 from studio.judge.agreement import AgreementReport
 from studio.judge.coverage import Spread
 from studio.model import RecordStatus, Stage
+from studio.store.adjudication import Dispute
 from studio.store.review import (
     Draft,
     QueueFilter,
@@ -94,6 +95,16 @@ class UndoFinished(Message, bubble=False):
 
     undone: Undone | None
     item: ReviewItem | None
+
+
+@dataclass
+class DisputesLoaded(Message, bubble=False):
+    """The records waiting for adjudication, read again (on opening, or after an adjudication or
+    an undo: `record_id` is the record to show, `summary` what was done)."""
+
+    disputes: list[Dispute]
+    record_id: int | None = None
+    summary: str = ""
 
 
 @dataclass

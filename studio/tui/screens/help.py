@@ -53,6 +53,7 @@ class HelpScreen(StudioScreen):
     ]
 
     def compose(self) -> ComposeResult:
+        from studio.tui.screens.adjudication import AdjudicationScreen
         from studio.tui.screens.editor import EditorScreen
         from studio.tui.screens.queue import QueueScreen
         from studio.tui.screens.review import ReviewScreen
@@ -67,6 +68,7 @@ class HelpScreen(StudioScreen):
                 ("Review a record", ReviewScreen.BINDINGS),
                 ("Queue", QueueScreen.BINDINGS),
                 ("Editing a text", EditorScreen.BINDINGS),
+                ("Adjudicating disputes (D in the queue)", AdjudicationScreen.BINDINGS),
                 ("Statistics", StatsScreen.BINDINGS),
                 ("Training", TrainingScreen.BINDINGS),
                 ("Everywhere", [*type(self.app).BINDINGS, self._palette_binding()]),

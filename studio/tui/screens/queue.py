@@ -92,6 +92,13 @@ class QueueScreen(StudioScreen):
         ),
         Binding("s", "stats", "Stats", id="queue.stats", tooltip="Counts and charts"),
         Binding(
+            "D",
+            "disputes",
+            "Disputes",
+            id="queue.disputes",
+            tooltip="Adjudicate the records double reviewers decided differently",
+        ),
+        Binding(
             "t",
             "app.training",
             "Training",
@@ -360,6 +367,10 @@ class QueueScreen(StudioScreen):
 
     def action_stats(self) -> None:
         self.studio.open_stats()
+
+    def action_disputes(self) -> None:
+        self._reviewing = True  # back from it, the rows show what was settled
+        self.studio.open_adjudication()
 
     def action_reload(self) -> None:
         self.reload()
