@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from studio.ingest.formats import parse_cactus  # noqa: E402
+from studio.ingest.load import add_rows  # noqa: E402
 from studio.store import Store  # noqa: E402
 from tests.chat_server import ChatServer  # noqa: E402
 from tests.conftest import cactus_row  # noqa: E402
@@ -86,7 +87,7 @@ def main() -> None:
         model = build_tiny_llama(folder / "model")
         db = folder / "studio.db"
         with Store(db) as store:
-            store.add_rows([parse_cactus(cactus_row(n)) for n in range(6)], accepted_by="bench")
+            add_rows(store, [parse_cactus(cactus_row(n)) for n in range(6)], accepted_by="bench")
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         subprocess.run(
             [sys.executable, "-m", "studio", "train", "--db", str(db), "--base-model", str(model),

@@ -20,6 +20,7 @@ import pytest
 
 from studio.evaluate.panas import FEELINGS, NEGATIVE
 from studio.ingest.formats import parse_cactus
+from studio.ingest.load import add_rows
 from studio.store import Store
 from tests.chat_server import ChatServer, Reply, cbt_reply, detect_stage
 from tests.conftest import cactus_row
@@ -78,7 +79,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     model = build_tiny_llama(folder / "model")
     db = folder / "studio.db"
     with Store(db) as store:
-        store.add_rows([parse_cactus(cactus_row(n)) for n in range(RECORDS)], accepted_by="ann")
+        add_rows(store, [parse_cactus(cactus_row(n)) for n in range(RECORDS)], accepted_by="ann")
     subprocess.run(
         [sys.executable, "-m", "studio", "train", "--db", str(db), "--base-model", str(model),
          "--output", str(folder / "run"), "--max-steps", "2", "--events"],

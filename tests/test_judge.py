@@ -17,6 +17,7 @@ from pydantic import SecretStr
 from studio.cbt.ctrs import CTRS_ITEMS, RATED_ITEMS
 from studio.commands.synth import one_run_per_database
 from studio.errors import BadInputError
+from studio.ingest.load import add_rows
 from studio.judge import Judge
 from studio.judge.answer import AnswerError, judge_schema, parse_answer
 from studio.model import CactusRow, Seed, Stage
@@ -63,7 +64,7 @@ def add_records(store: Store, dialogues: list[str]) -> list[int]:
         )
         for n, text in enumerate(dialogues)
     ]
-    return list(store.add_rows(rows).record_ids)
+    return list(add_rows(store, rows).record_ids)
 
 
 def settings_for(server: ChatServer, **overrides: Any) -> SynthSettings:

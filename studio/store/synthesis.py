@@ -13,8 +13,9 @@ from studio.cbt.techniques import normalize_technique
 from studio.errors import StageChanged as StageChanged  # re-exported: its old home
 from studio.model import NEEDS_SYNTHESIS, STAGES, RecordStatus, Stage, StageStatus
 from studio.store.events import EventAction
+from studio.store.records import RecordView
 from studio.store.stages import StageView, snapshot, write_stage
-from studio.store.store import RecordView, Store
+from studio.store.store import Store
 
 
 @dataclass(frozen=True, slots=True)
