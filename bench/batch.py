@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from studio.ingest.load import add_rows  # noqa: E402
-from studio.model import Seed  # noqa: E402
+from studio.model import BackendName, Seed  # noqa: E402
 from studio.store import Store  # noqa: E402
 from studio.synth.batch_api import MAX_BYTES, MAX_REQUESTS  # noqa: E402
 from studio.synth.batch_estimate import estimate  # noqa: E402
@@ -86,7 +86,7 @@ def cactus_first_round(count: int) -> None:
 
     async def submit(store: Store, server: BatchServer) -> tuple[int, int]:
         settings = SynthSettings(
-            backend="openai", model="bench-model", base_url=server.openai_base_url
+            backend=BackendName.OPENAI, model="bench-model", base_url=server.openai_base_url
         ).validate()
         client = BatchClient(settings)
         try:
@@ -112,7 +112,10 @@ def cactus_estimate(count: int, price_in: float, price_out: float, tpm: int) -> 
     with tempfile.TemporaryDirectory() as folder, Store(Path(folder) / "cactus.db") as store:
         add_rows(store, seeds(count))
         settings = SynthSettings(
-            backend="groq", model="openai/gpt-oss-120b", price_in=price_in, price_out=price_out
+            backend=BackendName.GROQ,
+            model="openai/gpt-oss-120b",
+            price_in=price_in,
+            price_out=price_out,
         )
         started = time.monotonic()
         found = estimate(store, settings)

@@ -13,7 +13,7 @@ from pydantic import SecretStr
 from studio.cbt.techniques import TECHNIQUES
 from studio.errors import BadInputError
 from studio.ingest.load import add_rows
-from studio.model import Seed, Stage, StageStatus
+from studio.model import BackendName, Seed, Stage, StageStatus
 from studio.store import Store
 from studio.store.balance import technique_choice
 from studio.synth import Synthesizer, SynthSettings, make_backend
@@ -52,7 +52,7 @@ async def run(
 ) -> None:
     """One record at a time by default: the order of choices, and so the spread, is fixed."""
     settings = SynthSettings(
-        backend="openai",
+        backend=BackendName.OPENAI,
         model="m",
         base_url=server.openai_base_url,
         api_key=SecretStr("k"),

@@ -15,7 +15,7 @@ import pytest
 from pydantic import SecretStr
 
 from studio.ingest.load import add_rows
-from studio.model import Seed, Stage, StageStatus
+from studio.model import Seed, Stage, StageStatus, SynthMode
 from studio.store import Store
 from studio.store.batches import (
     BatchState,
@@ -428,7 +428,7 @@ async def test_a_batch_never_uploaded_is_forgotten_and_its_requests_are_ready_ag
     store.conn.execute("SELECT 1")
     from studio.store.synthesis import records_to_synthesize
 
-    ids = records_to_synthesize(store, mode="script", attitudes=("neutral",), limit=None)
+    ids = records_to_synthesize(store, mode=SynthMode.SCRIPT, attitudes=("neutral",), limit=None)
     create_batch(
         store,
         Stage.INTAKE_FORM,

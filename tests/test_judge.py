@@ -20,7 +20,7 @@ from studio.errors import BadInputError
 from studio.ingest.load import add_rows
 from studio.judge import Judge
 from studio.judge.answer import AnswerError, judge_schema, parse_answer
-from studio.model import CactusRow, Seed, Stage
+from studio.model import BackendName, CactusRow, Seed, Stage
 from studio.store import Store
 from studio.store.judging import (
     current_scores,
@@ -278,7 +278,7 @@ async def test_a_server_that_fails_leaves_a_failed_judgement_with_the_reason(sto
     with ChatServer() as server:
         port = server.port
     settings = SynthSettings(
-        backend="openai",
+        backend=BackendName.OPENAI,
         model="m",
         base_url=f"http://127.0.0.1:{port}/v1",
         api_key=SecretStr("k"),

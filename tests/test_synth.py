@@ -21,7 +21,7 @@ from studio.cbt.dialogue import Role, check_dialogue, parse_dialogue
 from studio.cbt.techniques import TECHNIQUES
 from studio.cli import cli
 from studio.ingest.load import add_rows
-from studio.model import RecordStatus, Seed, Stage, StageStatus
+from studio.model import BackendName, RecordStatus, Seed, Stage, StageStatus
 from studio.store import Store
 from studio.store.synthesis import StageChanged
 from studio.synth import Synthesizer, SynthSettings, make_backend, regenerate_stage
@@ -590,7 +590,9 @@ async def test_local_backend_generates_offline(tmp_path: Path, store: Store) -> 
     from tests.tiny_model import build_tiny_llama
 
     model_dir = build_tiny_llama(tmp_path / "tiny")
-    settings = SynthSettings(backend="local", model=str(model_dir), max_tokens=12, temperature=0.0)
+    settings = SynthSettings(
+        backend=BackendName.LOCAL, model=str(model_dir), max_tokens=12, temperature=0.0
+    )
     backend = make_backend(settings)
     response = await backend.complete(
         ChatRequest([{"role": "user", "content": "Hello there"}], max_tokens=12, temperature=0.0)

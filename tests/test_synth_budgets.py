@@ -10,7 +10,7 @@ import pytest
 from pydantic import SecretStr
 
 from studio.ingest.load import add_rows
-from studio.model import Stage
+from studio.model import BackendName, Stage
 from studio.store import Store
 from studio.synth import Synthesizer, SynthSettings, make_backend
 from studio.synth.backends import BackendConfigError, check_groq_model
@@ -117,14 +117,14 @@ async def test_groq_gpt_oss_gets_strict_structured_output_others_best_effort(
 def test_retired_groq_models_name_their_replacement(
     model: str, replacement: str, date: str
 ) -> None:
-    settings = SynthSettings(backend="groq", model=model, api_key=SecretStr("k"))
+    settings = SynthSettings(backend=BackendName.GROQ, model=model, api_key=SecretStr("k"))
     with pytest.raises(BackendConfigError, match=f"shut down {model} on {date}.*{replacement}"):
         make_backend(settings)
     check_groq_model(model, today=datetime.date(2025, 1, 1))  # before the shutdown: fine
 
 
 def test_the_default_groq_model_is_gpt_oss_120b() -> None:
-    assert SynthSettings(backend="groq").model_id == "openai/gpt-oss-120b"
+    assert SynthSettings(backend=BackendName.GROQ).model_id == "openai/gpt-oss-120b"
 
 
 def test_the_loopback_server_enforces_a_short_bucket_charging_max_tokens() -> None:

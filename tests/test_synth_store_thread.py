@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from studio.ingest.load import add_rows
+from studio.model import BackendName
 from studio.store import Store
 from studio.synth import Synthesizer, SynthEvent, SynthSettings, make_backend
 from studio.synth.templates import load_template
@@ -24,7 +25,7 @@ WAIT_S = 60.0
 
 def settings_for(server: ChatServer, concurrency: int) -> SynthSettings:
     return SynthSettings(
-        backend="openai",
+        backend=BackendName.OPENAI,
         model="test-model",
         base_url=server.openai_base_url,
         concurrency=concurrency,

@@ -15,6 +15,7 @@ import pytest
 
 from studio.ingest.formats import parse_cactus
 from studio.ingest.load import add_rows
+from studio.model import BackendName
 from studio.store import Store
 from studio.store.runs import RunStatus, get_run, list_runs, run_metrics
 from studio.train.control import RunControl, find_live_run
@@ -129,7 +130,9 @@ def test_train_end_to_end_then_the_adapter_loads_and_generates(
     assert info is not None and info.system_prompt == SYSTEM_PROMPT
     assert (info.context, info.chat_template) == ("history", "model")
     local = LocalBackend(
-        SynthSettings(backend="local", model=str(tiny_model_dir), adapter=str(out), max_tokens=4)
+        SynthSettings(
+            backend=BackendName.LOCAL, model=str(tiny_model_dir), adapter=str(out), max_tokens=4
+        )
     )
     local._load()
     assert local._tokenizer.name_or_path == str(out) and local._adapter_info == info

@@ -14,7 +14,7 @@ from textual.widgets import DataTable, Input, TextArea
 
 from studio.cbt.techniques import TECHNIQUES
 from studio.ingest.load import add_rows
-from studio.model import RecordStatus, Stage, StageStatus
+from studio.model import BackendName, RecordStatus, Stage, StageStatus
 from studio.store import Store
 from studio.tui.messages import DecisionSaved
 from studio.tui.screens.dialogs import ConfirmScreen, DraftsScreen, ReasonScreen, TechniqueScreen
@@ -504,7 +504,7 @@ async def test_regenerate_against_a_loopback_chat_completions_server(db: Path) -
 
     with ChatServer(respond) as server:
         settings = SynthSettings(
-            backend="openai",
+            backend=BackendName.OPENAI,
             model="test-model",
             base_url=server.openai_base_url,
             api_key=SecretStr("test-key"),
