@@ -7,9 +7,9 @@ import random
 
 import pytest
 
-from studio.cbt import checks
+from studio.cbt import checks, dialogue
 from studio.cbt.checks import imported_stage_status, judge_answer, stage_error
-from studio.cbt.dialogue import turn_outline
+from studio.cbt.dialogue import Dialogue, Turn, parse_dialogue, turn_outline
 from studio.demo import demo_rows
 from studio.model import STAGES, CactusRow, Stage, StageStatus
 from tests.conftest import DIALOGUE, INTAKE_FORM, PLAN
@@ -107,6 +107,28 @@ def test_the_corpus_has_both_verdicts_and_takes_the_fast_path() -> None:
         if checks._plain_session_passes(text, min_turns=3, max_turns=None)
     ]
     assert DIALOGUE in fast and len(fast) >= 8
+
+
+def reference_parse(text: str) -> Dialogue:
+    """`parse_dialogue` as it was before it split once (one `finditer`, a turn per match)."""
+    text = "\n" + text
+    matches = list(dialogue._TURN_START.finditer(text))
+    end = matches[0].start() if matches else len(text)
+    preamble = tuple(line.strip() for line in text[:end].splitlines() if line.strip())
+    turns = []
+    for index, match in enumerate(matches):
+        stop = matches[index + 1].start() if index + 1 < len(matches) else len(text)
+        body = text[match.end() : stop].strip()
+        if "\n" in body:
+            body = "\n".join(line.strip() for line in body.splitlines() if line.strip())
+        role = dialogue._ROLE_NAMES[match[1].lower()]
+        turns.append(Turn(role, body, (match[2] or "").strip()))
+    return Dialogue(tuple(turns), preamble)
+
+
+def test_parsing_once_finds_the_same_turns() -> None:
+    for text in [*bent_dialogues(), "", "\n\n", "  preamble only\n"]:
+        assert parse_dialogue(text) == reference_parse(text), text[:200]
 
 
 def test_counting_colons_finds_exactly_the_dialogues_without_a_label_inside_a_line() -> None:

@@ -6,7 +6,8 @@ CACTUS row or a reviewer's edit.
 shape; the only repairs are the ones a reader could not disagree with (markdown leftovers and
 narration after the session are stripped, a second role label inside a line starts a new turn),
 and every repair is recorded in `Judgement.note`. `studio.synth.chain` re-exports this function,
-so the engine, the importer and the review store all call the same code.
+so the engine, the importer and the review store all call the same code. `stage_error` is its
+verdict alone, for the importer, which keeps the imported text and needs no cleaned copy.
 """
 
 from __future__ import annotations
