@@ -28,7 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from studio.model import Seed  # noqa: E402
+from studio.ingest.load import add_rows  # noqa: E402
+from studio.model import BackendName, Seed  # noqa: E402
 from studio.store import Store  # noqa: E402
 from studio.synth.batch_api import MAX_BYTES, MAX_REQUESTS  # noqa: E402
 from studio.synth.batch_estimate import estimate  # noqa: E402
@@ -52,7 +53,7 @@ def loopback(count: int) -> None:
     with tempfile.TemporaryDirectory() as folder:
         db = Path(folder) / "bench.db"
         with Store(db) as store:
-            store.add_rows(seeds(count))
+            add_rows(store, seeds(count))
         with BatchServer() as server:
             command = [
                 sys.executable, "-m", "studio", "synth", "--db", str(db), "--backend", "openai",
@@ -85,7 +86,7 @@ def cactus_first_round(count: int) -> None:
 
     async def submit(store: Store, server: BatchServer) -> tuple[int, int]:
         settings = SynthSettings(
-            backend="openai", model="bench-model", base_url=server.openai_base_url
+            backend=BackendName.OPENAI, model="bench-model", base_url=server.openai_base_url
         ).validate()
         client = BatchClient(settings)
         try:
@@ -95,7 +96,7 @@ def cactus_first_round(count: int) -> None:
         return summary.submitted, summary.batches_submitted
 
     with tempfile.TemporaryDirectory() as folder, Store(Path(folder) / "first.db") as store:
-        store.add_rows(seeds(count))
+        add_rows(store, seeds(count))
         with BatchServer() as server:
             started = time.monotonic()
             submitted, batches = asyncio.run(submit(store, server))
@@ -109,9 +110,12 @@ def cactus_first_round(count: int) -> None:
 
 def cactus_estimate(count: int, price_in: float, price_out: float, tpm: int) -> None:
     with tempfile.TemporaryDirectory() as folder, Store(Path(folder) / "cactus.db") as store:
-        store.add_rows(seeds(count))
+        add_rows(store, seeds(count))
         settings = SynthSettings(
-            backend="groq", model="openai/gpt-oss-120b", price_in=price_in, price_out=price_out
+            backend=BackendName.GROQ,
+            model="openai/gpt-oss-120b",
+            price_in=price_in,
+            price_out=price_out,
         )
         started = time.monotonic()
         found = estimate(store, settings)

@@ -17,6 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from studio.ingest.load import add_rows  # noqa: E402
 from studio.model import CactusRow, Seed, Stage  # noqa: E402
 from studio.store import Store  # noqa: E402
 from tests.batch_server import BatchServer  # noqa: E402
@@ -32,7 +33,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         db = Path(folder) / "bench.db"
         with Store(db) as store:
-            store.add_rows(
+            add_rows(
+                store,
                 [
                     CactusRow(
                         Seed(f"persona {n}", f"I will fail ({n}).", ("Catastrophizing",), ()),
@@ -45,7 +47,7 @@ def main() -> None:
                         "neutral",
                     )
                     for n in range(args.records)
-                ]
+                ],
             )
         with BatchServer(JudgeResponder()) as server:
             command = [

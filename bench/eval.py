@@ -28,6 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from studio.ingest.formats import parse_cactus  # noqa: E402
+from studio.ingest.load import add_rows  # noqa: E402
+from studio.model import BackendName  # noqa: E402
 from studio.store import Store  # noqa: E402
 from tests.chat_server import ChatServer  # noqa: E402
 from tests.conftest import cactus_row  # noqa: E402
@@ -60,7 +62,7 @@ def evaluate(
     from studio.evaluate.launch import find_run, prepare, run_counselor, run_evaluation
     from studio.synth import SynthSettings
 
-    agent = SynthSettings(backend="openai", model="loopback", base_url=url)
+    agent = SynthSettings(backend=BackendName.OPENAI, model="loopback", base_url=url)
     with Store(db) as store:
         counselor = run_counselor(find_run(store, 1), temperature=0.7, max_tokens=args.max_tokens)
         plan = EvalPlan(
@@ -86,7 +88,7 @@ def main() -> None:
         model = build_tiny_llama(folder / "model")
         db = folder / "studio.db"
         with Store(db) as store:
-            store.add_rows([parse_cactus(cactus_row(n)) for n in range(6)], accepted_by="bench")
+            add_rows(store, [parse_cactus(cactus_row(n)) for n in range(6)], accepted_by="bench")
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         subprocess.run(
             [sys.executable, "-m", "studio", "train", "--db", str(db), "--base-model", str(model),

@@ -36,6 +36,7 @@ from studio.cbt.ctrs import RATED_ITEMS  # noqa: E402
 from studio.commands.judge import print_agreement  # noqa: E402
 from studio.judge.agreement import AgreementReport, agreement_report  # noqa: E402
 from studio.judge.per_item import MODES, judge_class  # noqa: E402
+from studio.model import BackendName  # noqa: E402
 from studio.store import Store  # noqa: E402
 from studio.store.judging import rate  # noqa: E402
 from studio.synth import SynthSettings, make_backend  # noqa: E402
@@ -106,7 +107,7 @@ def main() -> None:
     parser.add_argument("--db", type=Path, help="A database with dialogues (rated or not).")
     parser.add_argument("--ratings", type=Path, help="Clinician ratings, JSON lines.")
     parser.add_argument("--config", type=Path, help="TOML config ([synth] chooses the backend).")
-    parser.add_argument("--backend", choices=["groq", "openai", "local"])
+    parser.add_argument("--backend", choices=[b.value for b in BackendName])
     parser.add_argument("--model")
     parser.add_argument("--base-url")
     parser.add_argument("--concurrency", type=int)
@@ -123,7 +124,7 @@ def main() -> None:
             loopback_database(db)
             with ChatServer(JudgeResponder()) as server:
                 settings = SynthSettings(
-                    backend="openai",
+                    backend=BackendName.OPENAI,
                     model="loopback",
                     base_url=server.openai_base_url,
                     api_key=SecretStr("k"),

@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from openai import OpenAI  # noqa: E402
 
+from studio.ingest.load import add_rows  # noqa: E402
 from studio.model import Seed  # noqa: E402
 from studio.store import Store  # noqa: E402
 from tests.chat_server import ChatServer  # noqa: E402
@@ -42,7 +43,8 @@ from tests.chat_server import ChatServer  # noqa: E402
 
 def make_db(path: Path, seeds: int) -> None:
     with Store(path) as store:
-        store.add_rows(
+        add_rows(
+            store,
             [
                 Seed(
                     f"I am a nurse on night shifts, client {n}.",
@@ -51,7 +53,7 @@ def make_db(path: Path, seeds: int) -> None:
                     ("Checks exist for a reason.", "I am careful and trained."),
                 )
                 for n in range(seeds)
-            ]
+            ],
         )
 
 

@@ -40,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 import openai  # noqa: E402
 from synth import make_db, sequential_loop, studio_synth  # noqa: E402  (bench/ is on sys.path)
 
+from studio.model import BackendName  # noqa: E402
 from studio.store import Store  # noqa: E402
 from tests.chat_server import ChatServer, Reply, cbt_reply, detect_stage  # noqa: E402
 
@@ -217,7 +218,11 @@ def bench_cpu(seeds: int, *, profile: bool = False) -> None:
             make_db(db, seeds)
             # Known limits far above the load: the limiter's checks run on every call, never wait.
             settings = SynthSettings(
-                backend="openai", model="bench-model", base_url=base_url, rpm=10**7, tpm=10**10
+                backend=BackendName.OPENAI,
+                model="bench-model",
+                base_url=base_url,
+                rpm=10**7,
+                tpm=10**10,
             ).validate()
 
             async def studio() -> int:

@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from studio.demo import demo_rows  # noqa: E402
+from studio.ingest.load import add_rows  # noqa: E402
 from studio.model import CactusRow  # noqa: E402
 from studio.store import Store  # noqa: E402
 from studio.train.events import EndEvent, StepEvent, parse_event  # noqa: E402
@@ -70,7 +71,7 @@ def build_database(path: Path) -> int:
     """A fresh database holding every demo dialogue, accepted; returns the record count."""
     rows = [row for row in demo_rows() if isinstance(row, CactusRow)]
     with Store(path) as store:
-        store.add_rows(rows, accepted_by="bench")
+        add_rows(store, rows, accepted_by="bench")
         return int(store.stats()["records"]["accepted"])
 
 

@@ -2,7 +2,7 @@
 
     python bench/tui.py [--records 100000] [--starts 5] [--samples 200]
 
-Builds `bench/data/tui_<N>.db` once (CACTUS-shaped rows through `Store.add_rows`; a tenth
+Builds `bench/data/tui_<N>.db` once (CACTUS-shaped rows through `add_rows`; a tenth
 already accepted, so the queue shows mixed statuses), then measures:
 
 1. time to first record on screen: `studio review` in a fresh process on a pseudo-terminal, from
@@ -38,6 +38,7 @@ from typing import Any
 from import_cactus import DATA_DIR, sentence  # bench/ is on sys.path when run as a script
 
 from studio.cbt.techniques import TECHNIQUES
+from studio.ingest.load import add_rows
 from studio.model import CactusRow, Seed, Stage
 from studio.store import Store
 
@@ -94,7 +95,7 @@ def ensure_database(records: int) -> Path:
             rows = [_row(rng, pool, i) for i in range(start, min(start + batch, records))]
             # The first tenth arrives already reviewed: the queue shows mixed statuses.
             accepted_by = "bench" if start < records // 10 else None
-            store.add_rows(rows, source="bench", accepted_by=accepted_by)
+            add_rows(store, rows, source="bench", accepted_by=accepted_by)
         store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     partial.rename(path)
     print(f"built {path.name}: {records:,} records in {time.perf_counter() - started:.1f} s")

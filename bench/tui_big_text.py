@@ -20,6 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from studio.ingest.load import add_rows
 from studio.model import CactusRow, Seed, Stage
 from studio.store import Store
 
@@ -53,8 +54,8 @@ def build(path: Path, case: str) -> None:
     if case != "paste":
         stages[stage] = text
     with Store(path) as store:
-        store.add_rows(
-            [CactusRow(Seed("a persona", "a thought", ("Labeling",), ()), stages, "neutral")]
+        add_rows(
+            store, [CactusRow(Seed("a persona", "a thought", ("Labeling",), ()), stages, "neutral")]
         )
 
 

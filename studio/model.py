@@ -91,6 +91,26 @@ class Attitude(StrEnum):
     NEGATIVE = "negative"
 
 
+class SynthMode(StrEnum):
+    """How a dialogue is written; each record keeps the mode it was written in (`records.mode`)."""
+
+    SCRIPT = "script"
+    """One call writes the whole dialogue."""
+    TWO_AGENT = "two-agent"
+    """A counselor agent and a client agent take turns."""
+
+
+class BackendName(StrEnum):
+    """Where prompts go; kept with each cached answer (`llm_cache.backend`) and each batch."""
+
+    GROQ = "groq"
+    """Groq's API, through the groq SDK."""
+    OPENAI = "openai"
+    """Any OpenAI-compatible server, through the openai SDK."""
+    LOCAL = "local"
+    """A transformers model on this machine."""
+
+
 def record_status(stage_statuses: Iterable[StageStatus], *, rejected: bool) -> RecordStatus:
     """The one rule for a record's status, derived from its stages.
 

@@ -32,6 +32,7 @@ from pydantic_settings import (
 )
 
 from studio.errors import BadInputError
+from studio.model import BackendName
 
 #: Settings that only the environment may give (a key in a file would end up in backups and
 #: version control).
@@ -114,9 +115,10 @@ class StudioSettings(BaseSettings):
         # Earlier sources win: the environment over the file. No .env or secrets folder.
         return init_settings, _EnvSource(settings_cls), _FileSource(settings_cls)
 
-    def api_key(self, backend: str) -> SecretStr | None:
+    def api_key(self, backend: BackendName) -> SecretStr | None:
         """The API key for `backend` (None for backends that need none)."""
-        return {"groq": self.groq_api_key, "openai": self.openai_api_key}.get(backend)
+        keys = {BackendName.GROQ: self.groq_api_key, BackendName.OPENAI: self.openai_api_key}
+        return keys.get(backend)
 
 
 class _EnvSource(EnvSettingsSource):
@@ -189,7 +191,7 @@ def load_studio_settings(explicit: str | Path | None = None) -> StudioSettings:
     return settings
 
 
-def environment_api_key(backend: str) -> SecretStr | None:
+def environment_api_key(backend: BackendName) -> SecretStr | None:
     """The API key for `backend` from the environment alone (no config file is read)."""
     try:
         return StudioSettings().api_key(backend)

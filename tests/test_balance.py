@@ -12,7 +12,8 @@ from pydantic import SecretStr
 
 from studio.cbt.techniques import TECHNIQUES
 from studio.errors import BadInputError
-from studio.model import Seed, Stage, StageStatus
+from studio.ingest.load import add_rows
+from studio.model import BackendName, Seed, Stage, StageStatus
 from studio.store import Store
 from studio.store.balance import technique_choice
 from studio.synth import Synthesizer, SynthSettings, make_backend
@@ -51,7 +52,7 @@ async def run(
 ) -> None:
     """One record at a time by default: the order of choices, and so the spread, is fixed."""
     settings = SynthSettings(
-        backend="openai",
+        backend=BackendName.OPENAI,
         model="m",
         base_url=server.openai_base_url,
         api_key=SecretStr("k"),
@@ -73,7 +74,7 @@ def techniques(store: Store) -> Counter[str]:
 
 
 async def test_balance_reaches_an_even_spread_on_a_server_that_prefers_one(store: Store) -> None:
-    store.add_rows(SEEDS)
+    add_rows(store, SEEDS)
     with ChatServer(prefers_one) as server:
         await run(store, server, balance=True)
         body = next(b for b in server.bodies if RANKED_NOTE in b["messages"][-1]["content"])
@@ -96,14 +97,14 @@ async def test_balance_reaches_an_even_spread_on_a_server_that_prefers_one(store
 
 
 async def test_without_balance_the_favourite_takes_every_record(store: Store) -> None:
-    store.add_rows(SEEDS[:6])
+    add_rows(store, SEEDS[:6])
     with ChatServer(prefers_one) as server:
         await run(store, server, balance=False)
     assert techniques(store) == Counter({FAVOURITE: 6})
 
 
 async def test_an_answer_without_a_ranking_is_invalid_with_the_raw_text(store: Store) -> None:
-    store.add_rows(SEEDS[:1])
+    add_rows(store, SEEDS[:1])
 
     def single(body: dict[str, Any]) -> Reply:
         if detect_stage(body) == "cbt_technique":
@@ -155,11 +156,12 @@ def test_balance_from_the_command_line_or_the_config(tmp_path: Any, monkeypatch:
 
 
 async def test_balance_reaches_a_given_spread_on_a_server_that_prefers_one(store: Store) -> None:
-    store.add_rows(
+    add_rows(
+        store,
         [
             Seed(f"persona {n}", f"Nobody will ever hire me ({n}).", ("Labeling",), ())
             for n in range(50)
-        ]
+        ],
     )
     with ChatServer(prefers_one) as server:
         await run(store, server, balance=True, target=f"{FAVOURITE}=0.3,reality testing=0.1")

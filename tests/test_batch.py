@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from studio.model import Seed, Stage, StageStatus
+from studio.ingest.load import add_rows
+from studio.model import Seed, Stage, StageStatus, SynthMode
 from studio.store import Store
 from studio.store.batches import (
     BatchState,
@@ -97,7 +98,7 @@ def server_stages(server: BatchServer) -> list[str]:
 async def test_a_four_stage_run_over_50_seeds_completes_stage_by_stage(
     store: Store, backend: str
 ) -> None:
-    store.add_rows(SEEDS)
+    add_rows(store, SEEDS)
     with BatchServer() as server:
         settings = batch_settings(server, backend)
         first = await batch_step(store, settings)
@@ -129,7 +130,7 @@ async def test_a_four_stage_run_over_50_seeds_completes_stage_by_stage(
 
 
 async def test_wait_polls_until_every_stage_is_collected(store: Store) -> None:
-    store.add_rows(SEEDS[:5])
+    add_rows(store, SEEDS[:5])
     with BatchServer() as server:
         summary = await batch_until_done(store, batch_settings(server))
     assert summary.submitted == 20 and summary.batches_submitted == 4
@@ -138,7 +139,7 @@ async def test_wait_polls_until_every_stage_is_collected(store: Store) -> None:
 
 
 async def test_limit_counts_the_records_in_flight(store: Store) -> None:
-    store.add_rows(SEEDS[:5])
+    add_rows(store, SEEDS[:5])
     with BatchServer() as server:
         server.hold.set()
         settings = batch_settings(server)
@@ -152,7 +153,7 @@ async def test_limit_counts_the_records_in_flight(store: Store) -> None:
 
 
 async def test_the_size_limits_split_a_stage_into_several_batches(store: Store) -> None:
-    store.add_rows(SEEDS[:12])
+    add_rows(store, SEEDS[:12])
     with BatchServer() as server:
         summary = await batch_step(store, batch_settings(server), max_requests=5)
     assert summary.batches_submitted == 3
@@ -160,7 +161,7 @@ async def test_the_size_limits_split_a_stage_into_several_batches(store: Store) 
 
 
 async def test_the_byte_limit_splits_a_stage_too(store: Store) -> None:
-    store.add_rows(SEEDS[:6])
+    add_rows(store, SEEDS[:6])
     with BatchServer() as server:
         # An intake request line is a few KB: room for a few per file, not for six.
         await batch_step(store, batch_settings(server), max_bytes=12_000)
@@ -185,11 +186,11 @@ def _flawed(body: dict[str, Any]) -> Reply:
 async def test_batch_answers_pass_the_stage_checks_like_live_answers(
     store: Store, tmp_path: Path
 ) -> None:
-    store.add_rows(SEEDS[:4])
+    add_rows(store, SEEDS[:4])
     with BatchServer(_flawed) as server:
         await batch_until_done(store, batch_settings(server))
     with Store(tmp_path / "live.db") as live, ChatServer(_flawed) as chat:
-        live.add_rows(SEEDS[:4])
+        add_rows(live, SEEDS[:4])
         settings = batch_settings(chat, max_attempts=1)
         backend = make_backend(settings)
         try:
@@ -221,7 +222,7 @@ async def test_batch_answers_pass_the_stage_checks_like_live_answers(
 async def test_a_request_the_server_refuses_goes_back_to_pending_with_the_reason(
     store: Store,
 ) -> None:
-    store.add_rows(SEEDS[:3])
+    add_rows(store, SEEDS[:3])
 
     def respond(body: dict[str, Any]) -> Reply:
         if detect_stage(body) == "cbt_plan" and "hurt (2)" in str(body["messages"][-1]):
@@ -244,7 +245,7 @@ async def test_a_request_the_server_refuses_goes_back_to_pending_with_the_reason
 
 
 async def test_an_expired_batch_returns_its_unanswered_requests_to_pending(store: Store) -> None:
-    store.add_rows(SEEDS[:10])
+    add_rows(store, SEEDS[:10])
     with BatchServer() as server:
         settings = batch_settings(server)
         server.expire_next = 3  # the intake batch answers 3 requests, then expires
@@ -274,7 +275,7 @@ async def test_an_expired_batch_returns_its_unanswered_requests_to_pending(store
 async def test_a_failed_batch_returns_its_requests_to_pending_with_the_reason(
     store: Store,
 ) -> None:
-    store.add_rows(SEEDS[:4])
+    add_rows(store, SEEDS[:4])
     with BatchServer() as server:
         settings = batch_settings(server)
         server.fail_next = "line 1: the model does not exist"
@@ -300,7 +301,7 @@ async def test_a_failed_batch_returns_its_requests_to_pending_with_the_reason(
 async def test_a_batch_the_server_forgot_returns_its_requests_instead_of_failing_every_run(
     store: Store,
 ) -> None:
-    store.add_rows(SEEDS[:3])
+    add_rows(store, SEEDS[:3])
     with BatchServer() as server:
         settings = batch_settings(server)
         server.hold.set()
@@ -333,7 +334,7 @@ async def test_a_batch_the_server_forgot_returns_its_requests_instead_of_failing
 
 
 async def test_cancel_stops_what_is_in_flight_and_returns_its_requests(store: Store) -> None:
-    store.add_rows(SEEDS[:4])
+    add_rows(store, SEEDS[:4])
     with BatchServer() as server:
         server.hold.set()  # the batch stays in progress
         settings = batch_settings(server)
@@ -375,7 +376,7 @@ def test_a_kill_between_submitting_and_recording_resumes_without_a_second_batch(
     """The worst moment: the server made the batch, the client was killed before it heard the
     batch's id. The next run finds that batch (by its file and label) instead of creating one."""
     with Store(db_path) as store:
-        store.add_rows(SEEDS[:6])
+        add_rows(store, SEEDS[:6])
     with BatchServer() as server:
         server.hold_create = threading_event()
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
@@ -423,11 +424,11 @@ async def test_a_batch_never_uploaded_is_forgotten_and_its_requests_are_ready_ag
 ) -> None:
     """Killed after writing the batch but before the upload: nothing reached the server that
     could be charged, so the next run forgets the row and submits those stages anew."""
-    store.add_rows(SEEDS[:2])
+    add_rows(store, SEEDS[:2])
     store.conn.execute("SELECT 1")
     from studio.store.synthesis import records_to_synthesize
 
-    ids = records_to_synthesize(store, mode="script", attitudes=("neutral",), limit=None)
+    ids = records_to_synthesize(store, mode=SynthMode.SCRIPT, attitudes=("neutral",), limit=None)
     create_batch(
         store,
         Stage.INTAKE_FORM,
@@ -453,7 +454,7 @@ async def test_a_batch_uploaded_but_never_created_is_created_from_its_file(
 ) -> None:
     """Killed after the upload, before the create reached the server: the next run creates the
     batch from the uploaded file; a file the server no longer has means a fresh submission."""
-    store.add_rows(SEEDS[:3])
+    add_rows(store, SEEDS[:3])
     with BatchServer() as server:
         settings = batch_settings(server)
         client = BatchClient(settings)
@@ -485,11 +486,11 @@ async def test_a_batch_uploaded_but_never_created_is_created_from_its_file(
 
 
 async def test_live_synthesis_leaves_records_with_requests_in_flight_alone(store: Store) -> None:
-    store.add_rows(SEEDS[:3])
+    add_rows(store, SEEDS[:3])
     with BatchServer() as server:
         server.hold.set()
         await batch_step(store, batch_settings(server))
-    store.add_rows(SEEDS[3:4])
+    add_rows(store, SEEDS[3:4])
     with ChatServer() as chat:
         settings = batch_settings(chat)
         backend = make_backend(settings)
@@ -504,7 +505,7 @@ async def test_live_synthesis_leaves_records_with_requests_in_flight_alone(store
 async def test_an_answer_for_a_stage_a_reviewer_changed_meanwhile_is_not_stored(
     store: Store,
 ) -> None:
-    store.add_rows(SEEDS[:2])
+    add_rows(store, SEEDS[:2])
     with BatchServer() as server:
         server.hold.set()
         settings = batch_settings(server)
@@ -530,7 +531,7 @@ async def test_an_answer_for_a_stage_a_reviewer_changed_meanwhile_is_not_stored(
 def test_dry_run_counts_requests_tokens_and_price_without_writing(
     store: Store, tmp_path: Path, run: Callable[..., Any]
 ) -> None:
-    store.add_rows(SEEDS[:10])
+    add_rows(store, SEEDS[:10])
     config = tmp_path / "studio.toml"
     config.write_text(
         '[synth]\nplan = "team"\n[plans.team]\nrpm = 1000\ntpm = 250000\n'
@@ -551,7 +552,7 @@ def test_dry_run_counts_requests_tokens_and_price_without_writing(
 def test_the_command_submits_returns_and_collects_on_the_next_run(
     store: Store, run: Callable[..., Any]
 ) -> None:
-    store.add_rows(SEEDS[:3])
+    add_rows(store, SEEDS[:3])
     with BatchServer() as server:
         args = ("synth", "--backend", "openai", "--base-url", server.openai_base_url)
         first = run(*args, "--model", "m", "--batch")
@@ -575,7 +576,7 @@ def test_batch_mode_refuses_two_agent_dialogues_and_the_local_backend(
 
 
 def test_the_command_cancels_and_says_what_waits(store: Store, run: Callable[..., Any]) -> None:
-    store.add_rows(SEEDS[:2])
+    add_rows(store, SEEDS[:2])
 
     def refuse_plans(body: dict[str, Any]) -> Reply:
         if detect_stage(body) == "cbt_plan":

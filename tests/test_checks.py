@@ -14,6 +14,7 @@ from studio.cbt.checks import judge_answer
 from studio.demo import demo_rows
 from studio.export import export_records
 from studio.ingest.formats import parse_cactus
+from studio.ingest.load import add_rows
 from studio.model import CactusRow, RecordStatus, Seed, Stage, StageStatus
 from studio.store import Store
 from studio.store.review import (
@@ -52,7 +53,7 @@ def answering(stage: str, reply: Reply) -> Any:
 
 
 async def synthesize_with(store: Store, stage: str, reply: Reply, **settings: Any) -> None:
-    store.add_rows([SEED])
+    add_rows(store, [SEED])
     with ChatServer(answering(stage, reply)) as server:
         await synthesize(store, settings_for(server, structured_output=False, **settings))
 
@@ -214,7 +215,7 @@ async def test_an_answer_cut_at_the_token_limit_is_invalid(store: Store, templat
             reply.finish_reason = "length"  # plausible text, but the server says it was cut
         return reply
 
-    store.add_rows([SEED])
+    add_rows(store, [SEED])
     with ChatServer(respond) as server:
         await synthesize(store, settings_for(server))
         stage = {v: k for k, v in chain.STAGE_TEMPLATES.items()}[template]
@@ -284,7 +285,7 @@ def test_the_demo_content_passes_the_rule() -> None:
 
 def test_a_cactus_row_with_several_techniques_imports_invalid_naming_them(store: Store) -> None:
     row = cactus_row(1, cbt_technique="Alternative Perspective, Reality Testing")
-    store.add_rows([parse_cactus(row)])
+    add_rows(store, [parse_cactus(row)])
     view = store.stage(1, Stage.CBT_TECHNIQUE)
     assert view.status is StageStatus.INVALID
     assert view.error == "several techniques: Alternative Perspective, Reality Testing"
@@ -295,7 +296,7 @@ def test_a_cactus_dialogue_that_stops_mid_sentence_imports_invalid(store: Store)
     row = cactus_row(
         1, dialogue=DIALOGUE + "\nClient: Yes.\nCounselor: So today we looked at how your"
     )
-    store.add_rows([parse_cactus(row)], accepted_by="dr_lee")
+    add_rows(store, [parse_cactus(row)], accepted_by="dr_lee")
     view = store.stage(1, Stage.DIALOGUE)
     assert view.status is StageStatus.INVALID
     assert "stops mid-sentence" in view.error
@@ -310,7 +311,7 @@ ME = "dr_lee"
 
 @pytest.fixture
 def reviewed(store: Store) -> Store:
-    store.add_rows([parse_cactus(cactus_row(1))])
+    add_rows(store, [parse_cactus(cactus_row(1))])
     return store
 
 
@@ -367,7 +368,7 @@ def test_changing_the_technique_makes_plan_and_dialogue_stale_or_keeps_them(
 
 
 async def test_a_cached_answer_that_fails_its_check_is_asked_again(store: Store) -> None:
-    store.add_rows([SEED])
+    add_rows(store, [SEED])
     with ChatServer() as server:
         await synthesize(store, settings_for(server))
         paid = server.stats.requests

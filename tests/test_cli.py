@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from studio.cbt.dialogue import check_dialogue, parse_dialogue
 from studio.cbt.techniques import TECHNIQUES
 from studio.cli import cli
+from studio.ingest.load import add_rows
 from studio.model import RecordStatus, Seed, Stage
 from studio.store import Store
 
@@ -54,7 +55,7 @@ def test_db_location_flag_env_then_default(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.chdir(tmp_path)
     for name, count in (("from_env.db", 1), ("flag.db", 2), ("studio.db", 3)):
         with Store(tmp_path / name) as store:
-            store.add_rows([Seed("p", f"t{n}") for n in range(count)])
+            add_rows(store, [Seed("p", f"t{n}") for n in range(count)])
 
     def seeds(*args: str) -> int:
         result = CliRunner().invoke(cli, ["stats", "--json", *args])

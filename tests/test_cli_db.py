@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from studio.cli import cli
+from studio.ingest.load import add_rows
 from studio.store import Store
 from tests.conftest import cactus_row, write_jsonl
 
@@ -110,7 +111,7 @@ def test_precedence_own_option_group_env_default(
 
     for name, count in (("own.db", 1), ("group.db", 2), ("env.db", 3), ("studio.db", 4)):
         with Store(folder / name) as store:
-            store.add_rows([Seed("p", f"t{n}") for n in range(count)])
+            add_rows(store, [Seed("p", f"t{n}") for n in range(count)])
 
     def seeds(*args: str) -> int:
         result = invoke(*args)

@@ -13,6 +13,7 @@ from click.testing import CliRunner, Result
 
 from studio.cli import cli
 from studio.errors import ReadOnlyDatabaseError
+from studio.ingest.load import add_rows
 from studio.model import Seed
 from studio.store import Store
 from tests.conftest import cactus_row, write_jsonl
@@ -65,7 +66,7 @@ def one_line(result: Result) -> str:
 
 def filled(path: Path, n: int = 30) -> Path:
     with Store(path) as store:
-        store.add_rows([Seed(f"persona {i} " * 50, f"thought {i} " * 50) for i in range(n)])
+        add_rows(store, [Seed(f"persona {i} " * 50, f"thought {i} " * 50) for i in range(n)])
     return path
 
 
@@ -117,7 +118,7 @@ def test_a_full_disk_says_so_not_cannot_rollback(
     assert "disk is full" in line and "cannot rollback" not in line
 
     with Store(folder / "a.db") as store, pytest.raises(sqlite3.OperationalError, match="full"):
-        store.add_rows([Seed("p", f"t{n} " * 5000) for n in range(50)])
+        add_rows(store, [Seed("p", f"t{n} " * 5000) for n in range(50)])
 
 
 def test_a_transaction_failing_on_a_full_disk_keeps_the_real_error(tmp_path: Path) -> None:
@@ -125,10 +126,10 @@ def test_a_transaction_failing_on_a_full_disk_keeps_the_real_error(tmp_path: Pat
         pages = store.conn.execute("PRAGMA page_count").fetchone()[0]
         store.conn.execute(f"PRAGMA max_page_count = {pages + 2}")
         with pytest.raises(sqlite3.OperationalError, match="database or disk is full"):
-            store.add_rows([Seed("p", f"t{n} " * 5000) for n in range(50)])
+            add_rows(store, [Seed("p", f"t{n} " * 5000) for n in range(50)])
         assert not store.conn.in_transaction
         store.conn.execute(f"PRAGMA max_page_count = {pages + 1000}")
-        store.add_rows([Seed("p", "after")])  # the store is usable again
+        add_rows(store, [Seed("p", "after")])  # the store is usable again
         assert store.stats()["seeds"] == 1
 
 
@@ -144,7 +145,7 @@ def test_a_write_protected_database_is_read_read_only(
         assert store.read_only and store.read_only_reason == "the file is write-protected"
         assert store.stats()["seeds"] == 3
         with pytest.raises(ReadOnlyDatabaseError, match="read-only"):
-            store.add_rows([Seed("p", "new")])
+            add_rows(store, [Seed("p", "new")])
     result = invoke(["stats"])
     assert result.exit_code == 0, result.output
     assert "3 seeds (read-only: the file is write-protected)" in result.stdout

@@ -20,6 +20,8 @@ import pytest
 
 from studio.evaluate.panas import FEELINGS, NEGATIVE
 from studio.ingest.formats import parse_cactus
+from studio.ingest.load import add_rows
+from studio.model import BackendName
 from studio.store import Store
 from tests.chat_server import ChatServer, Reply, cbt_reply, detect_stage
 from tests.conftest import cactus_row
@@ -78,7 +80,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     model = build_tiny_llama(folder / "model")
     db = folder / "studio.db"
     with Store(db) as store:
-        store.add_rows([parse_cactus(cactus_row(n)) for n in range(RECORDS)], accepted_by="ann")
+        add_rows(store, [parse_cactus(cactus_row(n)) for n in range(RECORDS)], accepted_by="ann")
     subprocess.run(
         [sys.executable, "-m", "studio", "train", "--db", str(db), "--base-model", str(model),
          "--output", str(folder / "run"), "--max-steps", "2", "--events"],
@@ -230,7 +232,9 @@ def test_a_local_counselor_generates_for_waiting_sessions_in_one_batch(
 
     _db, model = trained
     adapter = str(model.parent / "run")
-    settings = SynthSettings(backend="local", model=str(model), adapter=adapter, temperature=0.0)
+    settings = SynthSettings(
+        backend=BackendName.LOCAL, model=str(model), adapter=adapter, temperature=0.0
+    )
     conversations = [
         [{"role": "system", "content": ""}, {"role": "assistant", "content": "Hello."},
          {"role": "user", "content": "Hi." * n}]
@@ -285,7 +289,10 @@ def test_chat_reply_streams_pieces_that_make_the_turn(trained: tuple[Path, Path]
 
     _db, model = trained
     settings = SynthSettings(
-        backend="local", model=str(model), adapter=str(model.parent / "run"), temperature=0.0
+        backend=BackendName.LOCAL,
+        model=str(model),
+        adapter=str(model.parent / "run"),
+        temperature=0.0,
     )
     session = ChatSession(Counselor(settings, "run 1", "adapter"))
     session.say("I keep failing.")

@@ -13,6 +13,7 @@ from studio.evaluate.clients import EvalClient, file_clients, parse_attitudes
 from studio.evaluate.engine import Counselor, counselor_messages
 from studio.evaluate.panas import FEELINGS, PanasError, affect, parse_panas
 from studio.evaluate.stats import mean_ci
+from studio.model import BackendName
 from studio.synth.settings import SynthSettings
 from studio.train.adapter import AdapterInfo, trained_messages
 from studio.train.dataset import SYSTEM_PROMPT
@@ -72,7 +73,7 @@ def test_attitudes_and_client_files_say_what_is_wrong(tmp_path: Path) -> None:
 def test_an_adapter_counselor_is_prompted_as_it_was_trained() -> None:
     client = EvalClient("file:0", "Name: Ann", "neutral", (), technique="T", plan="1. Step")
     turns = [Turn(Role.COUNSELOR, "Hello."), Turn(Role.CLIENT, "Hi."), Turn(Role.CLIENT, "Um.")]
-    settings = SynthSettings(backend="local", model="m", adapter="a")
+    settings = SynthSettings(backend=BackendName.LOCAL, model="m", adapter="a")
     history = Counselor(settings, "run 1", "adapter", context="history")
     messages = counselor_messages(history, client, turns)
     # Counselor → assistant, client → user, consecutive turns merged (training's format).
@@ -90,7 +91,7 @@ def test_an_adapter_counselor_is_prompted_as_it_was_trained() -> None:
         system.startswith("TRAINED\n\nClient intake:\nName: Ann")
         and "Counseling plan:\n1." in system
     )
-    base = Counselor(SynthSettings(backend="local", model="m"), "base", "base")
+    base = Counselor(SynthSettings(backend=BackendName.LOCAL, model="m"), "base", "base")
     assert counselor_messages(base, client, turns)[0]["content"] == SYSTEM_PROMPT
 
 
@@ -125,7 +126,7 @@ def test_agents_on_the_same_model_share_one_rate_limiter(store) -> None:
     from studio.synth.backends import ChatRequest, ChatResponse
 
     class Idle:
-        name = "openai"
+        name = BackendName.OPENAI
         model = "m"
         supports_json_schema = False
 
@@ -136,7 +137,9 @@ def test_agents_on_the_same_model_share_one_rate_limiter(store) -> None:
             return None
 
     def agent(model: str) -> SynthSettings:
-        return SynthSettings(backend="openai", model=model, base_url="http://127.0.0.1:9/v1")
+        return SynthSettings(
+            backend=BackendName.OPENAI, model=model, base_url="http://127.0.0.1:9/v1"
+        )
 
     evaluation = find_or_create_evaluation(
         store, key="k", run_id=None, label="x", counselor={}, settings={}

@@ -9,6 +9,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from studio.ingest.load import add_rows
 from studio.model import STAGES, RecordStatus, Stage, StageStatus
 from studio.resources import migrations_dir
 from studio.store import Store
@@ -51,7 +52,7 @@ def test_migration_moves_the_old_prefixes_into_columns(
     monkeypatch.setattr(migrations_module, "migrations_dir", lambda: before_0006)
     with Store(db) as old:
         assert old.schema_version == 5
-        old.add_rows([_row(1), _row(2)])
+        add_rows(old, [_row(1), _row(2)])
         # Record 2: an accept, and its undo.
         accepted = _old_event(old, "accept", 2, Stage.INTAKE_FORM, "")
         undo = _old_event(old, "undo", 2, Stage.INTAKE_FORM, f"undoes:{accepted}")
@@ -82,7 +83,7 @@ def test_migration_moves_the_old_prefixes_into_columns(
 
 
 def test_the_audit_log_is_append_only(store: Store) -> None:
-    store.add_rows([_row(1), _row(2)])
+    add_rows(store, [_row(1), _row(2)])
     accept_stage(store, 2, Stage.DIALOGUE, reviewer=ME)
     accept_remaining(store, 1, reviewer=ME)
     reject_record(store, 2, reviewer=ME, reason="duplicate")

@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from studio.cbt.checks import imported_stage_status
 from studio.ingest import StrictImportError, import_sources
 from studio.ingest.formats import parse_cactus
+from studio.ingest.load import add_rows, bulk_load, prepare_row, secondary_indexes_deferred
 from studio.model import STAGES, CactusRow, Seed, Stage, StageStatus
-from studio.store import Store, prepare_row
-from studio.store.store import imported_stage_status
+from studio.store import Store
 from tests.conftest import cactus_row, seed_row, write_jsonl
 
 REPO = Path(__file__).resolve().parent.parent
@@ -63,7 +64,7 @@ def test_a_strict_import_that_fails_keeps_the_secondary_indexes(
 
 
 def test_indexes_are_only_deferred_inside_a_transaction(store: Store) -> None:
-    with pytest.raises(RuntimeError), store.secondary_indexes_deferred():
+    with pytest.raises(RuntimeError), secondary_indexes_deferred(store):
         pass
 
 
@@ -71,7 +72,7 @@ def test_a_new_database_is_loaded_without_the_log_and_left_in_wal_mode(
     store: Store, tmp_path: Path
 ) -> None:
     modes: list[str] = []
-    with store.bulk_load() as bulk:
+    with bulk_load(store) as bulk:
         modes.append(store.conn.execute("PRAGMA journal_mode").fetchone()[0])
     assert bulk is True
     assert modes == ["delete"]
@@ -84,8 +85,8 @@ def test_a_new_database_is_loaded_without_the_log_and_left_in_wal_mode(
 
 
 def test_a_database_with_seeds_keeps_the_log(store: Store) -> None:
-    store.add_rows([Seed(persona="p", thought="t")])
-    with store.bulk_load() as bulk:
+    add_rows(store, [Seed(persona="p", thought="t")])
+    with bulk_load(store) as bulk:
         assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert bulk is False
 
@@ -94,7 +95,7 @@ def test_a_database_another_connection_has_open_keeps_the_log(
     store: Store, db_path: Path, tmp_path: Path
 ) -> None:
     with Store(db_path) as reader:
-        with store.bulk_load() as bulk:
+        with bulk_load(store) as bulk:
             assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert bulk is False
         path = write_jsonl(tmp_path / "rows.jsonl", [cactus_row(n) for n in range(3)])

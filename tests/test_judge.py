@@ -17,9 +17,10 @@ from pydantic import SecretStr
 from studio.cbt.ctrs import CTRS_ITEMS, RATED_ITEMS
 from studio.commands.synth import one_run_per_database
 from studio.errors import BadInputError
+from studio.ingest.load import add_rows
 from studio.judge import Judge
 from studio.judge.answer import AnswerError, judge_schema, parse_answer
-from studio.model import CactusRow, Seed, Stage
+from studio.model import BackendName, CactusRow, Seed, Stage
 from studio.store import Store
 from studio.store.judging import (
     current_scores,
@@ -63,7 +64,7 @@ def add_records(store: Store, dialogues: list[str]) -> list[int]:
         )
         for n, text in enumerate(dialogues)
     ]
-    return list(store.add_rows(rows).record_ids)
+    return list(add_rows(store, rows).record_ids)
 
 
 def settings_for(server: ChatServer, **overrides: Any) -> SynthSettings:
@@ -277,7 +278,7 @@ async def test_a_server_that_fails_leaves_a_failed_judgement_with_the_reason(sto
     with ChatServer() as server:
         port = server.port
     settings = SynthSettings(
-        backend="openai",
+        backend=BackendName.OPENAI,
         model="m",
         base_url=f"http://127.0.0.1:{port}/v1",
         api_key=SecretStr("k"),

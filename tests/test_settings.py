@@ -6,11 +6,13 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
 from studio.errors import BadInputError
+from studio.model import BackendName, SynthMode
 from studio.settings import load_studio_settings
 from studio.synth.settings import SynthSettings
 
@@ -101,6 +103,18 @@ def test_the_api_key_never_shows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         ('[plans.team]\nrpm = "100"\n', "{path}: plans.team.rpm: Input should be a valid integer"),
         ('[keymap]\n"review.accept" = 1\n', "{path}: keymap.review.accept: Input should be"),
         ("[synth\n", "{path}: Expected ']'"),
+        (
+            '[synth]\nbackend = "grok"\n',
+            "{path}: synth.backend must be one of groq, openai, local, not 'grok'",
+        ),
+        (
+            '[synth]\nmode = "duet"\n',
+            "{path}: synth.mode must be one of script, two-agent, not 'duet'",
+        ),
+        (
+            "[synth]\nclient_backend = 3\n",
+            "{path}: synth.client_backend must be one of groq, openai, local, not 3",
+        ),
     ],
 )
 def test_a_bad_value_is_one_line_naming_the_setting_and_the_file(
@@ -137,3 +151,47 @@ def test_the_cli_says_a_bad_config_value_in_one_line(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2, result.output
     assert result.stderr == f"error: {config}: synth.concurrency must be int, not '16'\n"
+
+
+def test_backend_and_mode_are_enum_members_stored_as_the_same_words(tmp_path: Path) -> None:
+    config = write(
+        tmp_path / "studio.toml",
+        '[synth]\nbackend = "openai"\nmode = "two-agent"\nclient_backend = "local"\n',
+    )
+    settings = SynthSettings.load(config, model="m")
+    assert settings.backend is BackendName.OPENAI
+    assert settings.mode is SynthMode.TWO_AGENT
+    assert settings.client_backend is BackendName.LOCAL
+    assert settings.client_settings().backend is BackendName.LOCAL
+    assert json.dumps(settings.cache_parameters()["backend"]) == '"openai"'
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("backend", "grok", "unknown backend 'grok'; expected one of groq, openai, local"),
+        ("mode", "duet", "unknown mode 'duet'; expected one of script, two-agent"),
+        ("client_backend", "x", "unknown client backend 'x'; expected one of groq, openai, local"),
+    ],
+)
+def test_an_unknown_name_in_code_is_bad_input_listing_the_known_ones(
+    field: str, value: str, message: str
+) -> None:
+    changes: dict[str, Any] = {field: value}  # text where the field holds an enum member
+    with pytest.raises(BadInputError) as caught:
+        dataclasses.replace(SynthSettings(), **changes)
+    assert str(caught.value) == message
+
+
+def test_the_cli_offers_the_enum_values(tmp_path: Path) -> None:
+    from studio.cli import cli
+    from studio.store import Store
+
+    with Store(tmp_path / "s.db"):
+        pass
+
+    result = CliRunner().invoke(cli, ["synth", "--db", str(tmp_path / "s.db"), "--mode", "duet"])
+    assert result.exit_code == 2
+    assert "'script', 'two-agent'" in result.stderr
+    result = CliRunner().invoke(cli, ["judge", "--db", str(tmp_path / "s.db"), "--backend", "x"])
+    assert "'groq', 'openai', 'local'" in result.stderr

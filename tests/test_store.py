@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from studio.errors import DatabaseError
+from studio.ingest.load import add_rows
 from studio.model import CactusRow, RecordStatus, Seed, Stage, StageStatus, record_status
 from studio.store import Store
 from studio.store.migrations import available_migrations, schema_version
@@ -75,7 +76,7 @@ def test_newer_schema_is_refused(db_path: Path) -> None:
 
 
 def test_edit_keeps_the_original_text_and_logs_before_after(store: Store) -> None:
-    record_id = store.add_rows([_row()]).record_ids[0]
+    record_id = add_rows(store, [_row()]).record_ids[0]
     store.edit_stage(record_id, Stage.CBT_PLAN, "1. a better step", reviewer="dr_lee")
     stage = store.stage(record_id, Stage.CBT_PLAN)
     assert stage.original_text == PLAN
@@ -89,7 +90,7 @@ def test_edit_keeps_the_original_text_and_logs_before_after(store: Store) -> Non
 
 
 def test_editing_the_technique_normalizes_and_mirrors_it(store: Store) -> None:
-    record_id = store.add_rows([_row()]).record_ids[0]
+    record_id = add_rows(store, [_row()]).record_ids[0]
     store.edit_stage(record_id, Stage.CBT_TECHNIQUE, "**pie chart technique**", reviewer="r")
     assert store.record(record_id).technique == "Pie Chart Technique"
     with pytest.raises(ValueError, match="not one of the 12"):
@@ -97,7 +98,7 @@ def test_editing_the_technique_normalizes_and_mirrors_it(store: Store) -> None:
 
 
 def test_record_status_follows_stage_decisions(store: Store) -> None:
-    record_id = store.add_rows([_row()]).record_ids[0]
+    record_id = add_rows(store, [_row()]).record_ids[0]
     assert store.record(record_id).status is RecordStatus.IN_REVIEW
     for stage in (Stage.INTAKE_FORM, Stage.CBT_TECHNIQUE, Stage.CBT_PLAN):
         assert store.decide_stage(record_id, stage, StageStatus.ACCEPTED, reviewer="r") is (
@@ -127,16 +128,16 @@ def test_record_status_rule() -> None:
 
 
 def test_cannot_accept_a_stage_without_text(store: Store) -> None:
-    record_id = store.add_rows(
-        [CactusRow(Seed("p", "t"), {Stage.INTAKE_FORM: "only the intake"})]
+    record_id = add_rows(
+        store, [CactusRow(Seed("p", "t"), {Stage.INTAKE_FORM: "only the intake"})]
     ).record_ids[0]
     with pytest.raises(ValueError, match="no text"):
         store.decide_stage(record_id, Stage.DIALOGUE, StageStatus.ACCEPTED, reviewer="r")
 
 
 def test_add_rows_dedupes_by_content(store: Store) -> None:
-    first = store.add_rows([_row(1), _row(2), Seed("p", "t")])
-    again = store.add_rows([_row(1), _row(2), Seed("p", "t"), _row(3)])
+    first = add_rows(store, [_row(1), _row(2), Seed("p", "t")])
+    again = add_rows(store, [_row(1), _row(2), Seed("p", "t"), _row(3)])
     assert (first.seeds_added, first.records_added, first.duplicates) == (3, 2, 0)
     assert (again.seeds_added, again.records_added, again.duplicates) == (1, 1, 3)
 
@@ -144,7 +145,7 @@ def test_add_rows_dedupes_by_content(store: Store) -> None:
 def test_unknown_imported_technique_is_invalid_not_guessed(store: Store) -> None:
     row = _row()
     bad = CactusRow(row.seed, {**row.stages, Stage.CBT_TECHNIQUE: "Mindfulness"}, "neutral")
-    record_id = store.add_rows([bad]).record_ids[0]
+    record_id = add_rows(store, [bad]).record_ids[0]
     stage = store.stage(record_id, Stage.CBT_TECHNIQUE)
     assert stage.status is StageStatus.INVALID
     assert stage.original_text == "Mindfulness"
@@ -153,8 +154,8 @@ def test_unknown_imported_technique_is_invalid_not_guessed(store: Store) -> None
 
 
 def test_a_failed_transaction_keeps_earlier_work(store: Store) -> None:
-    store.add_rows([_row(1)])
+    add_rows(store, [_row(1)])
     with pytest.raises(RuntimeError), store.transaction():
-        store.add_rows([_row(2)])
+        add_rows(store, [_row(2)])
         raise RuntimeError("boom")
     assert store.stats()["records"]["in_review"] == 1

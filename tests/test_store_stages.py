@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from studio.ingest.load import add_rows
 from studio.model import CactusRow, Seed, Stage, StageStatus
 from studio.store import Store, stages
 from studio.store.stages import STAGE_FIELDS, StageView, snapshot, write_stage
@@ -18,7 +19,7 @@ _KEYS = {"id", "record_id", "name", "position"}
 def _record(store: Store) -> int:
     seed = Seed("persona", "thought", ("Labeling",), ("reframe",))
     row = CactusRow(seed, {Stage.INTAKE_FORM: INTAKE_FORM}, "positive")
-    return store.add_rows([row]).record_ids[0]
+    return add_rows(store, [row]).record_ids[0]
 
 
 def test_the_field_list_is_the_table(store: Store) -> None:

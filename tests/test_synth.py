@@ -20,7 +20,8 @@ from pydantic import SecretStr
 from studio.cbt.dialogue import Role, check_dialogue, parse_dialogue
 from studio.cbt.techniques import TECHNIQUES
 from studio.cli import cli
-from studio.model import RecordStatus, Seed, Stage, StageStatus
+from studio.ingest.load import add_rows
+from studio.model import BackendName, RecordStatus, Seed, Stage, StageStatus
 from studio.store import Store
 from studio.store.synthesis import StageChanged
 from studio.synth import Synthesizer, SynthSettings, make_backend, regenerate_stage
@@ -76,7 +77,7 @@ def scripted(
 
 @pytest.mark.parametrize("backend", ["groq", "openai"])
 async def test_script_mode_fills_every_stage(store: Store, backend: str) -> None:
-    store.add_rows(SEEDS[:3])
+    add_rows(store, SEEDS[:3])
     with ChatServer() as server:
         summary = await synthesize(store, settings_for(server, backend))
         paths = {body.get("model") for body in server.bodies}
@@ -98,7 +99,7 @@ async def test_script_mode_fills_every_stage(store: Store, backend: str) -> None
 
 
 async def test_technique_asks_for_a_json_schema_with_the_twelve(store: Store) -> None:
-    store.add_rows(SEEDS[:1])
+    add_rows(store, SEEDS[:1])
     with ChatServer() as server:
         await synthesize(store, settings_for(server))
     (body,) = [b for b in server.bodies if detect_stage(b) == "cbt_technique"]
@@ -107,7 +108,7 @@ async def test_technique_asks_for_a_json_schema_with_the_twelve(store: Store) ->
 
 
 async def test_servers_without_structured_output_get_plain_prompts(store: Store) -> None:
-    store.add_rows(SEEDS[:1])
+    add_rows(store, SEEDS[:1])
 
     def respond(body: dict[str, Any]) -> Reply:
         if "response_format" in body:
@@ -122,7 +123,7 @@ async def test_servers_without_structured_output_get_plain_prompts(store: Store)
 
 
 async def test_429_with_retry_after_is_honoured(store: Store) -> None:
-    store.add_rows(SEEDS[:1])
+    add_rows(store, SEEDS[:1])
     limited = Reply(status=429, error="slow down", headers={"retry-after": "1"})
     with ChatServer(scripted(limited, limited)) as server:
         started = time.monotonic()
@@ -135,7 +136,7 @@ async def test_429_with_retry_after_is_honoured(store: Store) -> None:
 
 
 async def test_500s_are_retried_then_the_stage_fails_and_the_run_goes_on(store: Store) -> None:
-    store.add_rows(SEEDS[:2])
+    add_rows(store, SEEDS[:2])
 
     def respond(body: dict[str, Any]) -> Reply:
         if detect_stage(body) == "intake_form" and "(0)" in json.dumps(body):
@@ -157,14 +158,14 @@ async def test_500s_are_retried_then_the_stage_fails_and_the_run_goes_on(store: 
 
 
 async def test_a_transient_500_is_survived(store: Store) -> None:
-    store.add_rows(SEEDS[:1])
+    add_rows(store, SEEDS[:1])
     with ChatServer(scripted(Reply(status=503, error="busy"))) as server:
         summary = await synthesize(store, settings_for(server))
     assert summary.stages == {"generated": 4} and summary.retries == 1
 
 
 async def test_slow_answers_time_out_and_fail(store: Store) -> None:
-    store.add_rows(SEEDS[:1])
+    add_rows(store, SEEDS[:1])
     with ChatServer(lambda body: Reply(content="late", delay=2.0)) as server:
         summary = await synthesize(store, settings_for(server, timeout_s=0.3, max_attempts=2))
     assert summary.stages == {"failed": 1}
@@ -172,7 +173,7 @@ async def test_slow_answers_time_out_and_fail(store: Store) -> None:
 
 
 async def test_garbage_answers_are_retried_then_failed(store: Store) -> None:
-    store.add_rows(SEEDS[:1])
+    add_rows(store, SEEDS[:1])
     with ChatServer(lambda body: Reply(raw=b"<html>oops</html>")) as server:
         summary = await synthesize(store, settings_for(server, max_attempts=2))
     assert summary.stages == {"failed": 1}
@@ -181,7 +182,7 @@ async def test_garbage_answers_are_retried_then_failed(store: Store) -> None:
 
 
 async def test_unknown_technique_is_invalid_and_blocks_the_chain(store: Store) -> None:
-    store.add_rows(SEEDS[:1])
+    add_rows(store, SEEDS[:1])
 
     def respond(body: dict[str, Any]) -> Reply:
         if detect_stage(body) == "cbt_technique":
@@ -200,7 +201,7 @@ async def test_unknown_technique_is_invalid_and_blocks_the_chain(store: Store) -
 
 
 async def test_malformed_dialogue_is_invalid_with_the_reason(store: Store) -> None:
-    store.add_rows(SEEDS[:1])
+    add_rows(store, SEEDS[:1])
 
     def respond(body: dict[str, Any]) -> Reply:
         if detect_stage(body) == "dialogue_script":
@@ -216,7 +217,7 @@ async def test_malformed_dialogue_is_invalid_with_the_reason(store: Store) -> No
 
 
 async def test_two_agent_mode_takes_turns_until_the_counselor_closes(store: Store) -> None:
-    store.add_rows(SEEDS[:1])
+    add_rows(store, SEEDS[:1])
     with ChatServer() as server:
         await synthesize(store, settings_for(server, mode="two-agent"))
     record = store.record(1)
@@ -232,7 +233,7 @@ async def test_two_agent_mode_takes_turns_until_the_counselor_closes(store: Stor
 
 
 async def test_two_agent_mode_stops_at_the_turn_limit(store: Store) -> None:
-    store.add_rows(SEEDS[:1])
+    add_rows(store, SEEDS[:1])
 
     def never_ends(body: dict[str, Any]) -> Reply:
         if detect_stage(body) == "counselor_agent":
@@ -250,14 +251,14 @@ async def test_two_agent_mode_stops_at_the_turn_limit(store: Store) -> None:
 
 
 async def test_concurrency_is_bounded(store: Store) -> None:
-    store.add_rows(SEEDS)
+    add_rows(store, SEEDS)
     with ChatServer(latency=0.15) as server:
         await synthesize(store, settings_for(server, concurrency=3))
     assert server.stats.max_in_flight == 3
 
 
 async def test_a_resumed_run_never_pays_twice(store: Store) -> None:
-    store.add_rows(SEEDS[:2])
+    add_rows(store, SEEDS[:2])
     with ChatServer() as server:
         await synthesize(store, settings_for(server))
         paid = server.stats.requests
@@ -274,7 +275,7 @@ async def test_braces_and_tags_in_seed_text_reach_the_model_verbatim(store: Stor
         'I "always" fail }}{{ at {thought}.',
         ("Labeling",),
     )
-    store.add_rows([tricky])
+    add_rows(store, [tricky])
     with ChatServer() as server:
         summary = await synthesize(store, settings_for(server))
     assert summary.stages == {"generated": 4}
@@ -287,7 +288,7 @@ async def test_braces_and_tags_in_seed_text_reach_the_model_verbatim(store: Stor
 
 
 async def test_regenerate_uses_edited_upstream_and_marks_downstream_stale(store: Store) -> None:
-    store.add_rows(SEEDS[:1])
+    add_rows(store, SEEDS[:1])
     with ChatServer() as server:
         settings = settings_for(server)
         await synthesize(store, settings)
@@ -344,7 +345,7 @@ def test_unknown_model_stops_the_run_with_exit_2(
     monkeypatch.chdir(tmp_path)
     db = tmp_path / "s.db"
     with Store(db) as store:
-        store.add_rows(SEEDS[:1])
+        add_rows(store, SEEDS[:1])
 
     def respond(body: dict[str, Any]) -> Reply:
         return Reply(status=404, error=f"The model `{body['model']}` does not exist")
@@ -396,7 +397,7 @@ def test_config_file_plan_and_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 def test_cli_run_end_to_end_and_resume_after_kill_9(tmp_path: Path) -> None:
     db = tmp_path / "s.db"
     with Store(db) as store:
-        store.add_rows(SEEDS)
+        add_rows(store, SEEDS)
     with ChatServer(latency=0.3) as server:
         command = [
             sys.executable, "-m", "studio", "synth", "--db", str(db), "--backend", "openai",
@@ -491,7 +492,7 @@ def communicate_or_dump(proc: subprocess.Popen[str], timeout: float) -> tuple[st
 def test_sigint_stops_cleanly_and_keeps_finished_work(tmp_path: Path) -> None:
     db = tmp_path / "s.db"
     with Store(db) as store:
-        store.add_rows(SEEDS)
+        add_rows(store, SEEDS)
     held = HeldAnswers(free=3)
     with ChatServer(held) as server:
         proc = synth_process(db, server)
@@ -526,7 +527,7 @@ def run_lock_is_held(db: Path) -> bool:
 def test_sigint_while_starting_up_exits_130(tmp_path: Path) -> None:
     db = tmp_path / "s.db"
     with Store(db) as store:
-        store.add_rows(SEEDS)
+        add_rows(store, SEEDS)
     held = HeldAnswers(free=0)  # nothing can finish: the signal lands before the first answer
     with ChatServer(held) as server:
         proc = synth_process(db, server)
@@ -554,7 +555,7 @@ def test_ctrl_c_before_the_run_begins_is_130_not_aborted(
 
     db = tmp_path / "s.db"
     with Store(db) as store:
-        store.add_rows(SEEDS[:1])
+        add_rows(store, SEEDS[:1])
     monkeypatch.setattr(studio.synth, "make_backend", interrupted)
     with ChatServer() as server:
         result = CliRunner().invoke(
@@ -589,13 +590,15 @@ async def test_local_backend_generates_offline(tmp_path: Path, store: Store) -> 
     from tests.tiny_model import build_tiny_llama
 
     model_dir = build_tiny_llama(tmp_path / "tiny")
-    settings = SynthSettings(backend="local", model=str(model_dir), max_tokens=12, temperature=0.0)
+    settings = SynthSettings(
+        backend=BackendName.LOCAL, model=str(model_dir), max_tokens=12, temperature=0.0
+    )
     backend = make_backend(settings)
     response = await backend.complete(
         ChatRequest([{"role": "user", "content": "Hello there"}], max_tokens=12, temperature=0.0)
     )
     assert response.tokens_out > 0 and response.tokens_in > 0
-    store.add_rows(SEEDS[:1])
+    add_rows(store, SEEDS[:1])
     summary = await Synthesizer(store, backend, settings).run(limit=1)
     # Random weights write nonsense: the intake form is kept as generated text, and the
     # technique is refused rather than guessed.
@@ -604,7 +607,7 @@ async def test_local_backend_generates_offline(tmp_path: Path, store: Store) -> 
 
 
 async def test_a_slow_answer_never_overwrites_a_reviewers_edit(store: Store) -> None:
-    store.add_rows(SEEDS[:1])
+    add_rows(store, SEEDS[:1])
     with ChatServer() as server:
         settings = settings_for(server)
         await synthesize(store, settings)
@@ -626,7 +629,7 @@ def test_only_one_synth_run_per_database(tmp_path: Path) -> None:
 
     db = tmp_path / "s.db"
     with Store(db) as store:
-        store.add_rows(SEEDS[:1])
+        add_rows(store, SEEDS[:1])
     lock = (tmp_path / "s.db.synth.lock").open("w")
     fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a running `studio synth` holds it
     try:

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from studio.model import Stage
+from studio.ingest.load import add_rows
+from studio.model import BackendName, Stage
 from studio.store import Store
 from studio.synth import Synthesizer, SynthSettings, make_backend
 from studio.synth.backends import BackendConfigError, check_groq_model
@@ -33,7 +34,7 @@ def long_dialogue(tokens: int) -> Any:
 
 
 async def test_each_stage_asks_for_a_budget_learned_from_its_answers(store: Store) -> None:
-    store.add_rows(SEEDS)
+    add_rows(store, SEEDS)
     with ChatServer() as server:
         summary = await synthesize(store, settings_for(server, concurrency=1))
     assert summary.stages == {"generated": 24}
@@ -48,7 +49,7 @@ async def test_each_stage_asks_for_a_budget_learned_from_its_answers(store: Stor
 
 
 async def test_an_answer_cut_by_a_small_budget_is_asked_again_with_more(store: Store) -> None:
-    store.add_rows(SEEDS[:2])
+    add_rows(store, SEEDS[:2])
     with ChatServer(long_dialogue(2000)) as server:
         summary = await synthesize(store, settings_for(server, concurrency=1))
     assert summary.stages == {"generated": 8}
@@ -81,7 +82,7 @@ async def test_a_cut_at_the_stage_maximum_is_passed_on_and_never_cached(store: S
 
 
 async def test_without_budgets_every_call_asks_for_the_maximum(store: Store) -> None:
-    store.add_rows(SEEDS[:1])
+    add_rows(store, SEEDS[:1])
     with ChatServer() as server:
         await synthesize(store, settings_for(server, token_budgets=False))
     assert {b["max_tokens"] for b in server.bodies} == {8192}
@@ -90,7 +91,7 @@ async def test_without_budgets_every_call_asks_for_the_maximum(store: Store) -> 
 async def test_groq_gpt_oss_gets_strict_structured_output_others_best_effort(
     store: Store,
 ) -> None:
-    store.add_rows(SEEDS[:2])
+    add_rows(store, SEEDS[:2])
     with ChatServer() as server:
         await synthesize(store, settings_for(server, "groq", model="openai/gpt-oss-120b"), limit=1)
         await synthesize(store, settings_for(server, "groq", model="qwen/qwen3-32b"), limit=1)
@@ -116,14 +117,14 @@ async def test_groq_gpt_oss_gets_strict_structured_output_others_best_effort(
 def test_retired_groq_models_name_their_replacement(
     model: str, replacement: str, date: str
 ) -> None:
-    settings = SynthSettings(backend="groq", model=model, api_key=SecretStr("k"))
+    settings = SynthSettings(backend=BackendName.GROQ, model=model, api_key=SecretStr("k"))
     with pytest.raises(BackendConfigError, match=f"shut down {model} on {date}.*{replacement}"):
         make_backend(settings)
     check_groq_model(model, today=datetime.date(2025, 1, 1))  # before the shutdown: fine
 
 
 def test_the_default_groq_model_is_gpt_oss_120b() -> None:
-    assert SynthSettings(backend="groq").model_id == "openai/gpt-oss-120b"
+    assert SynthSettings(backend=BackendName.GROQ).model_id == "openai/gpt-oss-120b"
 
 
 def test_the_loopback_server_enforces_a_short_bucket_charging_max_tokens() -> None:

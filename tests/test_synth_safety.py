@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from studio.cli import cli
 from studio.commands.synth import one_run_per_database
+from studio.ingest.load import add_rows
 from studio.store import Store
 from studio.store.synthesis import commit_stage
 from studio.synth import engine
@@ -74,7 +75,7 @@ def test_one_run_per_database_file_whatever_its_spelling(
     folder.mkdir()
     db = folder / "sym.db"
     with Store(db) as store:
-        store.add_rows(SEEDS[:1])
+        add_rows(store, SEEDS[:1])
     monkeypatch.chdir(folder)
     if spelling == "symlink":
         other: Path | str = folder / "alias.db"
@@ -103,7 +104,7 @@ def test_a_full_disk_stops_the_run_in_one_line_and_the_resume_pays_only_for_call
 ) -> None:
     db = tmp_path / "s.db"
     with Store(db) as store:
-        store.add_rows(SEEDS)
+        add_rows(store, SEEDS)
     answers = 0
 
     def commit_then_fill_the_disk(store: Store, *args: Any, **kwargs: Any) -> Any:
@@ -154,7 +155,7 @@ def test_a_full_disk_stops_the_run_in_one_line_and_the_resume_pays_only_for_call
 def test_a_run_whose_server_went_away_exits_1_and_counts_why(tmp_path: Path) -> None:
     db = tmp_path / "s.db"
     with Store(db) as store:
-        store.add_rows(SEEDS)
+        add_rows(store, SEEDS)
     config = tmp_path / "studio.toml"
     config.write_text("[synth]\nmax_attempts = 2\n", encoding="utf-8")
     with ChatServer() as server:
@@ -171,7 +172,7 @@ def test_a_run_whose_server_went_away_exits_1_and_counts_why(tmp_path: Path) -> 
 def test_the_summary_counts_failures_by_reason(tmp_path: Path) -> None:
     db = tmp_path / "s.db"
     with Store(db) as store:
-        store.add_rows(SEEDS[:3])
+        add_rows(store, SEEDS[:3])
 
     def respond(body: dict[str, Any]) -> Reply:
         text = json.dumps(body)
@@ -194,7 +195,7 @@ def test_the_summary_counts_failures_by_reason(tmp_path: Path) -> None:
 def test_a_run_without_failures_exits_0(tmp_path: Path) -> None:
     db = tmp_path / "s.db"
     with Store(db) as store:
-        store.add_rows(SEEDS[:1])
+        add_rows(store, SEEDS[:1])
     with ChatServer() as server:
         result = CliRunner().invoke(cli, synth_args(db, server))
     assert result.exit_code == 0, result.output

@@ -11,6 +11,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from studio.ingest.load import add_rows
+from studio.model import BackendName
 from studio.store import Store
 from studio.synth import Synthesizer, SynthEvent, SynthSettings, make_backend
 from studio.synth.templates import load_template
@@ -23,7 +25,7 @@ WAIT_S = 60.0
 
 def settings_for(server: ChatServer, concurrency: int) -> SynthSettings:
     return SynthSettings(
-        backend="openai",
+        backend=BackendName.OPENAI,
         model="test-model",
         base_url=server.openai_base_url,
         concurrency=concurrency,
@@ -45,7 +47,7 @@ def test_a_database_locked_by_another_writer_does_not_stall_the_calls_in_flight(
     ran out)."""
     db = tmp_path / "s.db"
     with Store(db) as store:
-        store.add_rows(SEEDS[:4])
+        add_rows(store, SEEDS[:4])
     other_writer = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
 
     def lock() -> None:
@@ -103,7 +105,7 @@ def test_each_finished_stage_is_one_commit_with_its_answer(
 ) -> None:
     db = tmp_path / "s.db"
     with Store(db) as store:
-        store.add_rows(SEEDS[:2])
+        add_rows(store, SEEDS[:2])
     statements: list[str] = []
     with ChatServer() as server:
         settings = settings_for(server, concurrency=1)

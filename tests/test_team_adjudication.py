@@ -7,6 +7,7 @@ import orjson
 import pytest
 
 from studio.errors import BadInputError, InvalidStage
+from studio.ingest.load import add_rows
 from studio.model import STAGES, RecordStatus, Stage, StageStatus
 from studio.store import Store
 from studio.store.adjudication import Outcome, adjudicate, dispute, disputes
@@ -31,7 +32,7 @@ def _decide_all(store: Store, record_id: int, reviewer: str, *, skip: Stage | No
 @pytest.fixture
 def disputed(store: Store) -> int:
     """Ana accepts every stage; Ben accepts all but edits the plan: the plan is disputed."""
-    rid = store.add_rows([_row(0)]).record_ids[0]
+    rid = add_rows(store, [_row(0)]).record_ids[0]
     assign(store, {rid: (ANA, BEN)}, plan={})
     _decide_all(store, rid, ANA)
     _decide_all(store, rid, BEN, skip=Stage.CBT_PLAN)
@@ -145,7 +146,7 @@ def test_reject_and_a_record_rejected_by_one_reviewer(store: Store, disputed: in
     plan = store.stage(disputed, Stage.CBT_PLAN)
     assert (plan.status, plan.note) == (StageStatus.REJECTED, "too vague")
 
-    other = store.add_rows([_row(1)]).record_ids[0]
+    other = add_rows(store, [_row(1)]).record_ids[0]
     assign(store, {other: (ANA, BEN)}, plan={})
     _decide_all(store, other, ANA)
     store.reject_record(other, reviewer=BEN, reason="off topic")
@@ -174,7 +175,7 @@ def test_only_a_disputed_stage_and_an_assigned_reviewer_can_be_picked(
         adjudicate(store, disputed, Stage.CBT_PLAN, adjudicator=CLEO, outcome="pick", picked="dora")
     with pytest.raises(BadInputError, match=r"intake form of record \d+ is not in dispute"):
         adjudicate(store, disputed, Stage.INTAKE_FORM, adjudicator=CLEO, outcome="reject")
-    single = store.add_rows([_row(2)]).record_ids[0]
+    single = add_rows(store, [_row(2)]).record_ids[0]
     with pytest.raises(BadInputError, match="not double-reviewed"):
         adjudicate(store, single, Stage.CBT_PLAN, adjudicator=CLEO, outcome="reject")
 

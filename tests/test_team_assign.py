@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from studio.errors import BadInputError
+from studio.ingest.load import add_rows
 from studio.store import Store
 from studio.store.assignments import assign_counts
 from studio.team.assign import reviewer_names, split_records
@@ -45,7 +46,7 @@ def test_bad_splits_are_refused() -> None:
 
 def test_assign_writes_once_and_skips_what_is_assigned(run, db_path: Path) -> None:
     with Store(db_path) as store:
-        store.add_rows([_row(n) for n in range(10)])
+        add_rows(store, [_row(n) for n in range(10)])
     result = run("assign", "--reviewers", "ana,ben", "--overlap", "0.2", "--seed", "3")
     assert result.exit_code == 0, result.output
     assert "assigned 10 records" in result.output
@@ -62,7 +63,7 @@ def test_assign_writes_once_and_skips_what_is_assigned(run, db_path: Path) -> No
 
 def test_assign_filters_like_the_queue(run, db_path: Path) -> None:
     with Store(db_path) as store:
-        ids = store.add_rows([_row(n) for n in range(4)]).record_ids
+        ids = add_rows(store, [_row(n) for n in range(4)]).record_ids
         store.reject_record(ids[0], reviewer="cleo")
     result = run("assign", "--reviewers", "ana", "--status", "in_review")
     assert result.exit_code == 0, result.output

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from studio.errors import NotAssigned
+from studio.ingest.load import add_rows
 from studio.model import STAGES, RecordStatus, Stage, StageStatus
 from studio.resources import migrations_dir
 from studio.store import Store
@@ -38,7 +39,7 @@ GUIDE = "0123456789ab"
 
 
 def _record(store: Store, n: int = 0) -> int:
-    return store.add_rows([_row(n)]).record_ids[0]
+    return add_rows(store, [_row(n)]).record_ids[0]
 
 
 def _assign(store: Store, record_id: int, *names: str) -> None:
@@ -268,7 +269,7 @@ def test_the_migration_carries_decisions_over(
     monkeypatch.setattr(migrations_module, "migrations_dir", lambda: before_0007)
     with Store(db) as old:
         assert old.schema_version == 6
-        one, two, three = old.add_rows([_row(1), _row(2), _row(3)]).record_ids
+        one, two, three = add_rows(old, [_row(1), _row(2), _row(3)]).record_ids
         _old_decision(old, ANA, "accept", one, Stage.INTAKE_FORM, "accepted")
         _old_decision(old, BEN, "edit", one, Stage.CBT_PLAN, "edited")
         _old_decision(old, ANA, "reject", one, Stage.DIALOGUE, "rejected")
@@ -328,7 +329,7 @@ def test_decisions_made_before_a_stage_went_stale_do_not_settle_it(
 
 
 def test_a_reviewers_assigned_records_come_first_in_the_queue(store: Store) -> None:
-    ids = store.add_rows([_row(n) for n in range(6)]).record_ids
+    ids = add_rows(store, [_row(n) for n in range(6)]).record_ids
     _assign(store, ids[4], ANA, BEN)
     _assign(store, ids[1], ANA)
     _assign(store, ids[2], BEN)

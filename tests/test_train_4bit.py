@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from studio.ingest.formats import parse_cactus
+from studio.ingest.load import add_rows
 from studio.store import Store
 from studio.train.dataset import build_sft_dataset, ensure_chat_template
 from studio.train.hardware import adapt_to_hardware, detect_hardware
@@ -59,7 +60,7 @@ def test_4bit_on_cpu_trains_with_real_gradients(tmp_path: Path) -> None:
         pytest.skip("needs a CPU-only machine with bitsandbytes' CPU backend")
     model_dir = build_tiny_llama(tmp_path / "model")
     with Store(tmp_path / "studio.db") as store:
-        store.add_rows([parse_cactus(cactus_row(n)) for n in range(4)], accepted_by="ann")
+        add_rows(store, [parse_cactus(cactus_row(n)) for n in range(4)], accepted_by="ann")
         dataset = build_sft_dataset(store.accepted_records(), validation_fraction=0.25)
     config = adapt_to_hardware(
         recipe_config("seed", base_model=str(model_dir), load_in_4bit=True, max_steps=4),

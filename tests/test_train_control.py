@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from studio.ingest.formats import parse_cactus
+from studio.ingest.load import add_rows
 from studio.store import Store
 from studio.store.runs import ABANDONED, CONSOLE_LOG_NAME, RunStatus, list_runs, process_alive
 from studio.train.control import RunControl
@@ -41,7 +42,7 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def training_db(tmp_path: Path) -> Path:
     db = tmp_path / "studio.db"
     with Store(db) as store:
-        store.add_rows([parse_cactus(cactus_row(n)) for n in range(RECORDS)], accepted_by="ann")
+        add_rows(store, [parse_cactus(cactus_row(n)) for n in range(RECORDS)], accepted_by="ann")
     return db
 
 

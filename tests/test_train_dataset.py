@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from studio.ingest.formats import parse_cactus
+from studio.ingest.load import add_rows
 from studio.model import RecordStatus, Stage
 from studio.store import RecordView, Store
 from studio.train.dataset import (
@@ -28,7 +29,7 @@ from tests.tiny_model import build_tiny_llama
 
 
 def add_accepted(store: Store, rows: list[dict[str, Any]], reviewer: str = "ann") -> list[int]:
-    result = store.add_rows([parse_cactus(row) for row in rows], accepted_by=reviewer)
+    result = add_rows(store, [parse_cactus(row) for row in rows], accepted_by=reviewer)
     return list(result.record_ids)
 
 
@@ -118,7 +119,7 @@ def test_edited_text_wins_and_plan_context_carries_intake_technique_plan(store: 
 
 def test_only_accepted_records_count(store: Store) -> None:
     add_accepted(store, [cactus_row(1)])
-    store.add_rows([parse_cactus(cactus_row(2))])  # awaiting review
+    add_rows(store, [parse_cactus(cactus_row(2))])  # awaiting review
     # A dialogue that breaks the stage rule imports `invalid`: never accepted, never trained on.
     (short,) = add_accepted(store, [cactus_row(3, dialogue="Counselor: Hi.\nClient: Hello.")])
     assert store.record(short).status is not RecordStatus.ACCEPTED

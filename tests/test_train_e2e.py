@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from studio.ingest.formats import parse_cactus
+from studio.ingest.load import add_rows
+from studio.model import BackendName
 from studio.store import Store
 from studio.store.runs import RunStatus, get_run, list_runs, run_metrics
 from studio.train.control import RunControl, find_live_run
@@ -38,7 +40,7 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def training_db(db_path: Path) -> Path:
     with Store(db_path) as store:
-        store.add_rows([parse_cactus(cactus_row(n)) for n in range(RECORDS)], accepted_by="ann")
+        add_rows(store, [parse_cactus(cactus_row(n)) for n in range(RECORDS)], accepted_by="ann")
     return db_path
 
 
@@ -128,7 +130,9 @@ def test_train_end_to_end_then_the_adapter_loads_and_generates(
     assert info is not None and info.system_prompt == SYSTEM_PROMPT
     assert (info.context, info.chat_template) == ("history", "model")
     local = LocalBackend(
-        SynthSettings(backend="local", model=str(tiny_model_dir), adapter=str(out), max_tokens=4)
+        SynthSettings(
+            backend=BackendName.LOCAL, model=str(tiny_model_dir), adapter=str(out), max_tokens=4
+        )
     )
     local._load()
     assert local._tokenizer.name_or_path == str(out) and local._adapter_info == info
@@ -222,7 +226,7 @@ def test_bad_input_exits_2_with_a_clear_message(
     assert "studio import FILE --status accepted" in empty.stderr
 
     with Store(db_path) as store:
-        store.add_rows([parse_cactus(cactus_row(1))], accepted_by="ann")
+        add_rows(store, [parse_cactus(cactus_row(1))], accepted_by="ann")
     missing = run("train", "--base-model", str(tmp_path / "no-such-model"))
     assert missing.exit_code == 2 and "no such model folder" in missing.stderr
 
@@ -245,7 +249,8 @@ def test_runner_refuses_dialogues_without_trainable_turns(
     from studio.train.runner import prepare
 
     with Store(db_path) as store:
-        store.add_rows(
+        add_rows(
+            store,
             [parse_cactus(cactus_row(1, dialogue="Counselor: Hi.\nClient: Hello."))],
             accepted_by="a",
         )

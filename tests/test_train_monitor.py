@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from studio.ingest.formats import parse_cactus
+from studio.ingest.load import add_rows
 from studio.model import Stage
 from studio.store import Store
 from studio.store.runs import (
@@ -161,8 +162,8 @@ def test_error_and_failure_fold_into_progress() -> None:
 
 @pytest.fixture
 def accepted_store(store: Store) -> Store:
-    store.add_rows([parse_cactus(cactus_row(n)) for n in range(2)], accepted_by="ann")
-    store.add_rows([parse_cactus(cactus_row(9))])
+    add_rows(store, [parse_cactus(cactus_row(n)) for n in range(2)], accepted_by="ann")
+    add_rows(store, [parse_cactus(cactus_row(9))])
     store.edit_stage(1, Stage.CBT_PLAN, "p", reviewer="bo")
     return store
 

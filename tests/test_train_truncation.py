@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from studio.ingest.formats import parse_cactus
+from studio.ingest.load import add_rows
 from studio.store import Store
 from studio.train.dataset import (
     FitReport,
@@ -59,7 +60,7 @@ def tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Any:
 def long_dataset(tmp_path: Path) -> SftDataset:
     rows = [cactus_row(n, dialogue=cactus_length_dialogue(n)) for n in range(4)]
     with Store(tmp_path / "studio.db") as store:
-        store.add_rows([parse_cactus(row) for row in rows], accepted_by="ann")
+        add_rows(store, [parse_cactus(row) for row in rows], accepted_by="ann")
         return build_sft_dataset(store.accepted_records(), context="plan", validation_fraction=0.25)
 
 

@@ -13,7 +13,8 @@ from pydantic import SecretStr
 from textual.widgets import DataTable, Input, TextArea
 
 from studio.cbt.techniques import TECHNIQUES
-from studio.model import RecordStatus, Stage, StageStatus
+from studio.ingest.load import add_rows
+from studio.model import BackendName, RecordStatus, Stage, StageStatus
 from studio.store import Store
 from studio.tui.messages import DecisionSaved
 from studio.tui.screens.dialogs import ConfirmScreen, DraftsScreen, ReasonScreen, TechniqueScreen
@@ -363,7 +364,7 @@ async def test_queue_pages_lazily(tmp_path: Path) -> None:
 
     db = tmp_path / "many.db"
     with Store(db) as store:
-        store.add_rows([_row(n) for n in range(230)])
+        add_rows(store, [_row(n) for n in range(230)])
     app = studio_app(db, page_size=50)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
@@ -503,7 +504,7 @@ async def test_regenerate_against_a_loopback_chat_completions_server(db: Path) -
 
     with ChatServer(respond) as server:
         settings = SynthSettings(
-            backend="openai",
+            backend=BackendName.OPENAI,
             model="test-model",
             base_url=server.openai_base_url,
             api_key=SecretStr("test-key"),
@@ -549,7 +550,7 @@ async def test_a_stage_that_needs_attention_says_why(tmp_path: Path) -> None:
 
     db = tmp_path / "invalid.db"
     with Store(db) as store:
-        store.add_rows([_row(1, technique="a made-up technique")])
+        add_rows(store, [_row(1, technique="a made-up technique")])
     app = studio_app(db)
     async with app.run_test(size=SIZE) as pilot:
         await open_record(pilot, 1)

@@ -11,7 +11,7 @@ from pydantic import SecretStr
 from textual.widgets import DataTable, Static
 
 from studio.cbt.ctrs import RATED_ITEMS
-from studio.model import Stage
+from studio.model import BackendName, Stage
 from studio.store import Store
 from studio.store.judging import (
     SCORED,
@@ -178,7 +178,7 @@ async def test_J_rejudges_in_the_background_against_a_loopback_server(db: Path) 
     responder.release.clear()
     with ChatServer(responder) as server:
         settings = SynthSettings(
-            backend="openai",
+            backend=BackendName.OPENAI,
             model="loopback-judge",
             base_url=server.openai_base_url,
             api_key=SecretStr("k"),

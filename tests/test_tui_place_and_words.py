@@ -11,6 +11,7 @@ from textual import events
 from textual.widgets import Input, Label, TextArea
 from textual.widgets._toast import Toast
 
+from studio.ingest.load import add_rows
 from studio.model import CactusRow, Seed, Stage
 from studio.store import Store
 from studio.tui.formatting import PREVIEW_CHARS
@@ -181,8 +182,8 @@ def megabyte_db(path: Path) -> Path:
         Stage.DIALOGUE: turn * 6_000,  # ~1 MB of turns
     }
     with Store(path) as store:
-        store.add_rows(
-            [CactusRow(Seed("a persona", "a thought", ("Labeling",)), stages, "neutral")]
+        add_rows(
+            store, [CactusRow(Seed("a persona", "a thought", ("Labeling",)), stages, "neutral")]
         )
     return path
 

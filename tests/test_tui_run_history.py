@@ -18,6 +18,7 @@ from textual.widgets import DataTable, Label
 from studio.cbt.ctrs import CTRS_ITEMS
 from studio.evaluate.storage import FINISHED, SessionRow, find_or_create_evaluation, save_session
 from studio.ingest.formats import parse_cactus
+from studio.ingest.load import add_rows
 from studio.store import Store
 from studio.tui import StudioApp
 from studio.tui.evaluating import EvaluationProgress
@@ -46,7 +47,7 @@ WAIT_S = 120.0  # `python -m studio eval` starting on a busy machine
 def db(tmp_path: Path) -> Path:
     db = tmp_path / "studio.db"
     with Store(db, clock=FixedClock()) as store:
-        store.add_rows([parse_cactus(cactus_row(n)) for n in range(RECORDS)], accepted_by="ann")
+        add_rows(store, [parse_cactus(cactus_row(n)) for n in range(RECORDS)], accepted_by="ann")
     finished_run(db, tmp_path / "runs" / "r1")  # run 1, completed; its folder has no adapter
     return db
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from studio.ingest.load import add_rows
 from studio.model import CactusRow, RecordStatus, Seed, Stage, StageStatus
 from studio.store import Store
 from studio.store.review import (
@@ -50,7 +51,7 @@ def filled(store: Store) -> Store:
     rows = [_row(n, "Reality Testing" if n % 2 else "Decatastrophizing") for n in range(1, 11)]
     rows.append(_row(11, thought="100% sure_I will fail"))
     rows.append(_row(12, technique="a made-up technique"))
-    store.add_rows(rows)
+    add_rows(store, rows)
     return store
 
 
@@ -204,7 +205,7 @@ def test_an_edit_based_on_an_old_text_is_not_saved_over_a_newer_one(tmp_path: Pa
 
     with Store(tmp_path / "s.db") as store:
         row = CactusRow(Seed("p", "t"), {Stage.INTAKE_FORM: "original intake"})
-        (record_id,) = store.add_rows([row]).record_ids
+        (record_id,) = add_rows(store, [row]).record_ids
         store.edit_stage(record_id, Stage.INTAKE_FORM, "a colleague's intake", reviewer="dr_kim")
         with pytest.raises(EditConflict, match="changed since you started editing"):
             save_edit(

@@ -21,6 +21,7 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, ProgressBar, RichLog, Select, Static
 
 from studio.ingest.formats import parse_cactus
+from studio.ingest.load import add_rows
 from studio.store import Store
 from studio.store.runs import RunStatus, create_run, finish_run, list_runs
 from studio.train.events import (
@@ -60,7 +61,7 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def training_db(tmp_path: Path) -> Path:
     db = tmp_path / "studio.db"
     with Store(db, clock=FixedClock()) as store:
-        store.add_rows([parse_cactus(cactus_row(n)) for n in range(RECORDS)], accepted_by="ann")
+        add_rows(store, [parse_cactus(cactus_row(n)) for n in range(RECORDS)], accepted_by="ann")
     return db
 
 
@@ -608,7 +609,7 @@ def test_snapshot_of_the_pane_after_a_run(
     monkeypatch.chdir(tmp_path)  # relative paths: the same command line on every machine
     db = Path("studio.db")
     with Store(db, clock=FixedClock()) as store:
-        store.add_rows([parse_cactus(cactus_row(n)) for n in range(RECORDS)], accepted_by="ann")
+        add_rows(store, [parse_cactus(cactus_row(n)) for n in range(RECORDS)], accepted_by="ann")
     finished_run(db, Path("runs") / "20260105-080000-seed")
 
     async def run_before(pilot: Pilot[Any]) -> None:

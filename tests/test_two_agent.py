@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from studio.cbt.dialogue import Role, parse_dialogue
+from studio.ingest.load import add_rows
 from studio.model import Seed, Stage, StageStatus
 from studio.store import Store
 from studio.synth import SynthSettings
@@ -36,7 +37,7 @@ def agent_bodies(server: ChatServer, agent: str) -> list[dict[str, Any]]:
 
 
 async def test_a_session_runs_the_cactus_protocol(store: Store) -> None:
-    store.add_rows([SEED])
+    add_rows(store, [SEED])
     with ChatServer() as server:
         await run_two_agent(store, server)
     record = store.record(1)
@@ -66,7 +67,7 @@ async def test_a_session_runs_the_cactus_protocol(store: Store) -> None:
 
 
 async def test_the_client_cannot_end_before_the_minimum(store: Store) -> None:
-    store.add_rows([SEED])
+    add_rows(store, [SEED])
 
     def respond(body: dict[str, Any]) -> Reply:
         if detect_stage(body) == "client_agent":
@@ -82,7 +83,7 @@ async def test_the_client_cannot_end_before_the_minimum(store: Store) -> None:
 
 
 async def test_a_session_stops_at_the_turn_limit_with_a_closing_turn(store: Store) -> None:
-    store.add_rows([SEED])
+    add_rows(store, [SEED])
 
     def respond(body: dict[str, Any]) -> Reply:
         if detect_stage(body) == "client_agent":
@@ -119,7 +120,7 @@ def flaky_agents(every: int = 3) -> Any:
 
 
 async def test_a_server_that_sometimes_answers_empty_still_finishes(store: Store) -> None:
-    store.add_rows([SEED, Seed("A nurse.", "I will make a fatal mistake.", ())])
+    add_rows(store, [SEED, Seed("A nurse.", "I will make a fatal mistake.", ())])
     with ChatServer(flaky_agents()) as server:
         summary = await run_two_agent(store, server)
         nudged = [
@@ -139,7 +140,7 @@ async def test_a_server_that_sometimes_answers_empty_still_finishes(store: Store
 
 
 async def test_an_agent_that_never_answers_fails_the_stage_with_the_reason(store: Store) -> None:
-    store.add_rows([SEED])
+    add_rows(store, [SEED])
 
     def empty_client(body: dict[str, Any]) -> Reply:
         return Reply(content="") if detect_stage(body) == "client_agent" else cbt_reply(body)
@@ -163,7 +164,7 @@ async def test_the_client_may_use_another_model_and_backend(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("GROQ_API_KEY", "client-key")
-    store.add_rows([SEED])
+    add_rows(store, [SEED])
     with ChatServer() as server:
         await run_two_agent(
             store,

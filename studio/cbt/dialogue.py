@@ -64,18 +64,34 @@ def parse_dialogue(text: str) -> Dialogue:
 
     One multi-line regex scan finds where turns start (fast on the 31k dialogues of a CACTUS import).
     """
-    text = "\n" + text
-    matches = list(_TURN_START.finditer(text))
-    end = matches[0].start() if matches else len(text)
-    preamble = tuple(line.strip() for line in text[:end].splitlines() if line.strip())
-    turns = []
-    for index, match in enumerate(matches):
-        stop = matches[index + 1].start() if index + 1 < len(matches) else len(text)
-        body = text[match.end() : stop].strip()
-        if "\n" in body:
-            body = "\n".join(line.strip() for line in body.splitlines() if line.strip())
-        turns.append(Turn(_ROLE_NAMES[match[1].lower()], body, (match[2] or "").strip()))
-    return Dialogue(tuple(turns), preamble)
+    preamble, roles, notes, bodies = _split(text)
+    turns = tuple(
+        Turn(role, turn_text(body), (note or "").strip())
+        for role, note, body in zip(roles, notes, bodies, strict=True)
+    )
+    return Dialogue(turns, tuple(line.strip() for line in preamble.splitlines() if line.strip()))
+
+
+def turn_outline(text: str) -> tuple[list[Role], list[str | None], list[str]]:
+    """The turns `parse_dialogue` finds, without building them: each one's role, its stage
+    direction (None if it has none) and its text as written (not yet `turn_text`)."""
+    _, roles, notes, bodies = _split(text)
+    return roles, notes, bodies
+
+
+def turn_text(body: str) -> str:
+    """A turn's text as `parse_dialogue` keeps it: stripped, blank lines dropped."""
+    body = body.strip()
+    if "\n" in body:
+        body = "\n".join(line.strip() for line in body.splitlines() if line.strip())
+    return body
+
+
+def _split(text: str) -> tuple[str, list[Role], list[str | None], list[str]]:
+    """The text before the first turn, and each turn's role, stage direction and raw text."""
+    parts = _TURN_START.split("\n" + text)
+    roles = [_ROLE_NAMES[label.lower()] for label in parts[1::3]]
+    return parts[0], roles, parts[2::3], parts[3::3]
 
 
 def strip_role_prefix(text: str) -> str:

@@ -21,11 +21,16 @@ from typing import IO, TYPE_CHECKING, Any, TypeVar
 import click
 
 from studio.errors import BadInputError, DatabaseError, StudioError
+from studio.model import BackendName, SynthMode
 
 if TYPE_CHECKING:
     from studio.store import Store
 
 DEFAULT_DB = "studio.db"
+#: `--backend` and the like: the names of `BackendName` (values, so click shows `groq`, not `GROQ`).
+BACKEND_CHOICE = click.Choice([backend.value for backend in BackendName])
+#: `--mode`: the names of `SynthMode`.
+MODE_CHOICE = click.Choice([mode.value for mode in SynthMode])
 DB_ENVVAR = "STUDIO_DB"
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -10,10 +10,9 @@ from typing import Any
 
 import click
 
-from studio.commands.common import db_option, handle_errors, open_store
+from studio.commands.common import BACKEND_CHOICE, db_option, handle_errors, open_store
 from studio.errors import BadInputError, StudioError
-
-BACKENDS = ["groq", "openai", "local"]
+from studio.model import BackendName
 
 
 @click.command("eval")
@@ -21,7 +20,7 @@ BACKENDS = ["groq", "openai", "local"]
 @click.option("--run", "run_id", type=int, help="Evaluate this training run's adapter.")
 @click.option("--model", help="Counselor model: a local folder / hub id, or an API model id.")
 @click.option("--adapter", type=click.Path(file_okay=False), help="LoRA adapter on --model.")
-@click.option("--backend", type=click.Choice(BACKENDS), help="Counselor backend [local].")
+@click.option("--backend", type=BACKEND_CHOICE, help="Counselor backend [local].")
 @click.option("--base-url", help="Counselor server URL (openai-compatible …/v1).")
 @click.option("--clients", "clients_source", default="held-out", show_default=True,
               help="held-out (the run's held-out records) or a CACTUS-shaped JSON file.")  # fmt: skip
@@ -30,10 +29,10 @@ BACKENDS = ["groq", "openai", "local"]
 @click.option("--max-exchanges", type=click.IntRange(min=1), default=20, show_default=True)
 @click.option("--min-turns", type=click.IntRange(min=0), default=20, show_default=True,
               help="The client may end ([/END]) only after this many turns.")  # fmt: skip
-@click.option("--client-backend", type=click.Choice(BACKENDS), help="Client simulator backend.")
+@click.option("--client-backend", type=BACKEND_CHOICE, help="Client simulator backend.")
 @click.option("--client-model", help="Client simulator model.")
 @click.option("--client-base-url", help="Client simulator server URL.")
-@click.option("--judge-backend", type=click.Choice(BACKENDS), help="Judge backend.")
+@click.option("--judge-backend", type=BACKEND_CHOICE, help="Judge backend.")
 @click.option("--judge-model", help="Judge model.")
 @click.option("--judge-base-url", help="Judge server URL.")
 @click.option("--concurrency", type=click.IntRange(min=1), default=8, show_default=True,
@@ -97,7 +96,7 @@ def eval_command(
         raise BadInputError("name the counselor: --run N, or --model PATH_OR_ID")
     if adapter and not model:
         raise BadInputError("--adapter goes on a --model")
-    if backend and backend != "local" and adapter:
+    if backend and backend != BackendName.LOCAL and adapter:
         raise BadInputError("--adapter needs the local backend")
     chosen = parse_attitudes(attitudes)
     client = _agent_settings(config_path, "client", agents)
@@ -112,7 +111,7 @@ def eval_command(
         else:
             settings = SynthSettings.load(
                 None,
-                backend=backend or "local",
+                backend=backend or BackendName.LOCAL,
                 model=model,
                 base_url=base_url,
                 adapter=adapter,
@@ -219,7 +218,7 @@ def _print(summary: dict[str, Any]) -> None:
 @click.option("--save/--no-save", default=True, show_default=True,
               help="Keep the conversation as a session of the run's chat evaluation.")  # fmt: skip
 @click.option("--judge", "judged", is_flag=True, help="Score the saved conversation (CTRS, flags).")
-@click.option("--judge-backend", type=click.Choice(BACKENDS), help="Judge backend.")
+@click.option("--judge-backend", type=BACKEND_CHOICE, help="Judge backend.")
 @click.option("--judge-model", help="Judge model.")
 @click.option("--judge-base-url", help="Judge server URL.")
 @click.option(

@@ -11,7 +11,13 @@ from typing import Any
 
 import click
 
-from studio.commands.common import batch_options, db_option, handle_errors, open_store
+from studio.commands.common import (
+    BACKEND_CHOICE,
+    batch_options,
+    db_option,
+    handle_errors,
+    open_store,
+)
 from studio.errors import BadInputError, StudioError
 
 
@@ -29,7 +35,7 @@ from studio.errors import BadInputError, StudioError
     is_flag=True,
     help="One call per CTRS item (prompts/judge_<item>.md) instead of one structured call.",
 )
-@click.option("--backend", type=click.Choice(["groq", "openai", "local"]), help="[groq]")
+@click.option("--backend", type=BACKEND_CHOICE, help="[groq]")
 @click.option("--model", help="Model id (groq default: openai/gpt-oss-120b).")
 @click.option("--base-url", help="Server URL; for openai-compatible servers the …/v1 URL.")
 @click.option("--concurrency", type=click.IntRange(min=1), help="Records in flight at once [32].")

@@ -15,6 +15,8 @@ from typing import Any
 import click
 
 from studio.commands.common import (
+    BACKEND_CHOICE,
+    MODE_CHOICE,
     batch_options,
     db_option,
     handle_errors,
@@ -28,15 +30,15 @@ from studio.errors import BadInputError, StudioError
 @db_option
 @click.option("--limit", type=click.IntRange(min=1), help="At most this many records this run.")
 @click.option("--concurrency", type=click.IntRange(min=1), help="Records in flight at once [32].")
-@click.option("--backend", type=click.Choice(["groq", "openai", "local"]), help="[groq]")
+@click.option("--backend", type=BACKEND_CHOICE, help="[groq]")
 @click.option(
     "--model", help="Model id (groq default: openai/gpt-oss-120b); for local, a model folder."
 )
 @click.option("--base-url", help="Server URL; for openai-compatible servers the …/v1 URL.")
-@click.option("--mode", type=click.Choice(["script", "two-agent"]), help="Dialogue mode [script].")
+@click.option("--mode", type=MODE_CHOICE, help="Dialogue mode [script].")
 @click.option(
     "--client-backend",
-    type=click.Choice(["groq", "openai", "local"]),
+    type=BACKEND_CHOICE,
     help="Two-agent mode: the client agent's backend [the counselor's].",
 )
 @click.option("--client-model", help="Two-agent mode: the client agent's model [the counselor's].")

@@ -12,6 +12,7 @@ from importlib.resources import files
 import orjson
 
 from studio.ingest.formats import parse_cactus, parse_seed
+from studio.ingest.load import add_rows
 from studio.model import CactusRow, Seed, Stage, StageStatus
 from studio.store import Store
 
@@ -37,7 +38,7 @@ def build_demo(store: Store) -> bool:
     if store.stats()["seeds"]:
         return False
     with store.transaction():
-        result = store.add_rows(demo_rows(), source=DEMO_SOURCE)
+        result = add_rows(store, demo_rows(), source=DEMO_SOURCE)
         first, second = result.record_ids[:2]
         for stage in Stage:
             store.decide_stage(first, stage, StageStatus.ACCEPTED, reviewer=DEMO_REVIEWER)

@@ -43,7 +43,7 @@ from studio.evaluate.storage import (
 )
 from studio.judge.answer import AnswerError, judge_schema, parse_answer
 from studio.judge.engine import JUDGE_TEMPLATE, JudgeInput
-from studio.model import Seed, Stage
+from studio.model import BackendName, Seed, Stage
 from studio.store import Store
 from studio.store.synthesis import CachedAnswer, cache_key, cache_put
 from studio.synth import chain
@@ -166,7 +166,7 @@ def shared_limiter(engine: Synthesizer, settings: SynthSettings) -> RateLimiter 
         settings.base_url or "",
         settings.model_id,
     )
-    return engine.limiter if same and settings.backend != "local" else None
+    return engine.limiter if same and settings.backend is not BackendName.LOCAL else None
 
 
 class Evaluator:

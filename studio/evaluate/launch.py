@@ -11,6 +11,7 @@ from studio.errors import BadInputError
 from studio.evaluate.clients import EvalClient, file_clients, held_out_clients
 from studio.evaluate.engine import Counselor, EvalPlan, EvalProgress, Evaluator, evaluation_key
 from studio.evaluate.storage import EvaluationRow, find_or_create_evaluation
+from studio.model import BackendName
 from studio.store import Store
 from studio.store.runs import RunRow, get_run
 from studio.synth.settings import SynthSettings
@@ -42,7 +43,7 @@ def run_counselor(run: RunRow, *, temperature: float, max_tokens: int) -> Counse
     if not base:
         raise BadInputError(f"--run {run.id}: its config names no base model")
     settings = SynthSettings(
-        backend="local",
+        backend=BackendName.LOCAL,
         model=base,
         adapter=str(folder),
         temperature=temperature,
@@ -63,7 +64,7 @@ def model_counselor(
     settings: SynthSettings, *, run: RunRow | None, adapter: str | None
 ) -> Counselor:
     """A local model (with or without an adapter) or an API model."""
-    if settings.backend == "local":
+    if settings.backend is BackendName.LOCAL:
         kind = "adapter" if adapter else "base"
         label = f"{Path(settings.model_id).name or settings.model_id}" + (
             " + adapter" if adapter else ""
@@ -152,7 +153,7 @@ def run_evaluation(
     from studio.evaluate.batching import BatchedLocalBackend
     from studio.synth.backends import Backend, make_backend
 
-    local = prepared.counselor.settings.backend == "local"
+    local = prepared.counselor.settings.backend is BackendName.LOCAL
     if batch is None and local:
         import torch
 

@@ -14,8 +14,15 @@ from dataclasses import dataclass, field
 
 from studio.errors import BadInputError
 from studio.ingest.formats import FORMATS, RowError, detect_format, parse_row
+from studio.ingest.load import (
+    PreparedRow,
+    add_rows,
+    bulk_load,
+    prepare_row,
+    secondary_indexes_deferred,
+)
 from studio.ingest.readers import BadRow, Progress, Source, read_rows, resolve_source
-from studio.store import PreparedRow, Store, prepare_row
+from studio.store import Store
 from studio.store.events import EventAction
 
 BATCH_ROWS = 2000
@@ -148,7 +155,7 @@ def import_sources(
     if fmt != "auto" and fmt not in FORMATS:
         raise BadInputError(f"unknown format {fmt!r}; expected auto or one of {', '.join(FORMATS)}")
     sources = [resolve_source(spec) for spec in specs]
-    with store.bulk_load() as bulk:
+    with bulk_load(store) as bulk:
         return _import_all(store, sources, fmt, accepted_by, strict, progress, bulk)
 
 
@@ -184,7 +191,7 @@ def _import_all(
 
 
 def _indexes_deferred(store: Store, defer: bool) -> AbstractContextManager[None]:
-    return store.secondary_indexes_deferred() if defer else nullcontext()
+    return secondary_indexes_deferred(store) if defer else nullcontext()
 
 
 def _import_one(
@@ -196,7 +203,7 @@ def _import_one(
 ) -> FileReport:
     file = FileReport(source.label, "" if fmt == "auto" else fmt)
     for batch in _prepared_batches(source, file, progress(source) if progress else None):
-        result = store.add_rows(batch, source=source.label, accepted_by=accepted_by)
+        result = add_rows(store, batch, source=source.label, accepted_by=accepted_by)
         file.seeds_added += result.seeds_added
         file.records_added += result.records_added
         file.duplicates += result.duplicates

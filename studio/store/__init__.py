@@ -1,21 +1,6 @@
 """The SQLite store (sqlite-utils) and its migrations."""
 
-from studio.store.store import (
-    AddResult,
-    EditConflict,
-    PreparedRow,
-    RecordView,
-    StageView,
-    Store,
-    prepare_row,
-)
+from studio.store.records import RecordView
+from studio.store.store import EditConflict, StageView, Store
 
-__all__ = [
-    "AddResult",
-    "EditConflict",
-    "PreparedRow",
-    "RecordView",
-    "StageView",
-    "Store",
-    "prepare_row",
-]
+__all__ = ["EditConflict", "RecordView", "StageView", "Store"]

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from studio.cbt.checks import Judgement, judge_answer
+from studio.cbt.checks import Judgement, imported_stage_status, judge_answer
 from studio.cbt.techniques import normalize_technique
 from studio.errors import EditConflict
 from studio.errors import InvalidStage as InvalidStage  # re-exported: its old home
@@ -35,8 +35,9 @@ from studio.store.judging import (
     register_hash,
     revert_rating,
 )
+from studio.store.records import RecordView
 from studio.store.stages import StageView, snapshot, write_stage
-from studio.store.store import RecordView, Store, imported_stage_status
+from studio.store.store import Store
 from studio.store.synthesis import mark_downstream_stale
 
 _QUEUE_SELECT = (

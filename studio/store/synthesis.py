@@ -11,10 +11,11 @@ import xxhash
 
 from studio.cbt.techniques import normalize_technique
 from studio.errors import StageChanged as StageChanged  # re-exported: its old home
-from studio.model import NEEDS_SYNTHESIS, STAGES, RecordStatus, Stage, StageStatus
+from studio.model import NEEDS_SYNTHESIS, STAGES, RecordStatus, Stage, StageStatus, SynthMode
 from studio.store.events import EventAction
+from studio.store.records import RecordView
 from studio.store.stages import StageView, snapshot, write_stage
-from studio.store.store import RecordView, Store
+from studio.store.store import Store
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +55,7 @@ def synth_record_key(seed_id: int, mode: str, attempt: int = 1) -> str:
 
 
 def records_to_synthesize(
-    store: Store, *, mode: str, attitudes: Sequence[str], limit: int | None
+    store: Store, *, mode: SynthMode, attitudes: Sequence[str], limit: int | None
 ) -> list[int]:
     """Record ids with work to do, oldest first: existing records with pending / stale / failed
     stages (not rejected), then new records for seeds that have none (created here, committed at

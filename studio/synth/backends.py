@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from studio.errors import BadInputError
+from studio.model import BackendName
 from studio.synth.settings import SynthSettings
 from studio.synth.templates import Messages
 
@@ -76,7 +77,7 @@ class StructuredOutputUnsupported(Exception):
 
 
 class Backend(Protocol):
-    name: str
+    name: BackendName
     model: str
     supports_json_schema: bool
 
@@ -126,7 +127,7 @@ def strict_schema_ok(schema: Mapping[str, Any]) -> bool:
 
 def make_backend(settings: SynthSettings) -> Backend:
     settings.validate()
-    if settings.backend == "local":
+    if settings.backend is BackendName.LOCAL:
         return LocalBackend(settings)
     return SdkBackend(settings)
 
@@ -139,7 +140,7 @@ class SdkBackend:
         self.model = settings.model_id
         self.supports_json_schema = settings.structured_output
         self.reasoning_effort = settings.reasoning_effort
-        if settings.backend == "groq":
+        if settings.backend is BackendName.GROQ:
             check_groq_model(self.model)
             import groq
 
@@ -206,7 +207,7 @@ class SdkBackend:
     def _json_schema(self, json_schema: Mapping[str, Any]) -> dict[str, Any]:
         """Strict where the model supports it and the schema obeys strict mode's rules; on Groq
         only some models do (the others reject `strict: true`), so they get best effort."""
-        supported = self.name != "groq" or self.model in GROQ_STRICT
+        supported = self.name != BackendName.GROQ or self.model in GROQ_STRICT
         strict = supported and strict_schema_ok(json_schema.get("schema", {}))
         return {**json_schema, "strict": strict}
 
@@ -226,7 +227,7 @@ class SdkBackend:
             self.supports_json_schema = False
             return StructuredOutputUnsupported(message)
         if status in (401, 403):
-            key = "GROQ_API_KEY" if self.name == "groq" else "OPENAI_API_KEY"
+            key = "GROQ_API_KEY" if self.name == BackendName.GROQ else "OPENAI_API_KEY"
             return BackendConfigError(
                 f"the {self.name} server refused the API key ({key}): {message}"
             )
@@ -291,7 +292,7 @@ class LocalBackend:
     supports_json_schema = False
 
     def __init__(self, settings: SynthSettings) -> None:
-        self.name = "local"
+        self.name = BackendName.LOCAL
         self.model = settings.model_id
         self.adapter = settings.adapter
         self._model: Any = None

@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 
 from studio.errors import BadInputError
-from studio.model import NEEDS_SYNTHESIS, STAGES, Stage
+from studio.model import NEEDS_SYNTHESIS, STAGES, Stage, SynthMode
 from studio.store import RecordView, Store
 from studio.store.batches import (
     RUNNING,
@@ -481,7 +481,7 @@ class BatchSynthesizer(BatchRunner):
         max_bytes: int = MAX_BYTES,
         on_poll: Listener | None = None,
     ) -> None:
-        if settings.mode != "script":
+        if settings.mode is not SynthMode.SCRIPT:
             raise BadInputError(
                 "--batch writes dialogues in script mode (two-agent turns depend on each other)"
             )
@@ -585,7 +585,7 @@ class BatchSynthesizer(BatchRunner):
             stage = next_stage(record)
             if stage is None or (record_id, stage) in self._sent:
                 continue
-            if stage is Stage.DIALOGUE and record.mode == "two-agent":
+            if stage is Stage.DIALOGUE and record.mode == SynthMode.TWO_AGENT:
                 continue  # written turn by turn, by `studio synth` without --batch
             prepared = self._prepare(record, stage)
             if prepared is not None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from studio.errors import BadInputError, StudioError
+from studio.model import BackendName
 from studio.synth.settings import SynthSettings
 
 #: Groq's (and OpenAI's) limits for one batch's input file.
@@ -70,7 +71,7 @@ class BatchClient:
 
     def __init__(self, settings: SynthSettings) -> None:
         self.backend = settings.backend
-        if settings.backend == "groq":
+        if settings.backend is BackendName.GROQ:
             import groq
 
             self._errors: Any = groq
@@ -79,7 +80,7 @@ class BatchClient:
                 base_url=settings.base_url,
                 timeout=settings.timeout_s,
             )
-        elif settings.backend == "openai":
+        elif settings.backend is BackendName.OPENAI:
             import openai
 
             self._errors = openai
@@ -148,7 +149,7 @@ class BatchClient:
         """The batch made from our file (or carrying our label), if the server has one."""
 
         async def listed() -> list[Any]:
-            if self.backend == "groq":  # groq's list has no pages
+            if self.backend is BackendName.GROQ:  # groq's list has no pages
                 return list((await self._client.batches.list()).data or [])
             return [b async for b in self._client.batches.list(limit=100)]
 

@@ -30,7 +30,7 @@ from studio.cbt.dialogue import (
     format_dialogue,
 )
 from studio.errors import CallFailed as CallFailed  # re-exported: its old home
-from studio.model import NEEDS_SYNTHESIS, STAGES, Stage, StageStatus
+from studio.model import NEEDS_SYNTHESIS, STAGES, BackendName, Stage, StageStatus, SynthMode
 from studio.store import RecordView, StageView, Store
 from studio.store.balance import save_technique_choice, technique_totals
 from studio.store.connect import BUSY_TIMEOUT_S
@@ -149,7 +149,7 @@ class Synthesizer:
             tpm=settings.tpm,
             max_in_flight=settings.concurrency,
             burst_s=settings.burst_s,
-            requests_header_per_day=backend.name == "groq",
+            requests_header_per_day=backend.name == BackendName.GROQ,
         )
         self.budgets = CompletionBudgets()
         """Per-stage completion budgets (`max_tokens` asked for), learned from the answers."""
@@ -315,7 +315,7 @@ class Synthesizer:
             min_turns=self.settings.min_turns,
             max_turns=self.settings.max_turns,
         )
-        if stage is Stage.DIALOGUE and self._mode(record) == "two-agent":
+        if stage is Stage.DIALOGUE and self._mode(record) is SynthMode.TWO_AGENT:
             return await self._two_agent_dialogue(inputs)
         template = chain.stage_template(stage, self._prompts)
         messages = chain.stage_messages(template, inputs)
@@ -407,8 +407,11 @@ class Synthesizer:
             latency_ms=usage.latency_ms,
         )
 
-    def _mode(self, record: RecordView) -> str:
-        return record.mode if record.mode in ("script", "two-agent") else self.settings.mode
+    def _mode(self, record: RecordView) -> SynthMode:
+        try:
+            return SynthMode(record.mode)
+        except ValueError:  # a record not yet written (no mode): the run's own
+            return self.settings.mode
 
     async def _two_agent_dialogue(self, inputs: chain.StageInputs) -> StageResult:
         """The CACTUS protocol: a fixed opening exchange, then counselor and client take turns
@@ -534,7 +537,7 @@ class Synthesizer:
             return cached
         maximum = settings.max_tokens
         # A local model charges nothing up front: it may always have the stage's maximum.
-        learn = settings.token_budgets and backend.name != "local"
+        learn = settings.token_budgets and backend.name != BackendName.LOCAL
         probe = None
         if learn and self.limiter.tpm and not self.budgets.known(kind):
             # Under a token limit the first call of a kind goes alone: the others would each

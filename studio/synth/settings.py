@@ -27,25 +27,25 @@ from __future__ import annotations
 
 import typing
 from dataclasses import dataclass, field, fields, replace
+from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, create_model
 
 from studio.errors import BadInputError
+from studio.model import BackendName, SynthMode
 from studio.settings import Plan, environment_api_key, load_studio_settings
 from studio.settings import config_path as _studio_config_path
 
-BACKENDS = ("groq", "openai", "local")
-MODES = ("script", "two-agent")
-DEFAULT_MODELS = {"groq": "openai/gpt-oss-120b"}
+DEFAULT_MODELS = {BackendName.GROQ: "openai/gpt-oss-120b"}
 #: Known provider limits (requests and tokens per minute). Groq's free tier for gpt-oss-120b.
 BUILTIN_PLANS: dict[str, Plan] = {"groq-free": Plan(rpm=30, tpm=8000)}
 
 
 @dataclass(frozen=True)
 class SynthSettings:
-    backend: str = "groq"
+    backend: BackendName = BackendName.GROQ
     """Where prompts go: `groq` (groq SDK), `openai` (any OpenAI-compatible server), `local`."""
     model: str = ""
     """Model id; for `local`, a transformers model folder or hub id. Empty: the backend default."""
@@ -66,7 +66,7 @@ class SynthSettings:
     headroom, at most `max_tokens`; a cut answer is asked again once with more). Providers charge
     the `max_tokens` asked for against the token limit, so asking for 8,192 everywhere spends the
     limit on reserve. False: every call asks for `max_tokens`."""
-    mode: str = "script"
+    mode: SynthMode = SynthMode.SCRIPT
     """`script`: one call writes the whole dialogue; `two-agent`: counselor and client take turns."""
     min_turns: int = 10
     """A dialogue with fewer turns is `invalid`."""
@@ -75,7 +75,7 @@ class SynthSettings:
     agent_min_turns: int = 20
     """Two-agent mode: the client agent may end the session (`[/END]`) only after this many
     turns (capped by `max_turns`), as the CACTUS client prompt asks."""
-    client_backend: str | None = None
+    client_backend: BackendName | None = None
     """Two-agent mode: the client agent's backend; None: the same as the counselor's."""
     client_model: str | None = None
     """Two-agent mode: the client agent's model; None: the counselor's (or, with another
@@ -110,6 +110,14 @@ class SynthSettings:
     """USD per million completion tokens at live rates (from the plan); None: unknown."""
     batch_price: float = 0.5
     """The share of the live price that a batch request costs (Groq and OpenAI: half)."""
+
+    def __post_init__(self) -> None:
+        # A config file, a flag or a caller may give the names as text; the fields hold members.
+        object.__setattr__(self, "backend", _member(BackendName, self.backend, "backend"))
+        object.__setattr__(self, "mode", _member(SynthMode, self.mode, "mode"))
+        if self.client_backend is not None:
+            client = _member(BackendName, self.client_backend, "client backend")
+            object.__setattr__(self, "client_backend", client)
 
     @property
     def model_id(self) -> str:
@@ -158,12 +166,6 @@ class SynthSettings:
         )
 
     def validate(self) -> SynthSettings:
-        if self.backend not in BACKENDS:
-            raise BadInputError(
-                f"unknown backend {self.backend!r}; expected one of {', '.join(BACKENDS)}"
-            )
-        if self.mode not in MODES:
-            raise BadInputError(f"unknown mode {self.mode!r}; expected script or two-agent")
         if not self.model_id:
             raise BadInputError(f"the {self.backend} backend needs --model (or synth.model)")
         if self.reasoning_effort not in (None, "low", "medium", "high"):
@@ -180,17 +182,12 @@ class SynthSettings:
         from studio.synth.balance import target_shares
 
         target_shares(self.balance_target)  # a bad target is refused before any call
-        if self.backend == "groq" and not self.api_key:
+        if self.backend is BackendName.GROQ and not self.api_key:
             raise BadInputError(
                 "no Groq API key: set GROQ_API_KEY (or use --backend openai with --base-url "
                 "for a local OpenAI-compatible server)"
             )
-        if self.client_backend is not None and self.client_backend not in BACKENDS:
-            raise BadInputError(
-                f"unknown client backend {self.client_backend!r}; expected one of"
-                f" {', '.join(BACKENDS)}"
-            )
-        if self.mode == "two-agent" and self.client_settings() is not self:
+        if self.mode is SynthMode.TWO_AGENT and self.client_settings() is not self:
             try:
                 self.client_settings().validate()
             except BadInputError as exc:
@@ -214,7 +211,7 @@ class SynthSettings:
                 )
             values |= plans[plan_name].model_dump(exclude_unset=True)
         backend = overrides.get("backend") or values.get("backend", cls.backend)
-        if backend == "groq" and studio.groq_base_url:
+        if backend == BackendName.GROQ and studio.groq_base_url:
             values["base_url"] = studio.groq_base_url
         values |= {k: v for k, v in overrides.items() if v is not None}
         if values.get("balance_target"):
@@ -222,6 +219,14 @@ class SynthSettings:
         if values.get("prompts_dir") is not None:
             values["prompts_dir"] = Path(values["prompts_dir"])
         return replace(cls(**values), api_key=studio.api_key(backend))
+
+
+def _enum_of(hint: Any) -> type[StrEnum] | None:
+    """The enum a field holds (`BackendName`, `BackendName | None`), or None."""
+    for t in typing.get_args(hint) or (hint,):
+        if isinstance(t, type) and issubclass(t, StrEnum):
+            return t
+    return None
 
 
 def _table_model() -> type[BaseModel]:
@@ -234,7 +239,8 @@ def _table_model() -> type[BaseModel]:
         if f.name == "api_key":
             continue
         hint = hints[f.name]
-        if Path in typing.get_args(hint):
+        if Path in typing.get_args(hint) or _enum_of(hint):
+            # TOML gives text: a path, or a name that pydantic checks against the enum's values.
             hint = typing.Annotated[hint, Field(strict=False)]
         table[f.name] = (hint, None)
     return create_model("SynthTable", __config__=ConfigDict(extra="forbid", strict=True), **table)
@@ -253,8 +259,26 @@ def _check_table(values: dict[str, Any], where: str) -> None:
         if error["type"] == "extra_forbidden":
             raise BadInputError(f"{where}: unknown setting synth.{key}") from None
         hint = typing.get_type_hints(SynthSettings)[key]
+        choices = _enum_of(hint)
         allowed = [t for t in (typing.get_args(hint) or (hint,)) if t is not type(None)]
-        names = " or ".join(getattr(t, "__name__", str(t)) for t in allowed)
+        names = (
+            f"one of {', '.join(choices)}"
+            if choices
+            else " or ".join(getattr(t, "__name__", str(t)) for t in allowed)
+        )
         raise BadInputError(
             f"{where}: synth.{key} must be {names}, not {error.get('input')!r}"
+        ) from None
+
+
+_E = TypeVar("_E", bound=StrEnum)
+
+
+def _member(enum: type[_E], value: str, what: str) -> _E:
+    """`value` as a member of `enum`; an unknown name is bad input that lists the known ones."""
+    try:
+        return enum(value)
+    except ValueError:
+        raise BadInputError(
+            f"unknown {what} {value!r}; expected one of {', '.join(enum)}"
         ) from None
