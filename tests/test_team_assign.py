@@ -71,3 +71,21 @@ def test_assign_filters_like_the_queue(run, db_path: Path) -> None:
     bad = run("assign", "--reviewers", "ana", "--technique", "Astrology")
     assert bad.exit_code == 2
     assert "not one of the 12 CBT techniques" in bad.output
+
+
+def test_decided_records_are_assigned_again_only_when_named(run, db_path: Path) -> None:
+    # Assigning a record one reviewer already accepted would send it back for two reviews:
+    # by default only the records still to review are assigned.
+    with Store(db_path) as store:
+        ids = add_rows(store, [_row(n) for n in range(4)]).record_ids
+        store.reject_record(ids[0], reviewer="cleo")
+    result = run("assign", "--reviewers", "ana,ben", "--overlap", "1")
+    assert result.exit_code == 0, result.output
+    assert "assigned 3 records (still to review" in result.output
+    assert "skipped 1 records already decided" in result.output
+    with Store(db_path) as store:
+        assert not store.conn.execute(
+            "SELECT 1 FROM assignments WHERE record_id = ?", (ids[0],)
+        ).fetchone()
+    named = run("assign", "--reviewers", "ana,ben", "--overlap", "1", "--status", "rejected")
+    assert "assigned 1 records" in named.output, named.output

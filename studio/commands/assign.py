@@ -28,7 +28,8 @@ from studio.model import RecordStatus
     "--status",
     type=click.Choice([s.value for s in RecordStatus]),
     default=None,
-    help="Only records with this status (as the queue's filter) [default: all].",
+    help="Only records with this status (as the queue's filter) [default: the records still to"
+    " review, pending or in review; decided ones are assigned again only when named here].",
 )
 @click.option(
     "--technique", default=None, help="Only records with this CBT technique [default: all]."
@@ -47,7 +48,7 @@ def assign_command(
     adjudication. Records assigned before are skipped, so running it again adds only new ones.
     """
     from studio.cbt.techniques import normalize_technique
-    from studio.store.assignments import already_assigned, assign
+    from studio.store.assignments import already_assigned, assign, undecided
     from studio.store.review import QueueFilter, queue_ids
     from studio.team.assign import reviewer_names, split_records
 
@@ -60,6 +61,10 @@ def assign_command(
     flt = QueueFilter(status=RecordStatus(status) if status else None, technique=technique)
     with open_store(db) as store:
         matching = queue_ids(store, flt)
+        decided: list[int] = []
+        if status is None:  # a decided record is reviewed again only when asked for by name
+            decided = sorted(set(matching) - set(undecided(store, matching)))
+            matching = [rid for rid in matching if rid not in set(decided)]
         taken = already_assigned(store, matching)
         todo = [rid for rid in matching if rid not in taken]
         split = split_records(todo, names, overlap=overlap, seed=seed)
@@ -70,10 +75,18 @@ def assign_command(
             "filter": {"status": status, "technique": technique},
         }
         assign(store, split.by_record, plan=plan)
+    scope = flt.describe()
+    if status is None:
+        scope = scope.replace("all statuses", "still to review")
     loads = ", ".join(f"{name} {n}" for name, n in split.load().items())
     click.echo(
-        f"assigned {len(split.by_record)} records ({flt.describe()}; seed {seed}): {loads};"
+        f"assigned {len(split.by_record)} records ({scope}; seed {seed}): {loads};"
         f" {split.double} reviewed by two"
     )
     if taken:
         click.echo(f"skipped {len(taken)} records already assigned")
+    if decided:
+        click.echo(
+            f"skipped {len(decided)} records already decided (accepted, rejected or disputed);"
+            " --status accepted (or rejected) assigns them for a second review"
+        )

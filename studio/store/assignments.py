@@ -29,6 +29,24 @@ def already_assigned(store: Store, record_ids: Sequence[int]) -> set[int]:
     return found
 
 
+def undecided(store: Store, record_ids: Sequence[int]) -> set[int]:
+    """Those of `record_ids` still to review (pending or in review): what `studio assign`
+    assigns unless told a status."""
+    found: set[int] = set()
+    for start in range(0, len(record_ids), 900):
+        chunk = record_ids[start : start + 900]
+        marks = ",".join("?" * len(chunk))
+        found.update(
+            int(rid)
+            for (rid,) in store.conn.execute(
+                f"SELECT id FROM records WHERE id IN ({marks})"
+                " AND status IN ('pending', 'in_review')",
+                chunk,
+            )
+        )
+    return found
+
+
 def assign(store: Store, by_record: Mapping[int, Sequence[str]], *, plan: Any) -> int:
     """Write the assignments (`plan`: the call that made them, kept as JSON beside each);
     returns how many rows were new (an existing (record, reviewer) pair is left as it is)."""
