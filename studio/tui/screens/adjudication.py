@@ -212,7 +212,8 @@ class AdjudicationScreen(StudioScreen):
         if diff.display:
             first, second = on.versions[0].reviewer, on.versions[1].reviewer
             diff.border_title = f"Diff: − {first} · + {second}"
-            self.query_one("#diff-text", Static).update(diff_text(texts[0], texts[1]))
+            same = "The two versions have the same text: they differ in the decision only."
+            self.query_one("#diff-text", Static).update(diff_text(texts[0], texts[1], same=same))
             diff.scroll_home(animate=False)
         self.refresh_bindings()
 

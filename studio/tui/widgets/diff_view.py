@@ -13,11 +13,14 @@ def diff_lines(original: str, edited: str) -> list[str]:
     return [line for line in lines if not line.startswith(("---", "+++"))]
 
 
-def diff_text(original: str, edited: str) -> Text:
-    """The diff coloured: removed lines red, added lines green, hunk headers dim."""
+def diff_text(
+    original: str, edited: str, *, same: str = "The edited text is the same as the original."
+) -> Text:
+    """The diff coloured: removed lines red, added lines green, hunk headers dim; `same` when
+    the texts do not differ."""
     lines = diff_lines(original, edited)
     if not lines:
-        return Text("The edited text is the same as the original.", style="italic")
+        return Text(same, style="italic")
     text = Text()
     for line in lines:
         if line.startswith("@@"):
