@@ -188,9 +188,7 @@ class SdkBackend:
             # this plain JSON body does not need (the typed-params transform, an identity here;
             # a pydantic model of the answer, of which four fields are read; the raw-response
             # wrapper that `create` needs to show the headers). A third less CPU per call.
-            response = await self._client.post(
-                self._path, cast_to=self._response_type, body=params
-            )
+            response = await self._client.post(self._path, cast_to=self._response_type, body=params)
         except errors.APIStatusError as exc:
             raise self._status_error(exc, params) from exc
         except errors.APITimeoutError as exc:
