@@ -165,7 +165,7 @@ class SdkBackend:
                 max_retries=0,
                 timeout=settings.timeout_s,
             )
-        self._response_type = _response_type(self._errors)
+        self._response_type = sdk_response_type(self._errors)
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
         params: dict[str, Any] = {
@@ -239,7 +239,7 @@ class SdkBackend:
         await self._client.close()
 
 
-def _response_type(sdk: Any) -> type:
+def sdk_response_type(sdk: Any) -> type:
     """The HTTP response class of the SDK's own HTTP client (httpx's; httpx2's in openai 3)."""
     base = next(c for c in sdk.DefaultAsyncHttpxClient.__mro__ if c.__name__ == "AsyncClient")
     response: type = sys.modules[base.__module__.partition(".")[0]].Response
