@@ -254,8 +254,10 @@ def bench_cpu(seeds: int, *, profile: bool = False, rounds: int = 1) -> None:
 
         async def one(body: dict[str, Any]) -> None:
             async with gate:
-                response = await client.post("/chat/completions", cast_to=cast_to, body=body)
-                orjson.loads(response.content)["choices"][0]["message"]["content"]
+                response: Any = await client.post("/chat/completions", cast_to=cast_to, body=body)
+                assert isinstance(
+                    orjson.loads(response.content)["choices"][0]["message"]["content"], str
+                )
 
         await asyncio.gather(*(one(b) for b in bodies))
         await client.close()
