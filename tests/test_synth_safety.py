@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from studio.cli import cli
 from studio.commands.synth import one_run_per_database
-from studio.store import Store, synthesis
+from studio.store import Store
 from studio.store.synthesis import commit_stage
 from studio.synth import engine
 from studio.synth.backends import BackendError
@@ -126,7 +126,7 @@ def test_a_full_disk_stops_the_run_in_one_line_and_the_resume_pays_only_for_call
             reply.content = f"{reply.content}\nNotes: {'so much to say. ' * 900}"
         return reply
 
-    monkeypatch.setattr(synthesis, "commit_stage", commit_then_fill_the_disk)
+    monkeypatch.setattr(engine, "commit_stage", commit_then_fill_the_disk)
     with ChatServer(long_intake_forms) as server:
         first = CliRunner().invoke(cli, synth_args(db, server, "--concurrency", "2"))
         monkeypatch.undo()  # the disk has room again

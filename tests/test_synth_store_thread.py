@@ -8,22 +8,10 @@ import contextlib
 import os
 import sqlite3
 import threading
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from studio.model import Stage
-from studio.store import RecordView, Store
-from studio.store.stages import write_stage
-from studio.store.synthesis import (
-    CachedAnswer,
-    CacheEntry,
-    StageChanged,
-    StageCommit,
-    StageResult,
-    commit_stages,
-    records_to_synthesize,
-)
+from studio.store import Store
 from studio.synth import Synthesizer, SynthEvent, SynthSettings, make_backend
 from studio.synth.templates import load_template
 from tests.chat_server import ChatServer, Reply, cbt_reply
@@ -149,64 +137,3 @@ def test_a_template_is_parsed_once_and_an_edit_applies_to_the_next_call(tmp_path
     edited = load_template("intake_form", tmp_path)
     assert edited is not first
     assert edited.user.startswith("Edited.")
-
-
-def _finished(store: Store, record_id: int, text: str) -> StageCommit:
-    """A generated intake form for `record_id`, its answer to cache, as the engine commits it."""
-    record = store.record(record_id)
-    answer = CacheEntry(f"key-{record_id}", "openai", "m", CachedAnswer(text, 10, 20))
-    result = StageResult(text, model="m", tokens_in=10, tokens_out=20)
-    expected = record.stages[Stage.INTAKE_FORM]
-    return StageCommit(record_id, Stage.INTAKE_FORM, result, [answer], expected=expected)
-
-
-def _records(db: Path, count: int) -> list[int]:
-    with Store(db) as store:
-        store.add_rows(SEEDS[:count])
-        return records_to_synthesize(store, mode="script", attitudes=["neutral"], limit=None)
-
-
-def test_stages_that_finish_in_the_same_turn_share_one_commit(tmp_path: Path) -> None:
-    db = tmp_path / "s.db"
-    ids = _records(db, 3)
-    statements: list[str] = []
-
-    async def finish_together() -> list[Any]:
-        with Store(db) as store:
-            local = SynthSettings(backend="local", model="unused")  # no call is made
-            synthesizer = Synthesizer(store, make_backend(local), local)
-            commits = [_finished(store, i, f"Form {i}") for i in ids]
-            store.conn.set_trace_callback(statements.append)
-            saved = await asyncio.gather(*(synthesizer._commit(c) for c in commits))
-            await synthesizer.aclose()
-            return saved
-
-    saved = asyncio.run(finish_together())
-    assert [s.stages[Stage.INTAKE_FORM].original_text for s in saved] == [f"Form {i}" for i in ids]
-    assert [s.strip().upper() for s in statements].count("COMMIT") == 1
-    with Store(db) as store:
-        assert store.conn.execute("SELECT count(*) FROM llm_cache").fetchone()[0] == 3
-        assert [store.stage(i, Stage.INTAKE_FORM).original_text for i in ids] == [
-            f"Form {i}" for i in ids
-        ]
-
-
-def test_in_a_shared_commit_a_stage_that_changed_or_fails_leaves_the_others_alone(
-    tmp_path: Path,
-) -> None:
-    """A stage that changed meanwhile (a reviewer, another run) is not overwritten (its paid answer is still
-    cached); a stage whose write fails is rolled back alone; the others commit."""
-    db = tmp_path / "s.db"
-    first, changed, broken, last = _records(db, 4)
-    with Store(db) as store:
-        commits = [_finished(store, i, f"Form {i}") for i in (first, changed, broken, last)]
-        write_stage(store, changed, Stage.INTAKE_FORM, original_text="Another run's form")
-        commits[2] = replace(commits[2], record_id=10**6)  # no such record: its write fails
-        results = commit_stages(store, commits)
-        assert isinstance(results[1], StageChanged) and isinstance(results[2], KeyError)
-        assert [type(r) for r in (results[0], results[3])] == [RecordView, RecordView]
-        assert store.stage(first, Stage.INTAKE_FORM).original_text == f"Form {first}"
-        assert store.stage(last, Stage.INTAKE_FORM).original_text == f"Form {last}"
-        assert store.stage(changed, Stage.INTAKE_FORM).original_text == "Another run's form"
-        cached = {k for (k,) in store.conn.execute("SELECT key FROM llm_cache")}
-        assert cached == {f"key-{first}", f"key-{changed}", f"key-{last}"}

@@ -199,58 +199,6 @@ def commit_stage(
     raise changed
 
 
-@dataclass(frozen=True, slots=True)
-class StageCommit:
-    """One finished stage waiting for `commit_stages` (the arguments of `commit_stage`)."""
-
-    record_id: int
-    stage: Stage
-    result: StageResult
-    answers: Sequence[CacheEntry] = ()
-    reviewer: str = ""
-    action: EventAction | str = EventAction.GENERATE
-    expected: StageView | None = None
-
-
-def commit_stages(store: Store, commits: Sequence[StageCommit]) -> list[RecordView | Exception]:
-    """Several `commit_stage`s in one transaction (stages that finished together): each in its
-    own savepoint, so one that fails (or changed meanwhile: `StageChanged`, its answers still
-    cached) is returned as its exception and leaves the others alone. One BEGIN/COMMIT, and the
-    pages they share written once, instead of one per stage."""
-    if len(commits) == 1:  # nothing to share: exactly `commit_stage`
-        (one,) = commits
-        try:
-            return [commit_stage(store, one.record_id, one.stage, one.result, **_options(one))]
-        except StageChanged as exc:
-            return [exc]
-    results: list[RecordView | Exception] = []
-    with store.transaction() as conn:
-        for one in commits:
-            conn.execute("SAVEPOINT stage_commit")
-            try:
-                results.append(
-                    commit_stage(store, one.record_id, one.stage, one.result, **_options(one))
-                )
-            except StageChanged as exc:
-                results.append(exc)  # nothing written for the stage; its answers stay
-            except Exception as exc:
-                if not conn.in_transaction:  # SQLite ended it (a full disk): all of them fail
-                    raise
-                conn.execute("ROLLBACK TO stage_commit")
-                results.append(exc)
-            conn.execute("RELEASE stage_commit")
-    return results
-
-
-def _options(one: StageCommit) -> dict[str, Any]:
-    return {
-        "answers": one.answers,
-        "reviewer": one.reviewer,
-        "action": one.action,
-        "expected": one.expected,
-    }
-
-
 def _write_result(
     store: Store,
     record_id: int,

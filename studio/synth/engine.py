@@ -38,12 +38,11 @@ from studio.store.synthesis import (
     CachedAnswer,
     CacheEntry,
     StageChanged,
-    StageCommit,
     StageResult,
     cache_get,
     cache_key,
     cache_put_many,
-    commit_stages,
+    commit_stage,
     mark_failed,
     records_to_synthesize,
     set_attitude,
@@ -167,9 +166,6 @@ class Synthesizer:
         """Store jobs on that thread, not yet finished (under `_queued_lock`)."""
         self._queued_lock = threading.Lock()
         self._prompts = settings.prompts_dir
-        self._commits: list[tuple[StageCommit, asyncio.Future[RecordView]]] = []
-        """Finished stages waiting for the commit that `_flushing` runs in the loop's next turn."""
-        self._flushing: set[asyncio.Future[None]] = set()
 
     async def _in_store(self, work: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `work` (SQLite reads and writes, each write one transaction) without stalling the
@@ -279,8 +275,16 @@ class Synthesizer:
                 SynthEvent("stage_done", record.id, stage, StageStatus.FAILED, detail=str(exc))
             )
             return None
-        saved = await self._commit(
-            StageCommit(record.id, stage, result, answers, reviewer, action, expected)
+        saved = await self._in_store(
+            commit_stage,
+            self.store,
+            record.id,
+            stage,
+            result,
+            answers=answers,
+            reviewer=reviewer,
+            action=action,
+            expected=expected,
         )
         self.summary.count(result.status)
         self.on_event(
@@ -294,44 +298,6 @@ class Synthesizer:
             )
         )
         return saved
-
-    async def _commit(self, commit: StageCommit) -> RecordView:
-        """Commit a finished stage (`commit_stage`), together with the other stages that finish
-        in the same turn of the event loop: one transaction for them all (`commit_stages`). No
-        wait is added: the commit runs in the loop's next turn, before anything else is awaited,
-        so a `kill -9` still loses only the calls in flight. Raises what `commit_stage` raises."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[RecordView] = loop.create_future()
-        self._commits.append((commit, future))
-        if len(self._commits) == 1:  # the first of this turn: its commit runs in the next one
-            flush = asyncio.ensure_future(self._flush_commits())
-            self._flushing.add(flush)
-            flush.add_done_callback(self._flushing.discard)
-        return await future
-
-    async def _flush_commits(self) -> None:
-        """Commit every stage waiting in `_commits` (they all joined in the previous turn)."""
-        pending, self._commits = self._commits, []
-        try:
-            results = await self._in_store(commit_stages, self.store, [c for c, _ in pending])
-        except BaseException as exc:
-            for _, future in pending:
-                if future.done():
-                    continue
-                if isinstance(exc, asyncio.CancelledError):
-                    future.cancel()
-                else:
-                    future.set_exception(exc)
-            if not isinstance(exc, Exception):
-                raise
-            return
-        for (_, future), result in zip(pending, results, strict=True):
-            if future.done():  # its stage task was cancelled meanwhile; the stage is committed
-                continue
-            if isinstance(result, Exception):
-                future.set_exception(result)
-            else:
-                future.set_result(result)
 
     # -- one stage ------------------------------------------------------------------------
 
@@ -535,8 +501,6 @@ class Synthesizer:
     async def aclose(self) -> None:
         """Close what this synthesizer opened itself (the client agent's backend, the store
         thread; a later call starts a new one)."""
-        if self._flushing:  # finished stages are committed, never dropped
-            await asyncio.shield(asyncio.gather(*self._flushing, return_exceptions=True))
         if self._client is not None:
             await self._client.backend.aclose()
             self._client = None
