@@ -104,6 +104,8 @@ class ChatServer:
         """Token-bucket mode: per limit, (level, when it was that level)."""
         self.stats = ServerStats()
         self.bodies: list[dict[str, Any]] = []
+        self.requests: list[tuple[str, dict[str, str]]] = []
+        """Every request's path and headers (names in lower case), in the order of `bodies`."""
         self._lock = threading.Lock()
         self._window: deque[tuple[float, int]] = deque()
         self.admitted: list[tuple[float, int]] = []
@@ -269,6 +271,9 @@ class ChatServer:
                         server.stats.max_in_flight, server.stats.in_flight
                     )
                     server.bodies.append(body)
+                    server.requests.append(
+                        (self.path, {k.lower(): v for k, v in self.headers.items()})
+                    )
                 try:
                     self._answer(body)
                 finally:

@@ -25,7 +25,7 @@ from studio.model import BackendName, RecordStatus, Seed, Stage, StageStatus
 from studio.store import Store
 from studio.store.synthesis import StageChanged
 from studio.synth import Synthesizer, SynthSettings, make_backend, regenerate_stage
-from studio.synth.backends import ChatRequest
+from studio.synth.backends import BackendError, ChatRequest
 from studio.synth.chain import clean_turn, intake_summary
 from tests.chat_server import ChatServer, Reply, cbt_reply, cbt_text, detect_stage
 from tests.waiting import wait_until as wait_for
@@ -96,6 +96,88 @@ async def test_script_mode_fills_every_stage(store: Store, backend: str) -> None
         0
     ]
     assert events == 12
+
+
+@pytest.mark.parametrize("backend", ["groq", "openai"])
+async def test_the_backend_sends_and_reads_what_the_sdks_own_create_does(backend: str) -> None:
+    """The backend posts the body itself (no typed-params transform, no pydantic model of the
+    answer): the server sees the very request `chat.completions.create` sends, and the answer
+    reads as the SDK's model of it."""
+    schema = {"name": "pick", "schema": {"type": "object", "properties": {"a": {"type": "string"}}}}
+    request = ChatRequest(
+        messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi é"}],
+        max_tokens=77,
+        temperature=0.3,
+        json_schema=schema,
+    )
+    with ChatServer(rpm=100, tpm=10_000) as server:
+        backend_ = make_backend(settings_for(server, backend, reasoning_effort="low"))
+        try:
+            ours = await backend_.complete(request)
+            client: Any = backend_._client  # type: ignore[attr-defined]
+            theirs = await client.chat.completions.with_raw_response.create(**server.bodies[0])
+            completion = theirs.parse()
+            if hasattr(completion, "__await__"):  # groq's parse() is a coroutine
+                completion = await completion
+        finally:
+            await backend_.aclose()
+    (path, headers), (sdk_path, sdk_headers) = server.requests
+    assert server.bodies[0] == server.bodies[1]
+    assert server.bodies[0]["response_format"]["json_schema"]["schema"] == schema["schema"]
+    assert server.bodies[0]["reasoning_effort"] == "low"
+    assert path == sdk_path
+    assert headers["authorization"] == sdk_headers["authorization"] == "Bearer test-key"
+    assert headers["content-type"] == sdk_headers["content-type"]
+    assert ours.text == completion.choices[0].message.content and ours.text
+    assert ours.finish_reason == completion.choices[0].finish_reason == "stop"
+    assert ours.tokens_in == completion.usage.prompt_tokens > 0
+    assert ours.tokens_out == completion.usage.completion_tokens > 0
+    assert ours.headers["x-ratelimit-limit-requests"] == "100"
+    assert ours.headers["x-ratelimit-limit-tokens"] == "10000"
+
+
+@pytest.mark.parametrize(
+    ("raw", "error"),
+    [
+        (b"<html>oops</html>", "malformed response"),
+        (b'{"error": "none"}', "the response has no choices"),
+        (b'{"choices": []}', "the response has no choices"),
+        (b'{"choices": ["text"]}', "malformed response"),
+        (
+            b'{"choices": [{"message": {"content": "hi"}}], "usage": {"prompt_tokens": "x"}}',
+            "malformed",
+        ),
+    ],
+)
+async def test_answers_that_are_not_completions_are_retryable_errors(
+    raw: bytes, error: str
+) -> None:
+    with ChatServer(lambda body: Reply(raw=raw)) as server:
+        backend = make_backend(settings_for(server))
+        try:
+            with pytest.raises(BackendError) as caught:
+                await backend.complete(ChatRequest([{"role": "user", "content": "x"}], 10, 0.0))
+        finally:
+            await backend.aclose()
+    assert caught.value.retryable and str(caught.value).startswith(error)
+
+
+async def test_an_answer_without_usage_or_content_counts_nothing_and_is_empty() -> None:
+    raw = b'{"choices": [{"message": {"role": "assistant", "content": null}}]}'
+    with ChatServer(lambda body: Reply(raw=raw)) as server:
+        backend = make_backend(settings_for(server))
+        try:
+            answer = await backend.complete(
+                ChatRequest([{"role": "user", "content": "x"}], 10, 0.0)
+            )
+        finally:
+            await backend.aclose()
+    assert (answer.text, answer.tokens_in, answer.tokens_out, answer.finish_reason) == (
+        "",
+        0,
+        0,
+        "",
+    )
 
 
 async def test_technique_asks_for_a_json_schema_with_the_twelve(store: Store) -> None:
