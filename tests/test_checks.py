@@ -12,19 +12,14 @@ import pytest
 
 from studio.cbt.checks import judge_answer
 from studio.demo import demo_rows
+from studio.errors import InvalidStage
 from studio.export import export_records
 from studio.ingest.formats import parse_cactus
 from studio.ingest.load import add_rows
 from studio.model import CactusRow, RecordStatus, Seed, Stage, StageStatus
 from studio.store import Store
-from studio.store.review import (
-    InvalidStage,
-    accept_remaining,
-    accept_stage,
-    change_technique,
-    save_edit,
-    undo_last,
-)
+from studio.store.review import accept_remaining, accept_stage, change_technique, save_edit
+from studio.store.undo import undo_last
 from studio.synth import chain
 from studio.train.dataset import build_sft_dataset
 from tests.chat_server import ChatServer, Reply, cbt_reply, detect_stage

@@ -15,7 +15,8 @@ from studio.resources import migrations_dir
 from studio.store import Store
 from studio.store import migrations as migrations_module
 from studio.store.events import EventAction
-from studio.store.review import accept_remaining, accept_stage, reject_record, undo_last
+from studio.store.review import accept_remaining, accept_stage, reject_record
+from studio.store.undo import undo_last
 from tests.test_store import _row  # a record with all four stages
 
 ME = "alice"

@@ -13,7 +13,7 @@ import pytest
 from studio.model import Stage, StageStatus
 from studio.provenance import build_provenance, reviewer_pseudonyms
 from studio.store import Store
-from studio.store.review import undo_last
+from studio.store.undo import undo_last
 from tests.conftest import FixedClock, cactus_row, write_jsonl
 
 NOTE = "client-name-in-this-note"

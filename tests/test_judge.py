@@ -16,7 +16,7 @@ from pydantic import SecretStr
 
 from studio.cbt.ctrs import CTRS_ITEMS, RATED_ITEMS
 from studio.commands.synth import one_run_per_database
-from studio.errors import BadInputError
+from studio.errors import BadInputError, UndoConflict
 from studio.ingest.load import add_rows
 from studio.judge import Judge
 from studio.judge.answer import AnswerError, judge_schema, parse_answer
@@ -30,7 +30,8 @@ from studio.store.judging import (
     ratings,
     records_to_judge,
 )
-from studio.store.review import UndoConflict, save_edit, undo_last
+from studio.store.review import save_edit
+from studio.store.undo import undo_last
 from studio.synth import SynthSettings, make_backend
 from tests.chat_server import ChatServer
 from tests.conftest import INTAKE_FORM, PLAN

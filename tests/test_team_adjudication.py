@@ -14,8 +14,8 @@ from studio.store.adjudication import Outcome, adjudicate, dispute, disputes
 from studio.store.assignments import assign
 from studio.store.decisions import decisions_of
 from studio.store.events import EventAction
-from studio.store.review import undo_last
 from studio.store.synthesis import StageResult, save_stage_result
+from studio.store.undo import undo_last
 from tests.conftest import PLAN
 from tests.test_store import _row
 

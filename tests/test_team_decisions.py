@@ -8,29 +8,25 @@ from pathlib import Path
 
 import pytest
 
-from studio.errors import NotAssigned
+from studio.errors import NotAssigned, UndoConflict
 from studio.ingest.load import add_rows
 from studio.model import STAGES, RecordStatus, Stage, StageStatus
 from studio.resources import migrations_dir
 from studio.store import Store
 from studio.store import migrations as migrations_module
 from studio.store.decisions import Decision, decisions_of, settle
+from studio.store.queue import QueueFilter, neighbor, queue_page, queue_rows
 from studio.store.review import (
-    QueueFilter,
-    UndoConflict,
     accept_remaining,
     accept_stage,
     change_technique,
     load_item,
-    neighbor,
-    queue_page,
-    queue_rows,
     reject_record,
     reject_stage,
     save_edit,
-    undo_last,
 )
 from studio.store.synthesis import mark_downstream_stale
+from studio.store.undo import undo_last
 from tests.conftest import PLAN
 from tests.test_store import _row
 

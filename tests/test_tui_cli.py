@@ -56,7 +56,8 @@ def test_keymap_spec() -> None:
 
 def test_review_side_of_the_core_never_loads_textual() -> None:
     code = (
-        "import sys, studio.store.review, studio.commands.review; print('textual' in sys.modules)"
+        "import sys, studio.store.queue, studio.store.review, studio.store.undo,"
+        " studio.store.drafts, studio.commands.review; print('textual' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

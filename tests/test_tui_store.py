@@ -1,4 +1,5 @@
-"""The review side of the store (`studio.store.review`): queue pages, counts, undo, drafts."""
+"""The review side of the store (`studio.store.queue`, `.review`, `.undo`, `.drafts`): queue pages,
+counts, decisions, undo, drafts."""
 
 from __future__ import annotations
 
@@ -6,28 +7,28 @@ from pathlib import Path
 
 import pytest
 
+from studio.errors import UndoConflict
 from studio.ingest.load import add_rows
 from studio.model import CactusRow, RecordStatus, Seed, Stage, StageStatus
 from studio.store import Store
-from studio.store.review import (
+from studio.store.drafts import delete_draft, drafts, save_draft
+from studio.store.queue import (
     QueueFilter,
-    UndoConflict,
-    accept_remaining,
-    accept_stage,
-    delete_draft,
-    drafts,
     neighbor,
     queue_count,
     queue_page,
     queue_rows,
+    review_stats,
+    status_counts,
+)
+from studio.store.review import (
+    accept_remaining,
+    accept_stage,
     reject_record,
     reject_stage,
-    review_stats,
-    save_draft,
     save_edit,
-    status_counts,
-    undo_last,
 )
+from studio.store.undo import undo_last
 from tests.conftest import DIALOGUE, INTAKE_FORM, PLAN
 
 ME = "dr_lee"
@@ -201,7 +202,8 @@ def test_review_stats_count_decisions_per_reviewer(filled: Store) -> None:
 
 def test_an_edit_based_on_an_old_text_is_not_saved_over_a_newer_one(tmp_path: Path) -> None:
     from studio.store import EditConflict
-    from studio.store.review import drafts, save_edit
+    from studio.store.drafts import drafts
+    from studio.store.review import save_edit
 
     with Store(tmp_path / "s.db") as store:
         row = CactusRow(Seed("p", "t"), {Stage.INTAKE_FORM: "original intake"})

@@ -49,7 +49,7 @@ def assign_command(
     """
     from studio.cbt.techniques import normalize_technique
     from studio.store.assignments import already_assigned, assign, undecided
-    from studio.store.review import QueueFilter, queue_ids
+    from studio.store.queue import QueueFilter, queue_ids
     from studio.team.assign import reviewer_names, split_records
 
     names = reviewer_names(reviewers)

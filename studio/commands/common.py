@@ -15,6 +15,7 @@ import sqlite3
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
@@ -247,9 +248,33 @@ def progress_bar(*, info: bool, transient: bool) -> Any:
     return Progress(*columns, transient=transient)
 
 
+@dataclass(frozen=True, slots=True)
+class BatchOptions:
+    """What the `batch_options` flags asked for, passed whole to `studio.commands.synth_batch`
+    and `studio.commands.judge_batch`."""
+
+    batch: bool
+    """`--batch`: through the server's Batch API."""
+    wait: bool
+    """`--wait`: stay until every request is back."""
+    cancel: bool
+    """`--cancel`: cancel the batches in flight."""
+    dry_run: bool
+    """`--dry-run`: requests, tokens and price; send nothing."""
+    completion_window: str
+    """How long the server may take ("24h")."""
+    poll_interval: float
+    """Seconds between polls while waiting (at first; it backs off while nothing moves)."""
+
+    @classmethod
+    def take(cls, options: dict[str, Any]) -> BatchOptions:
+        """The batch flags, taken out of a command's keyword arguments (the rest are settings)."""
+        return cls(**{f.name: options.pop(f.name) for f in fields(cls)})
+
+
 def batch_options(done: str) -> Callable[[F], F]:
-    """The Batch API options that `studio synth` and `studio judge` share; `done` names what the
-    batches bring back ("stage", "judgement")."""
+    """The Batch API options that `studio synth` and `studio judge` share (`BatchOptions.take`
+    reads them back); `done` names what the batches bring back ("stage", "judgement")."""
     options = [
         click.option(
             "--batch",

@@ -13,6 +13,7 @@ import click
 
 from studio.commands.common import (
     BACKEND_CHOICE,
+    BatchOptions,
     batch_options,
     db_option,
     handle_errors,
@@ -66,12 +67,12 @@ def judge_command(
     from studio.commands.synth import one_run_per_database
     from studio.synth import SynthSettings
 
-    batch = {k: options.pop(k) for k in _BATCH_OPTIONS}
-    use_batch = batch.pop("batch") or batch["wait"] or batch["cancel"] or batch["dry_run"]
+    batch = BatchOptions.take(options)
+    use_batch = batch.batch or batch.wait or batch.cancel or batch.dry_run
     if use_batch and per_item:
         raise BadInputError("--per-item runs live only; leave out --batch (or --per-item)")
     settings = SynthSettings.load(config_path, **options)
-    if use_batch and batch["dry_run"]:  # reads the database only: no key, no lock needed
+    if use_batch and batch.dry_run:  # reads the database only: no key, no lock needed
         from studio.commands.judge_batch import judge_dry_run
 
         judge_dry_run(db, settings, limit, rejudge)
@@ -86,7 +87,7 @@ def judge_command(
             if use_batch:
                 from studio.commands.judge_batch import judge_batch
 
-                judge_batch(db, settings, limit, rejudge, **batch)
+                judge_batch(db, settings, limit, rejudge, batch)
                 return
             summary = _judge(db, settings, limit, rejudge, per_item=per_item)
     except KeyboardInterrupt:
@@ -107,9 +108,6 @@ def judge_command(
             f"{summary.failed} judgement{'s' * (summary.failed > 1)} failed; they are stored with"
             " the reason and the raw answer, and `studio judge` tries them again"
         )
-
-
-_BATCH_OPTIONS = ("batch", "wait", "cancel", "dry_run", "completion_window", "poll_interval")
 
 
 def _judge(

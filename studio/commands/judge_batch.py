@@ -9,37 +9,26 @@ from typing import Any
 
 import click
 
-from studio.commands.common import open_store
+from studio.commands.common import BatchOptions, open_store
 from studio.commands.synth_batch import print_estimate, run_batches
 from studio.errors import StudioError
 
 
 def judge_batch(
-    db: Path,
-    settings: Any,
-    limit: int | None,
-    rejudge: bool,
-    *,
-    wait: bool,
-    cancel: bool,
-    dry_run: bool,
-    completion_window: str,
-    poll_interval: float,
+    db: Path, settings: Any, limit: int | None, rejudge: bool, batch: BatchOptions
 ) -> None:
     from studio.judge.batch import BatchJudge
 
     runner = run_batches(
         db,
         lambda store, client: BatchJudge(
-            store, client, settings, rejudge=rejudge, window=completion_window
+            store, client, settings, rejudge=rejudge, window=batch.completion_window
         ),
         settings,
+        batch,
         again="studio judge --batch",
         reasons="the records stay unjudged",
         limit=limit,
-        wait=wait,
-        cancel=cancel,
-        poll_interval=poll_interval,
     )
     judged = runner.judged
     if judged.records:

@@ -17,6 +17,7 @@ import click
 from studio.commands.common import (
     BACKEND_CHOICE,
     MODE_CHOICE,
+    BatchOptions,
     batch_options,
     db_option,
     handle_errors,
@@ -71,23 +72,23 @@ def synth_command(db: Path, limit: int | None, config_path: Path | None, **optio
     interruption, run it again to finish the job (answers already received are not paid twice).
     Exits 1 when any stage failed (the summary counts the reasons), 130 on Ctrl-C.
     """
-    batch = {k: options.pop(k) for k in _BATCH_OPTIONS}
-    use_batch = batch.pop("batch") or batch["wait"] or batch["cancel"]
+    batch = BatchOptions.take(options)
+    use_batch = batch.batch or batch.wait or batch.cancel
     try:
         from studio.synth import SynthSettings
 
         settings = SynthSettings.load(config_path, **options)
-        if batch["dry_run"]:  # reads the database only: no key, no lock needed
+        if batch.dry_run:  # reads the database only: no key, no lock needed
             from studio.commands.synth_batch import synth_batch
 
-            synth_batch(db, limit, settings, **batch)
+            synth_batch(db, limit, settings, batch)
             return
         settings = settings.validate()
         with one_run_per_database(db):  # one run per database, live or batch
             if use_batch:
                 from studio.commands.synth_batch import synth_batch
 
-                synth_batch(db, limit, settings, **batch)
+                synth_batch(db, limit, settings, batch)
             else:
                 _synth(db, limit, settings)
     except KeyboardInterrupt:
@@ -95,9 +96,6 @@ def synth_command(db: Path, limit: int | None, config_path: Path | None, **optio
         # lock). Exit as the shell expects of an interrupted command, not click's "Aborted!" (1).
         click.echo("interrupted — finished work is saved; run `studio synth` again to go on")
         sys.exit(130)
-
-
-_BATCH_OPTIONS = ("batch", "wait", "cancel", "dry_run", "completion_window", "poll_interval")
 
 
 def _synth(db: Path, limit: int | None, settings: Any) -> None:

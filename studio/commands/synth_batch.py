@@ -11,36 +11,26 @@ from typing import Any
 
 import click
 
-from studio.commands.common import open_store, progress_bar
+from studio.commands.common import BatchOptions, open_store, progress_bar
 from studio.errors import StudioError
 
 
-def synth_batch(
-    db: Path,
-    limit: int | None,
-    settings: Any,
-    *,
-    wait: bool,
-    cancel: bool,
-    dry_run: bool,
-    completion_window: str,
-    poll_interval: float,
-) -> None:
-    if dry_run:
+def synth_batch(db: Path, limit: int | None, settings: Any, batch: BatchOptions) -> None:
+    if batch.dry_run:
         _dry_run(db, limit, settings)
         return
     from studio.synth.batch import BatchSynthesizer
 
     run_batches(
         db,
-        lambda store, client: BatchSynthesizer(store, client, settings, window=completion_window),
+        lambda store, client: BatchSynthesizer(
+            store, client, settings, window=batch.completion_window
+        ),
         settings,
+        batch,
         again="studio synth --batch",
         reasons="the stages' errors say more",
         limit=limit,
-        wait=wait,
-        cancel=cancel,
-        poll_interval=poll_interval,
     )
 
 
@@ -48,13 +38,11 @@ def run_batches(
     db: Path,
     make_runner: Callable[[Any, Any], Any],
     settings: Any,
+    batch: BatchOptions,
     *,
     again: str,
     reasons: str,
     limit: int | None,
-    wait: bool,
-    cancel: bool,
-    poll_interval: float,
 ) -> Any:
     """One batch run of any job kind (`make_runner(store, client)` builds its `BatchRunner`):
     collect, submit, maybe wait or cancel, and say what happened. Returns the runner."""
@@ -63,16 +51,16 @@ def run_batches(
     client = BatchClient(settings)
     with open_store(db) as store:
         runner = make_runner(store, client)
-        progress = _Progress() if wait and sys.stdout.isatty() else None
+        progress = _Progress() if batch.wait and sys.stdout.isatty() else None
         if progress is not None:
             runner.on_poll = progress.update
         interrupted = False
         try:
-            if cancel:
+            if batch.cancel:
                 cancelled = asyncio.run(_cancel(runner, client))
                 click.echo(f"cancelled {cancelled} batch{'es' * (cancelled != 1)}")
             else:
-                asyncio.run(_run(runner, client, limit, wait, poll_interval))
+                asyncio.run(_run(runner, client, limit, batch.wait, batch.poll_interval))
         except KeyboardInterrupt:
             interrupted = True
         finally:
@@ -83,7 +71,7 @@ def run_batches(
         click.echo(f"interrupted — batches in flight stay in flight; run `{again}` again")
         sys.exit(130)
     waiting = sum(runner.summary.waiting.values())
-    if waiting and not cancel:
+    if waiting and not batch.cancel:
         raise StudioError(
             f"{waiting} request{'s' * (waiting > 1)} came back without an answer"
             f" ({_counts(runner.summary.waiting)}); {reasons}, and `{again}` submits them"

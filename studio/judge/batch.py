@@ -14,8 +14,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from studio.judge.answer import AnswerError, judge_schema, parse_answer
 from studio.judge.engine import (
     JUDGE_TEMPLATE,
@@ -127,16 +125,6 @@ class BatchJudge(BatchRunner):
             self.summary.cache_hits += 1
             self.judged.cache_hits += 1
             return None
-        body: dict[str, Any] = {
-            "model": self.settings.model_id,
-            "messages": messages,
-            "temperature": self.settings.temperature,
-            "max_tokens": self.settings.max_tokens,
-        }
-        if self.settings.reasoning_effort:
-            body["reasoning_effort"] = self.settings.reasoning_effort
-        if schema is not None:
-            body["response_format"] = {"type": "json_schema", "json_schema": schema}
         planned = PlannedRequest(
             record_id=record_id,
             stage=JudgeJob.JUDGE,
@@ -146,7 +134,7 @@ class BatchJudge(BatchRunner):
             # For the judge: the hash of the dialogue it reads (a score belongs to that text).
             stage_updated_at=text_hash(shown.dialogue),
         )
-        return Prepared(planned, orjson.dumps(body))
+        return self._prepared(planned, messages, schema)
 
     # -- answers ------------------------------------------------------------------------------
 

@@ -114,30 +114,52 @@ def explain_database_error(exc: sqlite3.Error) -> str:
     full disk reads as a full disk even when it surfaces inside another statement."""
     name = getattr(exc, "sqlite_errorname", "") or ""
     text = str(exc)
-    if name.startswith("SQLITE_FULL") or "disk is full" in text:
-        return (
-            "the disk is full (database or disk is full); free some space and run again — "
-            "the unfinished change was not saved, everything before it is kept"
-        )
-    if name.startswith("SQLITE_CORRUPT") or "malformed" in text:
-        return (
-            f"the database file is damaged ({text}); restore it from a backup, or save what is "
-            "readable with `sqlite3 FILE .recover | sqlite3 recovered.db`"
-        )
-    if name.startswith("SQLITE_NOTADB") or "not a database" in text:
-        return f"not a usable CBT Studio database ({text}); check the path"
-    if name.startswith("SQLITE_READONLY") or "readonly database" in text:
-        return (
-            f"the database cannot be changed here ({text}); make the file and its folder "
-            "writable, or copy it somewhere writable (stats, export and review can still read it)"
-        )
-    if name.startswith("SQLITE_CANTOPEN") or "unable to open" in text:
-        return f"cannot open the database file ({text}); check the path and its permissions"
-    if name.startswith("SQLITE_BUSY") or "locked" in text:
-        return (
-            f"the database stayed locked by another process for {BUSY_TIMEOUT_S:.0f} s ({text}); "
-            "run again when it is done"
-        )
-    if name.startswith("SQLITE_IOERR") or "disk I/O" in text:
-        return f"the disk reported an error ({text}); check the disk and its free space"
+    for code, words, explanation in _EXPLANATIONS:
+        if name.startswith(code) or words in text:
+            return explanation.format(text=text, busy_s=BUSY_TIMEOUT_S)
     return f"not a usable CBT Studio database ({text})"
+
+
+#: SQLite's result code, words of its message that say the same, and what to tell a person
+#: (`{text}`: SQLite's message); the first that matches answers.
+_EXPLANATIONS: tuple[tuple[str, str, str], ...] = (
+    (
+        "SQLITE_FULL",
+        "disk is full",
+        "the disk is full (database or disk is full); free some space and run again — "
+        "the unfinished change was not saved, everything before it is kept",
+    ),
+    (
+        "SQLITE_CORRUPT",
+        "malformed",
+        "the database file is damaged ({text}); restore it from a backup, or save what is "
+        "readable with `sqlite3 FILE .recover | sqlite3 recovered.db`",
+    ),
+    (
+        "SQLITE_NOTADB",
+        "not a database",
+        "not a usable CBT Studio database ({text}); check the path",
+    ),
+    (
+        "SQLITE_READONLY",
+        "readonly database",
+        "the database cannot be changed here ({text}); make the file and its folder "
+        "writable, or copy it somewhere writable (stats, export and review can still read it)",
+    ),
+    (
+        "SQLITE_CANTOPEN",
+        "unable to open",
+        "cannot open the database file ({text}); check the path and its permissions",
+    ),
+    (
+        "SQLITE_BUSY",
+        "locked",
+        "the database stayed locked by another process for {busy_s:.0f} s ({text}); "
+        "run again when it is done",
+    ),
+    (
+        "SQLITE_IOERR",
+        "disk I/O",
+        "the disk reported an error ({text}); check the disk and its free space",
+    ),
+)

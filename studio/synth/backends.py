@@ -216,7 +216,7 @@ class SdkBackend:
     def _status_error(self, exc: Any, params: Mapping[str, Any]) -> Exception:
         status = int(exc.status_code)
         headers = {k.lower(): v for k, v in exc.response.headers.items()}
-        message = _error_message(exc)
+        message = error_message(exc)
         if status == 429 or status >= 500 or status == 408:
             return BackendError(
                 f"HTTP {status}: {message}",
@@ -272,7 +272,9 @@ def _chat_response(completion: Any, headers: dict[str, str]) -> ChatResponse:
         raise BackendError(f"malformed response ({exc})", retryable=True) from exc
 
 
-def _error_message(exc: Any) -> str:
+def error_message(exc: Any) -> str:
+    """The server's own words in an SDK status error (openai's and groq's alike): the body's
+    `error.message` where it has one, else the exception's message."""
     body = getattr(exc, "body", None)
     if isinstance(body, dict):
         error = body.get("error", body)

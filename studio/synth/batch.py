@@ -74,7 +74,7 @@ from studio.synth.batch_api import (
 )
 from studio.synth.batch_estimate import next_stage
 from studio.synth.settings import SynthSettings
-from studio.synth.templates import prompt_hash
+from studio.synth.templates import Messages, prompt_hash
 
 # -- one run ------------------------------------------------------------------------------------
 
@@ -151,6 +151,7 @@ class BatchRunner:
         max_bytes: int = MAX_BYTES,
         on_poll: Listener | None = None,
     ) -> None:
+        self._check_settings(settings)
         self.store = store
         self.client = client
         self.settings = settings
@@ -358,6 +359,10 @@ class BatchRunner:
 
     # -- what a job kind supplies ---------------------------------------------------------------
 
+    @staticmethod
+    def _check_settings(settings: SynthSettings) -> None:
+        """Refuse settings this job kind cannot run with (`BadInputError`); called first thing."""
+
     def _ready(self, *, limit: int | None = None) -> Iterator[tuple[Job, Prepared]]:
         """Every request ready to go now, rendered one at a time, with its job."""
         raise NotImplementedError
@@ -365,6 +370,23 @@ class BatchRunner:
     def _answer(self, row: BatchRow, request: BatchRequest, answer: Answer) -> None:
         """Check and store one answer, and close its request (`finish_request`)."""
         raise NotImplementedError
+
+    def _prepared(
+        self, planned: PlannedRequest, messages: Messages, schema: dict[str, Any] | None
+    ) -> Prepared:
+        """The batch line of a request: the body a live call sends (the settings' model,
+        temperature, token limit and reasoning effort; the JSON schema when there is one)."""
+        body: dict[str, Any] = {
+            "model": self.settings.model_id,
+            "messages": messages,
+            "temperature": self.settings.temperature,
+            "max_tokens": self.settings.max_tokens,
+        }
+        if self.settings.reasoning_effort:
+            body["reasoning_effort"] = self.settings.reasoning_effort
+        if schema is not None:
+            body["response_format"] = {"type": "json_schema", "json_schema": schema}
+        return Prepared(planned, orjson.dumps(body))
 
     def ready(self, *, limit: int | None = None) -> dict[Job, list[Prepared]]:
         """Every request ready now, rendered, by job."""
@@ -470,32 +492,15 @@ class BatchSynthesizer(BatchRunner):
 
     jobs: frozenset[Job] = frozenset(STAGES)
 
-    def __init__(
-        self,
-        store: Store,
-        client: BatchClient,
-        settings: SynthSettings,
-        *,
-        window: str = "24h",
-        max_requests: int = MAX_REQUESTS,
-        max_bytes: int = MAX_BYTES,
-        on_poll: Listener | None = None,
-    ) -> None:
+    _chosen: list[int] | None = None
+    """With a limit: the records this run works on (picked in its first round)."""
+
+    @staticmethod
+    def _check_settings(settings: SynthSettings) -> None:
         if settings.mode is not SynthMode.SCRIPT:
             raise BadInputError(
                 "--batch writes dialogues in script mode (two-agent turns depend on each other)"
             )
-        super().__init__(
-            store,
-            client,
-            settings,
-            window=window,
-            max_requests=max_requests,
-            max_bytes=max_bytes,
-            on_poll=on_poll,
-        )
-        self._chosen: list[int] | None = None
-        """With a limit: the records this run works on (picked in its first round)."""
 
     def _answer(self, row: BatchRow, request: BatchRequest, answer: Answer) -> None:
         stage = _stage(request)
@@ -638,16 +643,6 @@ class BatchSynthesizer(BatchRunner):
                 self.summary.cache_hits += 1
                 self.summary.count(result.status.value)
                 return None
-        body: dict[str, Any] = {
-            "model": self.settings.model_id,
-            "messages": messages,
-            "temperature": self.settings.temperature,
-            "max_tokens": self.settings.max_tokens,
-        }
-        if self.settings.reasoning_effort:
-            body["reasoning_effort"] = self.settings.reasoning_effort
-        if schema is not None:
-            body["response_format"] = {"type": "json_schema", "json_schema": schema}
         planned = PlannedRequest(
             record_id=record.id,
             stage=stage,
@@ -656,7 +651,7 @@ class BatchSynthesizer(BatchRunner):
             template_version=template.label,
             stage_updated_at=expected.updated_at,
         )
-        return Prepared(planned, orjson.dumps(body))
+        return self._prepared(planned, messages, schema)
 
 
 def _jsonl(data: bytes) -> Iterable[dict[str, Any]]:

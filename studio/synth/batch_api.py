@@ -10,6 +10,7 @@ from typing import Any
 
 from studio.errors import BadInputError, StudioError
 from studio.model import BackendName
+from studio.synth.backends import error_message
 from studio.synth.settings import SynthSettings
 
 #: Groq's (and OpenAI's) limits for one batch's input file.
@@ -101,7 +102,7 @@ class BatchClient:
             return await result if inspect.isawaitable(result) else result
         except errors.APIStatusError as exc:
             status = int(exc.status_code)
-            message = _error_message(exc)
+            message = error_message(exc)
             if status in (401, 403):
                 raise BadInputError(
                     f"the {self.backend} server refused the API key: {message}"
@@ -172,12 +173,3 @@ class BatchClient:
 
     async def aclose(self) -> None:
         await self._client.close()
-
-
-def _error_message(exc: Any) -> str:
-    body = getattr(exc, "body", None)
-    if isinstance(body, dict):
-        error = body.get("error", body)
-        if isinstance(error, dict) and error.get("message"):
-            return str(error["message"])
-    return str(getattr(exc, "message", exc))

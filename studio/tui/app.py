@@ -20,7 +20,8 @@ from textual.worker import Worker, WorkerState, get_current_worker
 
 from studio.errors import StudioError
 from studio.model import Stage
-from studio.store.review import Draft, QueueFilter, delete_draft, drafts
+from studio.store.drafts import Draft, delete_draft, drafts
+from studio.store.queue import QueueFilter
 from studio.store.store import Clock
 from studio.team.guidelines import guidelines_path, load_guidelines
 from studio.train.control import POLL_INTERVAL_S, RunControl, find_live_run

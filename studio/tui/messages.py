@@ -16,15 +16,11 @@ from studio.judge.agreement import AgreementReport
 from studio.judge.coverage import Spread
 from studio.model import RecordStatus, Stage
 from studio.store.adjudication import Dispute
-from studio.store.review import (
-    Draft,
-    QueueFilter,
-    QueueRow,
-    ReviewItem,
-    ReviewStats,
-    Undone,
-)
+from studio.store.drafts import Draft
+from studio.store.queue import QueueFilter, QueueRow, ReviewStats
+from studio.store.review import ReviewItem
 from studio.store.store import StageView
+from studio.store.undo import Undone
 from studio.team.agreement import TeamAgreement
 from studio.train.events import TrainEvent
 from studio.train.launch import RunnerOptions

@@ -29,8 +29,8 @@ from studio.store.adjudication import (
     adjudicate,
     disputes,
 )
-from studio.store.review import Undone, undo_last
 from studio.store.store import Store
+from studio.store.undo import Undone, undo_last
 from studio.tui.formatting import one_line
 from studio.tui.messages import DisputesLoaded
 from studio.tui.screens.base import StudioScreen

@@ -9,8 +9,8 @@ from textual.dom import DOMNode
 from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 
+from studio.errors import UndoConflict
 from studio.store import EditConflict
-from studio.store.review import UndoConflict
 from studio.tui.regenerate import NoBackend
 
 if TYPE_CHECKING:

@@ -15,7 +15,7 @@ from textual.widgets import Input, Label, OptionList, Static
 from textual.widgets.option_list import Option
 
 from studio.cbt.techniques import TECHNIQUES
-from studio.store.review import Draft
+from studio.store.drafts import Draft
 from studio.tui.formatting import one_line, short_time
 from studio.tui.messages import DraftDiscarded
 from studio.tui.widgets.diff_view import diff_text

@@ -16,7 +16,8 @@ from textual.widgets import Label, TextArea
 from textual.worker import Worker
 
 from studio.model import Stage
-from studio.store.review import delete_draft, judge_edit, save_draft
+from studio.store.drafts import delete_draft, save_draft
+from studio.store.review import judge_edit
 from studio.tui.messages import DraftSaved
 from studio.tui.screens.base import report_worker_failure
 from studio.tui.screens.dialogs import ConfirmScreen

@@ -16,7 +16,7 @@ from textual.timer import Timer
 from textual.widgets import DataTable, Header, Input, Static
 
 from studio.model import RecordStatus
-from studio.store.review import (
+from studio.store.queue import (
     QueueFilter,
     QueueRow,
     queue_count,

@@ -21,21 +21,19 @@ from textual.widgets import Header, Static
 from studio.cbt.ctrs import ITEM_LABELS, RATED_ITEMS
 from studio.model import APPROVED, STAGES, RecordStatus, Stage, StageStatus
 from studio.store.judging import rate
+from studio.store.queue import QueueFilter, neighbor
 from studio.store.review import (
-    QueueFilter,
     ReviewItem,
-    Undone,
     accept_remaining,
     accept_stage,
     change_technique,
     load_item,
-    neighbor,
     reject_record,
     reject_stage,
     save_edit,
-    undo_last,
 )
 from studio.store.store import Store
+from studio.store.undo import Undone, undo_last
 from studio.tui.formatting import status_content
 from studio.tui.messages import (
     DecisionSaved,

@@ -16,7 +16,7 @@ from textual.widgets import Header, Label, Static
 
 from studio.judge.agreement import agreement_report
 from studio.judge.coverage import coverage
-from studio.store.review import ReviewStats, review_stats
+from studio.store.queue import ReviewStats, review_stats
 from studio.team.agreement import decided_kinds, team_agreement
 from studio.team.agreement_tables import agreement_view
 from studio.tui.formatting import status_label

@@ -10,7 +10,7 @@ from textual.widgets import Static
 from studio.cbt.dialogue import Dialogue, DialogueError, check_dialogue, parse_dialogue
 from studio.model import Stage, StageStatus
 from studio.store import StageView
-from studio.store.review import Draft
+from studio.store.drafts import Draft
 from studio.tui.formatting import PREVIEW_CHARS, STATUS_COLOR, left_out, preview, status_label
 from studio.tui.widgets.dialogue_view import DialogueView
 
