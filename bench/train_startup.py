@@ -1,0 +1,237 @@
+"""Benchmark: `studio train` against a plain TRL script — start-up, per-step cost, total wall.
+
+    python bench/train_startup.py                 # 3 interleaved rounds of 30 steps
+    python bench/train_startup.py --rounds 5 --steps 30 --json
+
+Issue 16's goal: from launch to the first optimizer step, `studio train` takes ≤ 1.2x the plain
+script (`bench/train_plain_sft.py`); the per-step cost is the same.
+
+Nothing is downloaded. Set-up builds a tiny random Llama (by default hidden 64, 2 layers, a
+512-token context; the test helper's byte-level BPE tokenizer) and a database holding the shipped
+demo dialogues, all accepted. The examples the plain script trains on are the studio's own (the runner's `prepare`: the same split,
+the same `max_length`, the same fitted rows) written as TRL prompt/completion rows; its settings
+are the `seed` recipe as it runs on a CPU (plain LoRA, fp32, AdamW), written out by hand.
+
+Each round runs, in fresh processes and in turn (so a busy machine slows both alike):
+
+- **studio**: `python -m studio train --db … --base-model … --max-steps N --output …`, the
+  command a person types (it checks, launches `python -m studio.train` and follows its log);
+- **plain**: `python bench/train_plain_sft.py …` (model, LoRA, `SFTTrainer`, `save_model`).
+
+Times are wall-clock: the launch (`time.time()` just before the process starts), the first and
+last optimizer steps (the studio's step events in `events.jsonl`; the plain script's callback
+prints them), and the process's exit. Per step is (last − first) / (N − 1); for the studio the
+evaluations that fall between those steps are taken out (each one's time is from the step event
+before it to its eval event) and reported on their own. Medians over the rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from studio.demo import demo_rows  # noqa: E402
+from studio.model import CactusRow  # noqa: E402
+from studio.store import Store  # noqa: E402
+from studio.train.events import EvalEvent, StepEvent, TrainEvent, parse_event  # noqa: E402
+
+
+@dataclass
+class Timing:
+    tool: str
+    startup_s: float
+    """Launch → end of the first optimizer step."""
+    per_step_s: float
+    """Mean optimizer step from the first to the last (evaluations taken out)."""
+    eval_s: float
+    """Evaluations between the first and last steps."""
+    total_s: float
+    """Launch → the process exited."""
+
+
+def build_fixture(work: Path, *, hidden: int, layers: int, context: int) -> tuple[Path, Path]:
+    """The tiny model and a database of the demo dialogues, all accepted.
+
+    The model's context (`max_position_embeddings`) caps the studio's `max_length`, so a short
+    one keeps a step short on a busy CPU: start-up is what this bench is about.
+    """
+    from tests.tiny_model import build_tiny_llama
+
+    model_dir = work / f"tiny-llama-{hidden}x{layers}-{context}"
+    if not (model_dir / "config.json").is_file():
+        build_tiny_llama(model_dir, hidden_size=hidden, num_hidden_layers=layers)
+        config_path = model_dir / "config.json"
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+        config["max_position_embeddings"] = context
+        config_path.write_text(json.dumps(config, indent=2), encoding="utf-8")
+    db = work / "studio.db"
+    if not db.exists():
+        rows = [row for row in demo_rows() if isinstance(row, CactusRow)]
+        with Store(db) as store:
+            store.add_rows(rows, accepted_by="bench")
+    return model_dir, db
+
+
+def export_examples(db: Path, model_dir: Path, work: Path) -> tuple[Path, int]:
+    """The runner's own training rows (after fitting) as JSON lines; returns them and max_length."""
+    from studio.train.launch import RunnerOptions
+    from studio.train.runner import prepare
+
+    prepared = prepare(RunnerOptions(db=db, base_model=str(model_dir), output=work / "unused"))
+    path = work / "train.jsonl"
+    with path.open("w", encoding="utf-8") as out:
+        for example in prepared.dataset.train:
+            out.write(json.dumps(example.row()) + "\n")
+    assert prepared.config.max_length is not None
+    return path, prepared.config.max_length
+
+
+def _stamp(ts: str) -> float:
+    return datetime.fromisoformat(ts).timestamp()
+
+
+def run_studio(db: Path, model_dir: Path, out: Path, steps: int) -> Timing:
+    argv = [
+        sys.executable, "-m", "studio", "train", "--db", str(db), "--base-model", str(model_dir),
+        "--output", str(out), "--max-steps", str(steps), "--events",
+    ]  # fmt: skip
+    launched = time.time()
+    proc = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, env=_env(), check=False)
+    ended = time.time()
+    if proc.returncode != 0:
+        sys.exit(f"studio train failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    lines = (out / "events.jsonl").read_text(encoding="utf-8").splitlines()
+    events: list[TrainEvent] = [e for e in map(parse_event, lines) if e is not None]
+    step_times = [_stamp(e.ts) for e in events if isinstance(e, StepEvent)]
+    eval_s = 0.0
+    previous: float | None = None
+    for event in events:
+        if isinstance(event, StepEvent):
+            previous = _stamp(event.ts)
+        elif isinstance(event, EvalEvent) and previous is not None:
+            # Only the evaluations between the first and last steps slow the steps down.
+            if step_times[0] <= previous < step_times[-1]:
+                eval_s += _stamp(event.ts) - previous
+    first, last = step_times[0], step_times[-1]
+    return Timing(
+        "studio",
+        startup_s=first - launched,
+        per_step_s=(last - first - eval_s) / max(len(step_times) - 1, 1),
+        eval_s=eval_s,
+        total_s=ended - launched,
+    )
+
+
+def run_plain(
+    examples: Path, model_dir: Path, out: Path, steps: int, max_length: int
+) -> Timing:
+    argv = [
+        sys.executable, str(ROOT / "bench" / "train_plain_sft.py"), str(model_dir),
+        str(examples), str(out), "--max-steps", str(steps), "--max-length", str(max_length),
+    ]  # fmt: skip
+    launched = time.time()
+    proc = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, env=_env(), check=False)
+    ended = time.time()
+    if proc.returncode != 0:
+        sys.exit(f"the plain script failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    stamps = [json.loads(line)["t"] for line in proc.stdout.splitlines() if line.startswith("{")]
+    first, last = stamps[0], stamps[-1]
+    return Timing(
+        "plain",
+        startup_s=first - launched,
+        per_step_s=(last - first) / max(steps - 1, 1),
+        eval_s=0.0,
+        total_s=ended - launched,
+    )
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "STUDIO_DB"}
+    env["PYTHONPATH"] = str(ROOT)
+    env["HF_HUB_OFFLINE"] = "1"
+    return env
+
+
+def median(timings: list[Timing], field: str) -> float:
+    return statistics.median(getattr(t, field) for t in timings)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--hidden", type=int, default=64, help="the tiny Llama's hidden size")
+    parser.add_argument("--layers", type=int, default=2, help="the tiny Llama's layers")
+    parser.add_argument("--context", type=int, default=512, help="the tiny Llama's context")
+    parser.add_argument("--work", type=Path, default=None, help="keep the fixture here")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+
+    with tempfile.TemporaryDirectory(prefix="train-startup-") as tmp:
+        work = args.work or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        model_dir, db = build_fixture(
+            work, hidden=args.hidden, layers=args.layers, context=args.context
+        )
+        examples, max_length = export_examples(db, model_dir, work)
+        results: dict[str, list[Timing]] = {"studio": [], "plain": []}
+        for round_no in range(args.rounds):
+            runs = work / f"round-{round_no}-{time.time_ns()}"
+            # Alternate which goes first, so neither always runs on a cooler machine.
+            order = ("studio", "plain") if round_no % 2 == 0 else ("plain", "studio")
+            for tool in order:
+                if tool == "studio":
+                    timing = run_studio(db, model_dir, runs / "studio", args.steps)
+                else:
+                    timing = run_plain(examples, model_dir, runs / "plain", args.steps, max_length)
+                results[tool].append(timing)
+                print(f"round {round_no + 1}: {timing}", file=sys.stderr)
+
+    fields = ("startup_s", "per_step_s", "eval_s", "total_s")
+    summary = {
+        "machine": f"{os.cpu_count()} cores ({platform.processor() or platform.machine()}), "
+        f"Python {platform.python_version()}",
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "steps": args.steps,
+        "rounds": args.rounds,
+        "max_length": max_length,
+        "medians": {tool: {f: round(median(ts, f), 3) for f in fields} for tool, ts in results.items()},
+        "ratios": {
+            f: round(median(results["studio"], f) / median(results["plain"], f), 2)
+            for f in ("startup_s", "per_step_s", "total_s")
+        },
+        "runs": {tool: [asdict(t) for t in ts] for tool, ts in results.items()},
+    }
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    print(f"{summary['machine']}, load {summary['load_average']}: {args.steps} steps, "
+          f"max_length {max_length}, medians of {args.rounds} rounds")
+    print("| | start-up | per step | evaluation | total |")
+    print("| --- | --- | --- | --- | --- |")
+    for tool in ("studio", "plain"):
+        m = summary["medians"][tool]
+        print(f"| {tool} | {m['startup_s']:.2f} s | {m['per_step_s']:.3f} s | "
+              f"{m['eval_s']:.2f} s | {m['total_s']:.2f} s |")
+    r = summary["ratios"]
+    print(f"| studio / plain | {r['startup_s']:.2f}x | {r['per_step_s']:.2f}x | | {r['total_s']:.2f}x |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
