@@ -6,7 +6,8 @@ What a person writes by hand from TRL's docs: the model in fp32 on the CPU, LoRA
 prompt/completion rows read from a JSON-lines file, `SFTTrainer` with the same settings as the
 studio's `seed` recipe on a CPU (batch 1 x 2 accumulation, AdamW, gradient checkpointing,
 completion-only loss), then `save_model`. No evaluation, no bookkeeping. It prints the wall-clock
-time (`time.time()`) of the first and last optimizer steps, one JSON line each, on stdout.
+time (`time.time()`) of the first and last optimizer steps, one line each on stdout
+(`step-clock {"step": 1, "t": …}`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from datasets import Dataset
@@ -22,13 +24,16 @@ from peft import LoraConfig
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
 from trl import SFTConfig, SFTTrainer
 
+#: Marks this script's own lines on stdout (the trainer prints its logs there too).
+CLOCK = "step-clock"
+
 
 class StepClock(TrainerCallback):
     """Prints when the first and the last optimizer steps ended."""
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if state.global_step in (1, state.max_steps):
-            print(json.dumps({"step": state.global_step, "t": time.time()}), flush=True)
+            print(CLOCK, json.dumps({"step": state.global_step, "t": time.time()}), flush=True)
 
 
 def main() -> int:
@@ -40,7 +45,7 @@ def main() -> int:
     parser.add_argument("--max-length", type=int, required=True)
     args = parser.parse_args()
 
-    with open(args.examples, encoding="utf-8") as lines:
+    with Path(args.examples).open(encoding="utf-8") as lines:
         rows = [json.loads(line) for line in lines]
     tokenizer = AutoTokenizer.from_pretrained(args.model_dir)
     model = AutoModelForCausalLM.from_pretrained(

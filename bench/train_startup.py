@@ -31,6 +31,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -48,6 +49,8 @@ from studio.model import CactusRow  # noqa: E402
 from studio.store import Store  # noqa: E402
 from studio.train.events import EvalEvent, StepEvent, TrainEvent, parse_event  # noqa: E402
 
+CLOCK = "step-clock"  # the plain script's step lines (bench/train_plain_sft.py)
+
 
 @dataclass
 class Timing:
@@ -60,6 +63,9 @@ class Timing:
     """Evaluations between the first and last steps."""
     total_s: float
     """Launch → the process exited."""
+    cpu_s: float
+    """CPU time (user + system) of the process and everything it started: less disturbed than
+    wall time by the other work on a shared machine."""
 
 
 def build_fixture(work: Path, *, hidden: int, layers: int, context: int) -> tuple[Path, Path]:
@@ -108,9 +114,9 @@ def run_studio(db: Path, model_dir: Path, out: Path, steps: int) -> Timing:
         sys.executable, "-m", "studio", "train", "--db", str(db), "--base-model", str(model_dir),
         "--output", str(out), "--max-steps", str(steps), "--events",
     ]  # fmt: skip
-    launched = time.time()
+    launched, cpu = time.time(), _children_cpu()
     proc = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, env=_env(), check=False)
-    ended = time.time()
+    ended, cpu = time.time(), _children_cpu() - cpu
     if proc.returncode != 0:
         sys.exit(f"studio train failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
     lines = (out / "events.jsonl").read_text(encoding="utf-8").splitlines()
@@ -121,10 +127,13 @@ def run_studio(db: Path, model_dir: Path, out: Path, steps: int) -> Timing:
     for event in events:
         if isinstance(event, StepEvent):
             previous = _stamp(event.ts)
-        elif isinstance(event, EvalEvent) and previous is not None:
+        elif (
+            isinstance(event, EvalEvent)
+            and previous is not None
             # Only the evaluations between the first and last steps slow the steps down.
-            if step_times[0] <= previous < step_times[-1]:
-                eval_s += _stamp(event.ts) - previous
+            and step_times[0] <= previous < step_times[-1]
+        ):
+            eval_s += _stamp(event.ts) - previous
     first, last = step_times[0], step_times[-1]
     return Timing(
         "studio",
@@ -132,22 +141,25 @@ def run_studio(db: Path, model_dir: Path, out: Path, steps: int) -> Timing:
         per_step_s=(last - first - eval_s) / max(len(step_times) - 1, 1),
         eval_s=eval_s,
         total_s=ended - launched,
+        cpu_s=cpu,
     )
 
 
-def run_plain(
-    examples: Path, model_dir: Path, out: Path, steps: int, max_length: int
-) -> Timing:
+def run_plain(examples: Path, model_dir: Path, out: Path, steps: int, max_length: int) -> Timing:
     argv = [
         sys.executable, str(ROOT / "bench" / "train_plain_sft.py"), str(model_dir),
         str(examples), str(out), "--max-steps", str(steps), "--max-length", str(max_length),
     ]  # fmt: skip
-    launched = time.time()
+    launched, cpu = time.time(), _children_cpu()
     proc = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, env=_env(), check=False)
-    ended = time.time()
+    ended, cpu = time.time(), _children_cpu() - cpu
     if proc.returncode != 0:
         sys.exit(f"the plain script failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
-    stamps = [json.loads(line)["t"] for line in proc.stdout.splitlines() if line.startswith("{")]
+    stamps = [
+        json.loads(line.removeprefix(CLOCK))["t"]
+        for line in proc.stdout.splitlines()
+        if line.startswith(CLOCK)
+    ]
     first, last = stamps[0], stamps[-1]
     return Timing(
         "plain",
@@ -155,11 +167,26 @@ def run_plain(
         per_step_s=(last - first) / max(steps - 1, 1),
         eval_s=0.0,
         total_s=ended - launched,
+        cpu_s=cpu,
     )
+
+
+def _children_cpu() -> float:
+    """User + system time of the waited-for descendants so far (the runner's included: `studio
+    train` waits for it)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+#: Threads per training process (`--threads`).
+THREADS = 1
 
 
 def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "STUDIO_DB"}
+    # One torch thread each by default: on a shared 2-core box, two threads that spin-wait for
+    # each other make a step's time swing 10x with the neighbours' load (measured: 0.13-1.25 s).
+    env["OMP_NUM_THREADS"] = str(THREADS)
     env["PYTHONPATH"] = str(ROOT)
     env["HF_HUB_OFFLINE"] = "1"
     return env
@@ -178,9 +205,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hidden", type=int, default=64, help="the tiny Llama's hidden size")
     parser.add_argument("--layers", type=int, default=2, help="the tiny Llama's layers")
     parser.add_argument("--context", type=int, default=512, help="the tiny Llama's context")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads per run (OMP_NUM_THREADS)"
+    )
     parser.add_argument("--work", type=Path, default=None, help="keep the fixture here")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    global THREADS
+    THREADS = args.threads
 
     with tempfile.TemporaryDirectory(prefix="train-startup-") as tmp:
         work = args.work or Path(tmp)
@@ -202,34 +234,44 @@ def main(argv: list[str] | None = None) -> int:
                 results[tool].append(timing)
                 print(f"round {round_no + 1}: {timing}", file=sys.stderr)
 
-    fields = ("startup_s", "per_step_s", "eval_s", "total_s")
+    fields = ("startup_s", "per_step_s", "eval_s", "total_s", "cpu_s")
     summary = {
         "machine": f"{os.cpu_count()} cores ({platform.processor() or platform.machine()}), "
         f"Python {platform.python_version()}",
         "load_average": [round(x, 2) for x in os.getloadavg()],
         "steps": args.steps,
+        "threads": args.threads,
         "rounds": args.rounds,
         "max_length": max_length,
-        "medians": {tool: {f: round(median(ts, f), 3) for f in fields} for tool, ts in results.items()},
+        "medians": {
+            tool: {f: round(median(ts, f), 3) for f in fields} for tool, ts in results.items()
+        },
         "ratios": {
             f: round(median(results["studio"], f) / median(results["plain"], f), 2)
-            for f in ("startup_s", "per_step_s", "total_s")
+            for f in ("startup_s", "per_step_s", "total_s", "cpu_s")
         },
         "runs": {tool: [asdict(t) for t in ts] for tool, ts in results.items()},
     }
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
-    print(f"{summary['machine']}, load {summary['load_average']}: {args.steps} steps, "
-          f"max_length {max_length}, medians of {args.rounds} rounds")
-    print("| | start-up | per step | evaluation | total |")
-    print("| --- | --- | --- | --- | --- |")
+    print(
+        f"{summary['machine']}, load {summary['load_average']}: {args.steps} steps, "
+        f"max_length {max_length}, medians of {args.rounds} rounds"
+    )
+    print("| | start-up | per step | evaluation | total | CPU |")
+    print("| --- | --- | --- | --- | --- | --- |")
     for tool in ("studio", "plain"):
         m = summary["medians"][tool]
-        print(f"| {tool} | {m['startup_s']:.2f} s | {m['per_step_s']:.3f} s | "
-              f"{m['eval_s']:.2f} s | {m['total_s']:.2f} s |")
+        print(
+            f"| {tool} | {m['startup_s']:.2f} s | {m['per_step_s']:.3f} s | "
+            f"{m['eval_s']:.2f} s | {m['total_s']:.2f} s | {m['cpu_s']:.2f} s |"
+        )
     r = summary["ratios"]
-    print(f"| studio / plain | {r['startup_s']:.2f}x | {r['per_step_s']:.2f}x | | {r['total_s']:.2f}x |")
+    print(
+        f"| studio / plain | {r['startup_s']:.2f}x | {r['per_step_s']:.2f}x | | "
+        f"{r['total_s']:.2f}x | {r['cpu_s']:.2f}x |"
+    )
     return 0
 
 
