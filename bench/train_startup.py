@@ -32,11 +32,13 @@ import json
 import os
 import platform
 import resource
+import shlex
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -47,7 +49,13 @@ sys.path.insert(0, str(ROOT))
 from studio.demo import demo_rows  # noqa: E402
 from studio.model import CactusRow  # noqa: E402
 from studio.store import Store  # noqa: E402
-from studio.train.events import EvalEvent, StepEvent, TrainEvent, parse_event  # noqa: E402
+from studio.train.events import (  # noqa: E402
+    EvalEvent,
+    StartEvent,
+    StepEvent,
+    TrainEvent,
+    parse_event,
+)
 
 CLOCK = "step-clock"  # the plain script's step lines (bench/train_plain_sft.py)
 
@@ -63,6 +71,8 @@ class Timing:
     """Evaluations between the first and last steps."""
     total_s: float
     """Launch → the process exited."""
+    startup_cpu_s: float
+    """CPU time (user + system) its processes had used when the first step was done."""
     cpu_s: float
     """CPU time (user + system) of the process and everything it started: less disturbed than
     wall time by the other work on a shared machine."""
@@ -109,17 +119,26 @@ def _stamp(ts: str) -> float:
     return datetime.fromisoformat(ts).timestamp()
 
 
-def run_studio(db: Path, model_dir: Path, out: Path, steps: int) -> Timing:
+def run_studio(
+    db: Path, model_dir: Path, out: Path, steps: int, *, root: Path = ROOT, tool: str = "studio"
+) -> Timing:
     argv = [
         sys.executable, "-m", "studio", "train", "--db", str(db), "--base-model", str(model_dir),
         "--output", str(out), "--max-steps", str(steps), "--events",
     ]  # fmt: skip
-    launched, cpu = time.time(), _children_cpu()
-    proc = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, env=_env(), check=False)
-    ended, cpu = time.time(), _children_cpu() - cpu
-    if proc.returncode != 0:
-        sys.exit(f"studio train failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
-    lines = (out / "events.jsonl").read_text(encoding="utf-8").splitlines()
+    log = out / "events.jsonl"
+
+    def first_step_pids(parent: int, _stdout: str) -> list[int] | None:
+        if not log.is_file():
+            return None
+        lines = log.read_text(encoding="utf-8").splitlines()
+        events = [e for e in map(parse_event, lines[:-1]) if e is not None]  # whole lines only
+        if not any(isinstance(e, StepEvent) for e in events):
+            return None
+        return [parent, *(e.pid for e in events if isinstance(e, StartEvent))]
+
+    run = _watch(argv, root=root, first_step_pids=first_step_pids)
+    lines = log.read_text(encoding="utf-8").splitlines()
     events: list[TrainEvent] = [e for e in map(parse_event, lines) if e is not None]
     step_times = [_stamp(e.ts) for e in events if isinstance(e, StepEvent)]
     eval_s = 0.0
@@ -136,12 +155,13 @@ def run_studio(db: Path, model_dir: Path, out: Path, steps: int) -> Timing:
             eval_s += _stamp(event.ts) - previous
     first, last = step_times[0], step_times[-1]
     return Timing(
-        "studio",
-        startup_s=first - launched,
+        tool,
+        startup_s=first - run.launched,
         per_step_s=(last - first - eval_s) / max(len(step_times) - 1, 1),
         eval_s=eval_s,
-        total_s=ended - launched,
-        cpu_s=cpu,
+        total_s=run.ended - run.launched,
+        startup_cpu_s=run.startup_cpu,
+        cpu_s=run.cpu,
     )
 
 
@@ -150,25 +170,74 @@ def run_plain(examples: Path, model_dir: Path, out: Path, steps: int, max_length
         sys.executable, str(ROOT / "bench" / "train_plain_sft.py"), str(model_dir),
         str(examples), str(out), "--max-steps", str(steps), "--max-length", str(max_length),
     ]  # fmt: skip
-    launched, cpu = time.time(), _children_cpu()
-    proc = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, env=_env(), check=False)
-    ended, cpu = time.time(), _children_cpu() - cpu
-    if proc.returncode != 0:
-        sys.exit(f"the plain script failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+
+    def first_step_pids(pid: int, stdout: str) -> list[int] | None:
+        return [pid] if CLOCK in stdout else None
+
+    run = _watch(argv, root=ROOT, first_step_pids=first_step_pids)
     stamps = [
         json.loads(line.removeprefix(CLOCK))["t"]
-        for line in proc.stdout.splitlines()
+        for line in run.stdout.splitlines()
         if line.startswith(CLOCK)
     ]
     first, last = stamps[0], stamps[-1]
     return Timing(
         "plain",
-        startup_s=first - launched,
+        startup_s=first - run.launched,
         per_step_s=(last - first) / max(steps - 1, 1),
         eval_s=0.0,
-        total_s=ended - launched,
-        cpu_s=cpu,
+        total_s=run.ended - run.launched,
+        startup_cpu_s=run.startup_cpu,
+        cpu_s=run.cpu,
     )
+
+
+@dataclass
+class Watched:
+    launched: float
+    ended: float
+    startup_cpu: float
+    cpu: float
+    stdout: str
+
+
+def _watch(
+    argv: list[str], *, root: Path, first_step_pids: Callable[[int, str], list[int] | None]
+) -> Watched:
+    """Run `argv`; at its first optimizer step, read the CPU time its processes have used.
+
+    `first_step_pids(pid, stdout so far)` says, once the first step is done, which processes to
+    count (for the studio: the command and the runner it started); polled every 20 ms.
+    """
+    with tempfile.TemporaryFile() as stdout, tempfile.TemporaryFile() as stderr:
+        launched, cpu = time.time(), _children_cpu()
+        proc = subprocess.Popen(argv, stdout=stdout, stderr=stderr, cwd=root, env=_env(root))
+        startup_cpu = float("nan")
+        while proc.poll() is None:
+            stdout.seek(0)
+            pids = first_step_pids(proc.pid, stdout.read().decode(errors="replace"))
+            if pids is not None:
+                startup_cpu = sum(_process_cpu(pid) for pid in pids)
+                break
+            time.sleep(0.02)
+        proc.wait()
+        ended, cpu = time.time(), _children_cpu() - cpu
+        stdout.seek(0)
+        stderr.seek(0)
+        out, err = stdout.read().decode(errors="replace"), stderr.read().decode(errors="replace")
+    if proc.returncode != 0:
+        sys.exit(f"{shlex.join(argv)} failed (exit {proc.returncode}):\n{err[-3000:]}")
+    return Watched(launched, ended, startup_cpu, cpu, out)
+
+
+def _process_cpu(pid: int) -> float:
+    """User + system seconds of a running process, all its threads (0 if it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # utime and stime are fields 14 and 15 of stat(5); [0] here is field 3.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _children_cpu() -> float:
@@ -182,12 +251,12 @@ def _children_cpu() -> float:
 THREADS = 1
 
 
-def _env() -> dict[str, str]:
+def _env(root: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "STUDIO_DB"}
     # One torch thread each by default: on a shared 2-core box, two threads that spin-wait for
     # each other make a step's time swing 10x with the neighbours' load (measured: 0.13-1.25 s).
     env["OMP_NUM_THREADS"] = str(THREADS)
-    env["PYTHONPATH"] = str(ROOT)
+    env["PYTHONPATH"] = str(root)
     env["HF_HUB_OFFLINE"] = "1"
     return env
 
@@ -208,12 +277,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--threads", type=int, default=1, help="torch threads per run (OMP_NUM_THREADS)"
     )
+    parser.add_argument(
+        "--before",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="also run the studio of an older checkout (`git archive COMMIT | tar -x -C DIR`)",
+    )
     parser.add_argument("--work", type=Path, default=None, help="keep the fixture here")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     global THREADS
     THREADS = args.threads
 
+    tools = ["studio", "plain", *(["before"] if args.before else [])]
     with tempfile.TemporaryDirectory(prefix="train-startup-") as tmp:
         work = args.work or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
@@ -221,20 +298,23 @@ def main(argv: list[str] | None = None) -> int:
             work, hidden=args.hidden, layers=args.layers, context=args.context
         )
         examples, max_length = export_examples(db, model_dir, work)
-        results: dict[str, list[Timing]] = {"studio": [], "plain": []}
+        results: dict[str, list[Timing]] = {tool: [] for tool in tools}
         for round_no in range(args.rounds):
             runs = work / f"round-{round_no}-{time.time_ns()}"
-            # Alternate which goes first, so neither always runs on a cooler machine.
-            order = ("studio", "plain") if round_no % 2 == 0 else ("plain", "studio")
-            for tool in order:
-                if tool == "studio":
-                    timing = run_studio(db, model_dir, runs / "studio", args.steps)
-                else:
+            # Rotate which goes first, so none always runs on a cooler machine.
+            shift = round_no % len(tools)
+            for tool in tools[shift:] + tools[:shift]:
+                if tool == "plain":
                     timing = run_plain(examples, model_dir, runs / "plain", args.steps, max_length)
+                else:
+                    root = args.before if tool == "before" else ROOT
+                    timing = run_studio(
+                        db, model_dir, runs / tool, args.steps, root=root, tool=tool
+                    )
                 results[tool].append(timing)
                 print(f"round {round_no + 1}: {timing}", file=sys.stderr)
 
-    fields = ("startup_s", "per_step_s", "eval_s", "total_s", "cpu_s")
+    fields = ("startup_s", "startup_cpu_s", "per_step_s", "eval_s", "total_s", "cpu_s")
     summary = {
         "machine": f"{os.cpu_count()} cores ({platform.processor() or platform.machine()}), "
         f"Python {platform.python_version()}",
@@ -246,9 +326,14 @@ def main(argv: list[str] | None = None) -> int:
         "medians": {
             tool: {f: round(median(ts, f), 3) for f in fields} for tool, ts in results.items()
         },
-        "ratios": {
-            f: round(median(results["studio"], f) / median(results["plain"], f), 2)
-            for f in ("startup_s", "per_step_s", "total_s", "cpu_s")
+        "ratios_to_plain": {
+            tool: {
+                f: round(median(results[tool], f) / median(results["plain"], f), 2)
+                for f in fields
+                if f != "eval_s"
+            }
+            for tool in tools
+            if tool != "plain"
         },
         "runs": {tool: [asdict(t) for t in ts] for tool, ts in results.items()},
     }
@@ -257,21 +342,22 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(
         f"{summary['machine']}, load {summary['load_average']}: {args.steps} steps, "
-        f"max_length {max_length}, medians of {args.rounds} rounds"
+        f"max_length {max_length}, {args.threads} thread(s), medians of {args.rounds} rounds"
     )
-    print("| | start-up | per step | evaluation | total | CPU |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    for tool in ("studio", "plain"):
+    print("| | start-up | start-up CPU | per step | evaluation | total | total CPU |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for tool in tools:
         m = summary["medians"][tool]
         print(
-            f"| {tool} | {m['startup_s']:.2f} s | {m['per_step_s']:.3f} s | "
-            f"{m['eval_s']:.2f} s | {m['total_s']:.2f} s | {m['cpu_s']:.2f} s |"
+            f"| {tool} | {m['startup_s']:.2f} s | {m['startup_cpu_s']:.2f} s | "
+            f"{m['per_step_s']:.3f} s | {m['eval_s']:.2f} s | {m['total_s']:.2f} s | "
+            f"{m['cpu_s']:.2f} s |"
         )
-    r = summary["ratios"]
-    print(
-        f"| studio / plain | {r['startup_s']:.2f}x | {r['per_step_s']:.2f}x | | "
-        f"{r['total_s']:.2f}x | {r['cpu_s']:.2f}x |"
-    )
+    for tool, r in summary["ratios_to_plain"].items():
+        print(
+            f"| {tool} / plain | {r['startup_s']:.2f}x | {r['startup_cpu_s']:.2f}x | "
+            f"{r['per_step_s']:.2f}x | | {r['total_s']:.2f}x | {r['cpu_s']:.2f}x |"
+        )
     return 0
 
 

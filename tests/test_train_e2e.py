@@ -18,7 +18,14 @@ from studio.store import Store
 from studio.store.runs import RunStatus, get_run, list_runs, run_metrics
 from studio.train.control import RunControl, find_live_run
 from studio.train.dataset import build_sft_dataset, render_prompt
-from studio.train.events import EndEvent, EvalEvent, StartEvent, StepEvent, parse_event
+from studio.train.events import (
+    CheckpointEvent,
+    EndEvent,
+    EvalEvent,
+    StartEvent,
+    StepEvent,
+    parse_event,
+)
 from studio.train.launch import RunnerOptions
 from studio.train.monitor import replay
 from tests.conftest import cactus_row
@@ -80,6 +87,9 @@ def test_train_end_to_end_then_the_adapter_loads_and_generates(
         assert (out / name).is_file(), name
     assert (out / "events.jsonl").read_text().splitlines() == lines
     assert json.loads((out / "run_config.json").read_text()) == start.config
+    # No checkpoint at the last step: the adapter above is the same weights, and nothing resumes.
+    assert not list(out.glob("checkpoints/checkpoint-*"))
+    assert not [e for e in events if isinstance(e, CheckpointEvent)]
 
     with Store(training_db) as store:
         (row,) = list_runs(store)
