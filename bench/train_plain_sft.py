@@ -22,7 +22,8 @@ from typing import Any
 from datasets import Dataset
 from peft import LoraConfig
 from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
-from trl import SFTConfig, SFTTrainer
+from trl.trainer.sft_config import SFTConfig
+from trl.trainer.sft_trainer import SFTTrainer
 
 #: Marks this script's own lines on stdout (the trainer prints its logs there too).
 CLOCK = "step-clock"

@@ -262,7 +262,7 @@ def _env(root: Path) -> dict[str, str]:
 
 
 def median(timings: list[Timing], field: str) -> float:
-    return statistics.median(getattr(t, field) for t in timings)
+    return float(statistics.median(getattr(t, field) for t in timings))
 
 
 def main(argv: list[str] | None = None) -> int:
