@@ -287,3 +287,22 @@ def test_a_crash_ends_failed_with_the_traceback_tail(
     with Store(training_db) as store:
         (row,) = list_runs(store)
     assert row.status is RunStatus.FAILED
+
+
+def test_checkpoints_come_at_save_steps_but_not_again_at_the_last_step(tmp_path: Path) -> None:
+    from transformers import TrainerControl, TrainerState, TrainingArguments
+
+    from studio.train.callbacks import SkipFinalCheckpoint
+
+    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to=[])
+    skip = SkipFinalCheckpoint()
+
+    def saves(step: int, max_steps: int, save_steps: int) -> bool:
+        state = TrainerState(global_step=step, max_steps=max_steps, save_steps=save_steps)
+        control = TrainerControl(should_save=True)  # as the trainer's flow left it
+        skip.on_step_end(args, state, control)
+        return control.should_save
+
+    assert saves(100, max_steps=250, save_steps=100)  # a checkpoint that is due stays
+    assert not saves(250, max_steps=250, save_steps=100)  # the adapter is saved there anyway
+    assert saves(200, max_steps=200, save_steps=100)  # due anyway: the trainer's own rule
