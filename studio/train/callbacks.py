@@ -117,10 +117,10 @@ class SkipFinalCheckpoint(TrainerCallback):
 
     The trainer saves a full checkpoint when training reaches `max_steps` (the adapter, the
     optimizer and scheduler states, the RNG), then the runner's `save_model` writes the same
-    adapter to the run folder. Nothing resumes from a checkpoint, so that last one was only
-    time at the end of every run (issue 16: part of `studio train`'s 1.42x the plain script's
-    wall) and disk: for an 8B model the LoRA optimizer states are a few hundred MB. Checkpoints
-    at `save_steps` are kept, so a long run still leaves some behind if it dies.
+    adapter to the run folder. Nothing resumes from a checkpoint, so that last one only cost
+    time at the end of every run (issue 16) and disk: for an 8B model the LoRA optimizer states
+    are a few hundred MB. Checkpoints at `save_steps` are kept, so a long run still leaves some
+    behind if it dies.
     """
 
     def on_step_end(
