@@ -19,6 +19,7 @@ from studio.train.dataset import (
     dialogue_messages,
     ensure_chat_template,
     examples_from_messages,
+    full_token_lengths,
     render_full,
     render_prompt,
     token_length_stats,
@@ -194,6 +195,11 @@ def test_model_chat_template_renders_prompt_as_prefix_and_stats(tiny_model_dir: 
     stats = token_length_stats([example, example], tokenizer, max_length=10)
     assert stats.examples == 2 and stats.min == stats.max > stats.completion_mean > 0
     assert stats.over_max_length == 2
+    lengths = full_token_lengths([example, example], tokenizer)
+    # The runner passes the lengths it has already measured: the statistics are the same.
+    assert (
+        token_length_stats([example, example], tokenizer, max_length=10, lengths=lengths) == stats
+    )
     assert token_length_stats([], tokenizer).examples == 0
 
 

@@ -20,7 +20,14 @@ from studio.store import Store
 from studio.store.runs import RunStatus, get_run, list_runs, run_metrics
 from studio.train.control import RunControl, find_live_run
 from studio.train.dataset import build_sft_dataset, render_prompt
-from studio.train.events import EndEvent, EvalEvent, StartEvent, StepEvent, parse_event
+from studio.train.events import (
+    CheckpointEvent,
+    EndEvent,
+    EvalEvent,
+    StartEvent,
+    StepEvent,
+    parse_event,
+)
 from studio.train.launch import RunnerOptions
 from studio.train.monitor import replay
 from tests.conftest import cactus_row
@@ -82,6 +89,9 @@ def test_train_end_to_end_then_the_adapter_loads_and_generates(
         assert (out / name).is_file(), name
     assert (out / "events.jsonl").read_text().splitlines() == lines
     assert json.loads((out / "run_config.json").read_text()) == start.config
+    # No checkpoint at the last step: the adapter above is the same weights, and nothing resumes.
+    assert not list(out.glob("checkpoints/checkpoint-*"))
+    assert not [e for e in events if isinstance(e, CheckpointEvent)]
 
     with Store(training_db) as store:
         (row,) = list_runs(store)
@@ -282,3 +292,22 @@ def test_a_crash_ends_failed_with_the_traceback_tail(
     with Store(training_db) as store:
         (row,) = list_runs(store)
     assert row.status is RunStatus.FAILED
+
+
+def test_checkpoints_come_at_save_steps_but_not_again_at_the_last_step(tmp_path: Path) -> None:
+    from transformers import TrainerControl, TrainerState, TrainingArguments
+
+    from studio.train.callbacks import SkipFinalCheckpoint
+
+    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to=[])
+    skip = SkipFinalCheckpoint()
+
+    def saves(step: int, max_steps: int, save_steps: int) -> bool:
+        state = TrainerState(global_step=step, max_steps=max_steps, save_steps=save_steps)
+        control = TrainerControl(should_save=True)  # as the trainer's flow left it
+        skip.on_step_end(args, state, control)
+        return control.should_save
+
+    assert saves(100, max_steps=250, save_steps=100)  # a checkpoint that is due stays
+    assert not saves(250, max_steps=250, save_steps=100)  # the adapter is saved there anyway
+    assert saves(200, max_steps=200, save_steps=100)  # due anyway: the trainer's own rule

@@ -131,7 +131,25 @@ def test_gpus_keep_the_recipe_or_fall_back_to_fp16() -> None:
     assert adapt_to_hardware(FAST, NEW_GPU) == FAST
     old = adapt_to_hardware(FAST, OLD_GPU)
     assert (old.bf16, old.fp16, old.bnb_4bit_compute_dtype) == (False, True, "float16")
-    assert old.attn_implementation == "sdpa" and len(old.notes) == 4
+    assert old.attn_implementation == "sdpa" and len(old.notes) == 5
+
+
+def test_packed_blocks_go_one_per_pass_without_flash_attn() -> None:
+    # Without flash-attn a padding-free batch is one long sequence under a block mask: attention
+    # grows with the batch (issue 16: 4 blocks per pass at ~0.5x the tokens/s of 1 x 4).
+    for hardware in (CPU, CPU_BF16, OLD_GPU):
+        fast = adapt_to_hardware(FAST, hardware)
+        assert (fast.per_device_train_batch_size, fast.gradient_accumulation_steps) == (1, 4)
+        assert fast.per_device_eval_batch_size == 1
+        assert any(n.startswith("per_device_train_batch_size: 4 -> 1") for n in fast.notes)
+    # With flash-attn the blocks are attended one by one: the recipe stays.
+    assert adapt_to_hardware(FAST, NEW_GPU).per_device_train_batch_size == 4
+    # A batch the user chose is kept (it can work, only slower).
+    chosen = dataclasses.replace(FAST, per_device_train_batch_size=2)
+    kept = adapt_to_hardware(chosen, CPU, explicit={"per_device_train_batch_size"})
+    assert (kept.per_device_train_batch_size, kept.gradient_accumulation_steps) == (2, 1)
+    # Unpacked batches are padded, not flattened: nothing to change.
+    assert adapt_to_hardware(SEED, CPU).per_device_train_batch_size == 1
 
 
 def test_runner_and_accelerate_commands() -> None:

@@ -110,3 +110,22 @@ class EventCallback(TrainerCallback):
             tokens_per_s=round(tokens_per_s, 1) if tokens_per_s is not None else None,
             eta_s=round(eta, 1) if eta is not None else None,
         )
+
+
+class SkipFinalCheckpoint(TrainerCallback):
+    """No checkpoint at the last step: the runner saves the adapter there anyway.
+
+    The trainer saves a full checkpoint when training reaches `max_steps` (the adapter, the
+    optimizer and scheduler states, the RNG), then the runner's `save_model` writes the same
+    adapter to the run folder. Nothing resumes from a checkpoint, so that last one only cost
+    time at the end of every run (issue 16) and disk: for an 8B model the LoRA optimizer states
+    are a few hundred MB. Checkpoints at `save_steps` are kept, so a long run still leaves some
+    behind if it dies.
+    """
+
+    def on_step_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        due = state.save_steps > 0 and state.global_step % state.save_steps == 0
+        if state.global_step >= state.max_steps and not due:
+            control.should_save = False

@@ -191,7 +191,8 @@ SEED = RunConfig(recipe="seed")
 #: `fast` is not claimed to fit in the seed's peak memory: where it does not, lower
 #: per_device_train_batch_size (bench/train_gpu.py measures both).
 #: On the machine it finds, `adapt_to_hardware` drops what would not help there and says so in
-#: the run's notes (no bf16 on a CPU that emulates it, no flash-attn where it is missing).
+#: the run's notes (no bf16 on a CPU that emulates it, no flash-attn where it is missing, and
+#: then one packed block per forward pass: 1 x 4 accumulation, the same step).
 FAST = dataclasses.replace(
     SEED,
     recipe="fast",

@@ -202,7 +202,9 @@ def prepare(options: RunnerOptions, *, main_process: bool = True) -> PreparedRun
         chosen, note = default_max_length(lengths, model_context_length(Path(model_dir)))
         config = dataclasses.replace(config, max_length=chosen, notes=(*config.notes, note))
     assert config.max_length is not None
-    stats = token_length_stats(dataset.examples, tokenizer, max_length=config.max_length)
+    stats = token_length_stats(
+        dataset.examples, tokenizer, max_length=config.max_length, lengths=lengths
+    )
     dataset, fit = fit_dataset(dataset, tokenizer, config.max_length, lengths=lengths)
     if not dataset.train:
         raise BadInputError(
@@ -308,7 +310,7 @@ def train(prepared: PreparedRun, sink: RunSink, stop: StopRequest) -> dict[str, 
     """Load the model, train with TRL's SFTTrainer, save the adapter; returns the final metrics."""
     from transformers import PrinterCallback, ProgressCallback
 
-    from studio.train.callbacks import EventCallback
+    from studio.train.callbacks import EventCallback, SkipFinalCheckpoint
     from studio.train.model import (
         build_trainer,
         keep_cpu_4bit_weights_unpacked,
@@ -330,7 +332,7 @@ def train(prepared: PreparedRun, sink: RunSink, stop: StopRequest) -> dict[str, 
         dataset,
         output=prepared.output,
         hardware=prepared.hardware,
-        callbacks=[callback],
+        callbacks=[callback, SkipFinalCheckpoint()],
     )
     if config.load_in_4bit and trainer.model is not None:
         match_adapter_dtype(trainer.model, config)
