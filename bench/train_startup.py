@@ -47,6 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from studio.demo import demo_rows  # noqa: E402
+from studio.ingest.load import add_rows  # noqa: E402
 from studio.model import CactusRow  # noqa: E402
 from studio.store import Store  # noqa: E402
 from studio.train.events import (  # noqa: E402
@@ -97,7 +98,7 @@ def build_fixture(work: Path, *, hidden: int, layers: int, context: int) -> tupl
     if not db.exists():
         rows = [row for row in demo_rows() if isinstance(row, CactusRow)]
         with Store(db) as store:
-            store.add_rows(rows, accepted_by="bench")
+            add_rows(store, rows, accepted_by="bench")
     return model_dir, db
 
 
