@@ -42,7 +42,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from import_cactus import DATA_DIR, sentence  # bench/ is on sys.path when run as a script
+from import_cactus import DATA_DIR, SECTIONS, sentence  # bench/ is on sys.path when run as a script
 
 from studio.cbt.techniques import TECHNIQUES
 from studio.model import CactusRow, Seed, Stage
@@ -62,12 +62,15 @@ def _row(rng: random.Random, pool: list[str], index: int) -> CactusRow:
             "1. Basic Information",
             f"Name: Client {index}",
             f"Age: {rng.randint(18, 80)}",
-            *(f"{n}. Section\n{para(4)}" for n in range(2, 7)),
+            *(f"{n}. {name}\n{para(4)}" for n, name in enumerate(SECTIONS, start=2)),
         ]
     )
     turns = [
-        f"{'Counselor' if t % 2 == 0 else 'Client'}: {para(2)}" for t in range(rng.randint(20, 26))
+        f"{'Counselor' if t % 2 == 0 else 'Client'}: {para(2)}"
+        for t in range(2 * rng.randint(10, 13))
     ]
+    # Rows that pass the stage rule, as in CACTUS (else `a` refuses: the stage is invalid).
+    turns.append("Counselor: Thank you, see you next week.")
     return CactusRow(
         Seed(
             persona=f"Persona {index}: {para(2)}",
@@ -86,7 +89,7 @@ def _row(rng: random.Random, pool: list[str], index: int) -> CactusRow:
 
 
 def ensure_database(records: int) -> Path:
-    path = DATA_DIR / f"tui_{records}.db"
+    path = DATA_DIR / f"tui_v2_{records}.db"  # v2: rows that pass the stage rule
     if path.exists():
         return path
     DATA_DIR.mkdir(parents=True, exist_ok=True)
