@@ -1,6 +1,6 @@
 """Benchmark: the review app on a 100k-record database.
 
-    python bench/tui.py [--records 100000] [--starts 5] [--samples 200]
+    python bench/tui.py [--records 100000] [--starts 5] [--samples 200] [--with-synth]
 
 Builds `bench/data/tui_<N>.db` once (CACTUS-shaped rows through `add_rows`; a tenth
 already accepted, so the queue shows mixed statuses), then measures:
@@ -12,6 +12,11 @@ already accepted, so the queue shows mixed statuses), then measures:
    next record has been rendered. Goal 30 ms.
 3. key press -> decision persisted: from the `a` key event until another connection to the
    database sees the stage accepted. Goal 10 ms.
+
+With `--with-synth` the three are measured twice in one run on a copy of the database: first
+idle, then with a real `studio synth` process writing to the same database (new seeds, four
+stages each, from a loopback chat-completions server in its own process, `tests/chat_server.py`,
+0.3 s per answer, default concurrency), as when a clinician reviews while a batch is generated.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ import platform
 import pty
 import random
 import select
+import shutil
+import signal
 import sqlite3
 import statistics
 import struct
@@ -35,13 +42,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from import_cactus import DATA_DIR, sentence  # bench/ is on sys.path when run as a script
+from import_cactus import DATA_DIR, SECTIONS, sentence  # bench/ is on sys.path when run as a script
 
 from studio.cbt.techniques import TECHNIQUES
 from studio.ingest.load import add_rows
 from studio.model import CactusRow, Seed, Stage
 from studio.store import Store
 
+REPO = Path(__file__).resolve().parent.parent
 MARKER = "Bench thought number"
 COLUMNS, ROWS = 120, 40
 
@@ -55,12 +63,15 @@ def _row(rng: random.Random, pool: list[str], index: int) -> CactusRow:
             "1. Basic Information",
             f"Name: Client {index}",
             f"Age: {rng.randint(18, 80)}",
-            *(f"{n}. Section\n{para(4)}" for n in range(2, 7)),
+            *(f"{n}. {name}\n{para(4)}" for n, name in enumerate(SECTIONS, start=2)),
         ]
     )
     turns = [
-        f"{'Counselor' if t % 2 == 0 else 'Client'}: {para(2)}" for t in range(rng.randint(20, 26))
+        f"{'Counselor' if t % 2 == 0 else 'Client'}: {para(2)}"
+        for t in range(2 * rng.randint(10, 13))
     ]
+    # Rows that pass the stage rule, as in CACTUS (else `a` refuses: the stage is invalid).
+    turns.append("Counselor: Thank you, see you next week.")
     return CactusRow(
         Seed(
             persona=f"Persona {index}: {para(2)}",
@@ -79,7 +90,7 @@ def _row(rng: random.Random, pool: list[str], index: int) -> CactusRow:
 
 
 def ensure_database(records: int) -> Path:
-    path = DATA_DIR / f"tui_{records}.db"
+    path = DATA_DIR / f"tui_v2_{records}.db"  # v2: rows that pass the stage rule
     if path.exists():
         return path
     DATA_DIR.mkdir(parents=True, exist_ok=True)
@@ -259,6 +270,135 @@ async def in_app(db: Path, samples: int) -> tuple[list[float], list[float]]:
     return next_ms, persist_ms
 
 
+# -- the same, with `studio synth` writing beside it ------------------------------------------
+
+SERVER = """
+import sys
+from tests.chat_server import ChatServer
+with ChatServer(latency=float(sys.argv[1])) as server:
+    print(server.openai_base_url, flush=True)
+    sys.stdin.read()  # until the bench closes the pipe
+"""
+
+
+class SynthBeside:
+    """`studio synth` on `seeds` new seeds of `db`, answered by a chat server in its own process
+    (in the bench's process its threads would take the GIL from the app being measured)."""
+
+    def __init__(self, db: Path, seeds: int, latency: float) -> None:
+        with Store(db) as store:
+            add_rows(
+                store,
+                [
+                    Seed(
+                        f"Synth persona {n}",
+                        f"Synth thought {n}: I will let everyone down.",
+                        ("Catastrophizing",),
+                        ("I have managed before.",),
+                    )
+                    for n in range(seeds)
+                ],
+            )
+            self.records_before = store.stats()["records"]
+        self.db = db
+        env = os.environ | {"PYTHONPATH": str(REPO)}
+        self.server = subprocess.Popen(
+            [sys.executable, "-c", SERVER, str(latency)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,  # connections reset when synth is stopped
+            cwd=REPO,
+            env=env,
+        )
+        assert self.server.stdout is not None
+        url = self.server.stdout.readline().decode().strip()
+        self.synth = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "studio",
+                "synth",
+                "--db",
+                str(db),
+                "--backend",
+                "openai",
+                "--base-url",
+                url,
+                "--model",
+                "bench-model",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=REPO,
+            env=env | {"OPENAI_API_KEY": "bench"},
+        )
+
+    def stages_written(self) -> int:
+        """Stages `studio synth` has finished so far (read by another connection)."""
+        conn = sqlite3.connect(self.db)
+        try:
+            row = conn.execute(
+                "SELECT count(*) FROM stages WHERE model = 'bench-model' AND status = 'generated'"
+            ).fetchone()
+        finally:
+            conn.close()
+        return int(row[0])
+
+    def wait_until_writing(self, timeout: float = 60) -> None:
+        deadline = time.perf_counter() + timeout
+        while self.stages_written() < 50:
+            if self.synth.poll() is not None or time.perf_counter() > deadline:
+                raise SystemExit(f"studio synth is not writing (exit {self.synth.poll()})")
+            time.sleep(0.2)
+
+    def stop(self) -> int:
+        """Stop both processes; returns the stages written."""
+        running = self.synth.poll() is None
+        self.synth.send_signal(signal.SIGINT)
+        try:
+            self.synth.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.synth.kill()  # it had finished what the bench needed of it
+            self.synth.wait()
+        assert self.server.stdin is not None
+        self.server.stdin.close()
+        self.server.wait(timeout=10)
+        if not running:
+            raise SystemExit("studio synth finished before the measurement did: add --synth-seeds")
+        return self.stages_written()
+
+
+def measure(db: Path, starts: int, samples: int) -> dict[str, list[float]]:
+    with Store(db) as store:
+        first = store.record(1).seed.thought
+    # The thought column is truncated ("Bench thought number 00…" at 120 columns): look for the
+    # words every row starts with, as the terminal shows them.
+    needle = first[: len(MARKER)]
+    first_record_on_screen(db, needle)  # warm the page cache, as a second start would be
+    started = [first_record_on_screen(db, needle) for _ in range(starts)]
+    next_ms, persist_ms = asyncio.run(in_app(db, samples))
+    return {"first": started, "next": next_ms, "persist": persist_ms}
+
+
+def report(label: str, figures: dict[str, list[float]]) -> None:
+    starts, next_ms, persist_ms = figures["first"], figures["next"], figures["persist"]
+    print(f"{label}:")
+    print(
+        f"  first record on screen: best {min(starts):.3f} s, median "
+        f"{statistics.median(starts):.3f} s over {len(starts)} starts (goal <= 1.0 s)"
+    )
+    print(
+        f"  next record: median {statistics.median(next_ms):.1f} ms, p95 {_p95(next_ms):.1f} ms, "
+        f"max {max(next_ms):.1f} ms over {len(next_ms)} (goal <= 30 ms)"
+    )
+    print(
+        f"  key press -> decision persisted: median {statistics.median(persist_ms):.1f} ms, "
+        f"p95 {_p95(persist_ms):.1f} ms, max {max(persist_ms):.1f} ms over {len(persist_ms)} "
+        "(goal <= 10 ms)",
+        flush=True,
+    )
+
+
 def _p95(values: list[float]) -> float:
     return sorted(values)[max(int(len(values) * 0.95) - 1, 0)]
 
@@ -268,32 +408,45 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=100_000)
     parser.add_argument("--starts", type=int, default=5)
     parser.add_argument("--samples", type=int, default=200)
+    parser.add_argument(
+        "--with-synth", action="store_true", help="also measure with `studio synth` writing"
+    )
+    parser.add_argument("--synth-seeds", type=int, default=20_000)
+    parser.add_argument("--synth-latency", type=float, default=0.3)
     args = parser.parse_args()
     db = ensure_database(args.records)
-    with Store(db) as store:
-        first = store.record(1).seed.thought
-    # The thought column is truncated: look for its first words, as the terminal shows them.
-    needle = first[: len(MARKER) + 8]
-    first_record_on_screen(db, needle)  # warm the page cache, as a second start would be
-    starts = [first_record_on_screen(db, needle) for _ in range(args.starts)]
-    next_ms, persist_ms = asyncio.run(in_app(db, args.samples))
     size_mb = sum(p.stat().st_size for p in db.parent.glob(db.name + "*")) / 1e6
     print(
-        f"{args.records:,} records ({size_mb:,.0f} MB) on {platform.processor() or platform.machine()}"
+        f"{time.strftime('%Y-%m-%d')}: {args.records:,} records ({size_mb:,.0f} MB) on "
+        f"{os.cpu_count()} cores {platform.processor() or platform.machine()}, "
+        f"load average {os.getloadavg()[0]:.2f}",
+        flush=True,
     )
-    print(
-        f"first record on screen: best {min(starts):.3f} s, median "
-        f"{statistics.median(starts):.3f} s over {len(starts)} starts (goal <= 1.0 s)"
-    )
-    print(
-        f"next record: median {statistics.median(next_ms):.1f} ms, p95 {_p95(next_ms):.1f} ms, "
-        f"max {max(next_ms):.1f} ms over {len(next_ms)} (goal <= 30 ms)"
-    )
-    print(
-        f"key press -> decision persisted: median {statistics.median(persist_ms):.1f} ms, "
-        f"p95 {_p95(persist_ms):.1f} ms, max {max(persist_ms):.1f} ms over {len(persist_ms)} "
-        "(goal <= 10 ms)"
-    )
+    if not args.with_synth:
+        report("idle", measure(db, args.starts, args.samples))
+        return
+    copy = db.with_name(f"{db.stem}_synth.db")
+    for leftover in DATA_DIR.glob(copy.name + "*"):
+        leftover.unlink()
+    shutil.copyfile(db, copy)
+    try:
+        report("idle", measure(copy, args.starts, args.samples))
+        synth = SynthBeside(copy, args.synth_seeds, args.synth_latency)
+        try:
+            synth.wait_until_writing()
+            started, before = time.perf_counter(), synth.stages_written()
+            figures = measure(copy, args.starts, args.samples)
+            rate = (synth.stages_written() - before) / (time.perf_counter() - started)
+            report(
+                f"with studio synth writing ({rate:.0f} stages/s while measured; "
+                f"load average {os.getloadavg()[0]:.2f})",
+                figures,
+            )
+        finally:
+            print(f"studio synth wrote {synth.stop()} stages in all")
+    finally:
+        for leftover in DATA_DIR.glob(copy.name + "*"):
+            leftover.unlink()
 
 
 if __name__ == "__main__":

@@ -19,10 +19,10 @@ import dataclasses
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
@@ -30,6 +30,10 @@ from studio.errors import BadInputError, StudioError
 from studio.model import CACTUS_COLUMNS, STAGES, Stage
 from studio.provenance import RowStamp, build_provenance, row_stamp, stamped
 from studio.store import RecordView, Store
+from studio.store.exporting import AcceptedRow, accepted_rows, accepted_seed_keys
+
+if TYPE_CHECKING:
+    from studio.train.dataset import ChatMessage
 
 EXPORT_FORMATS = ("cactus-jsonl", "sft-jsonl", "hf")
 # Files SQLite and the studio keep beside a database: overwriting any of them loses data.
@@ -78,6 +82,49 @@ def cactus_row(
     return row
 
 
+CACTUS_STAGES = (Stage.INTAKE_FORM, Stage.CBT_TECHNIQUE, Stage.CBT_PLAN, Stage.DIALOGUE)
+
+
+def cactus_export_row(
+    row: AcceptedRow, *, include_notes: bool = False, stamp: RowStamp | None = None
+) -> dict[str, Any]:
+    """`cactus_row` of a row read by `accepted_rows(store, CACTUS_STAGES, …)`, the same dict
+    (the export reads flat rows: a `RecordView` per record was 2.8x a plain dump)."""
+    intake, technique, plan, dialogue = (
+        _present(row, stage, text) for stage, text in zip(CACTUS_STAGES, row.texts, strict=True)
+    )
+    exported: dict[str, Any] = {
+        "thought": row.seed.thought,
+        "patterns": ", ".join(row.seed.patterns),
+        "intake_form": intake,
+        "cbt_technique": technique,
+        "cbt_plan": plan,
+        "attitude": row.attitude,
+        "dialogue": dialogue,
+    }
+    if stamp is not None:
+        exported.update(stamp(row.id))
+    if include_notes:
+        by_stage = dict(zip(CACTUS_STAGES, row.notes, strict=True))
+        exported["notes"] = {
+            "record": row.note,
+            **{stage.value: by_stage[stage] for stage in STAGES if by_stage[stage] is not None},
+        }
+    return exported
+
+
+def _stage_texts(row: AcceptedRow, stages: Sequence[Stage]) -> Callable[[Stage], str]:
+    """A stage's current text, as `RecordView.text` gives it."""
+    texts = dict(zip(stages, row.texts, strict=True))
+    return lambda stage: _present(row, stage, texts[stage])
+
+
+def _present(row: AcceptedRow, stage: Stage, text: str | None) -> str:
+    if text is None:  # as `RecordView.text` of a missing stage
+        raise KeyError(f"record {row.id} has no stage {stage.value}")
+    return text
+
+
 def export_records(
     store: Store,
     out: str | Path,
@@ -117,8 +164,8 @@ def export_records(
             result = export_sft_jsonl(store, out, force=force, stamp=stamp)
         else:
             rows = (
-                cactus_row(r, include_notes=include_notes, stamp=stamp)
-                for r in store.accepted_records()
+                cactus_export_row(row, include_notes=include_notes, stamp=stamp)
+                for row in accepted_rows(store, CACTUS_STAGES, notes=include_notes)
             )
             with atomic_file(out, replace=force) as fh:
                 result = ExportResult(write_rows(fh, rows))
@@ -245,8 +292,7 @@ def _sync_folder(folder: Path) -> None:
 def write_rows(fh: IO[bytes], rows: Iterable[dict[str, Any]]) -> int:
     count = 0
     for row in rows:
-        fh.write(orjson.dumps(row))
-        fh.write(b"\n")
+        fh.write(orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE))
         count += 1
     return count
 
@@ -272,37 +318,114 @@ def export_sft_jsonl(
     `record_id`, `turn` and `split`: the train rows, then the validation rows, split exactly as
     `studio train` splits them.
 
-    Streamed in two passes over one read snapshot: the first learns which seeds are held out
-    (the split needs them all), the second writes; validation rows wait in a second temporary
-    file. Memory holds one batch of records, never the dataset."""
-    from studio.train.dataset import record_examples
+    Streamed in one pass over one read snapshot, validation rows waiting in a second temporary
+    file. The split needs the seeds of all records that have examples; it is computed up front
+    from the seeds of all accepted records (a cheap read) and checked at the end against the
+    records that had examples: only when a record without examples changed it (rare) is the
+    file written again. Memory holds one record, never the dataset."""
+    from studio.train.dataset import validation_keys
 
     with store.read_snapshot():
-        held_out, n_records = _held_out_seeds(store, context)
+        held_out = validation_keys(accepted_seed_keys(store), *_SPLIT)
         with atomic_file(out, replace=force) as fh, tempfile.TemporaryFile(dir=out.parent) as val:
-            n_validation = 0
-            for record in store.accepted_records():
-                examples = record_examples(record, context)
-                if record.seed.content_hash in held_out:
-                    rows = stamped((e.export_row("validation") for e in examples), stamp)
-                    n_validation += write_rows(val, rows)
-                else:
-                    write_rows(fh, stamped((e.export_row("train") for e in examples), stamp))
+            while True:
+                n_records, n_validation, keys = _write_sft_rows(
+                    store, fh, val, held_out, context, stamp
+                )
+                exact = validation_keys(keys, *_SPLIT)
+                if held_out & frozenset(keys) == exact:
+                    break  # every record went where the split of `studio train` puts it
+                held_out = exact
+                for file in (fh, val):
+                    file.seek(0)
+                    file.truncate()
             val.seek(0)
             shutil.copyfileobj(val, fh)
     return ExportResult(n_records, _split_notes(n_validation, n_records))
 
 
-def _held_out_seeds(store: Store, context: str) -> tuple[frozenset[str], int]:
-    from studio.train.dataset import record_examples, validation_keys
+_SPLIT = (0.1, 42)  # validation fraction and seed, as `build_sft_dataset` defaults them
 
+
+def _write_sft_rows(
+    store: Store,
+    train: IO[bytes],
+    validation: IO[bytes],
+    held_out: frozenset[str],
+    context: str,
+    stamp: RowStamp | None = None,
+) -> tuple[int, int, list[str]]:
+    """Every accepted record's examples to `train` or (seed in `held_out`) `validation`;
+    returns the records read, the validation rows written and the seed keys of the records that
+    had examples."""
+    from studio.train.dataset import dialogue_messages, system_prompt
+
+    stages = CACTUS_STAGES if context == "plan" else (Stage.DIALOGUE,)
+    n_records = n_validation = 0
     keys: list[str] = []
-    n_records = 0
-    for record in store.accepted_records():
+    for row in accepted_rows(store, stages):
         n_records += 1
-        if record_examples(record, context):
-            keys.append(record.seed.content_hash)
-    return validation_keys(keys, 0.1, 42), n_records
+        text = _stage_texts(row, stages)
+        system = system_prompt(context, text)
+        key = row.seed.content_hash
+        split = "validation" if key in held_out else "train"
+        lines = sft_lines(
+            row.id,
+            system,
+            dialogue_messages(text(Stage.DIALOGUE)),
+            split,
+            extra=_stamp_bytes(stamp, row.id),
+        )
+        if not lines:
+            continue
+        keys.append(key)
+        if split == "validation":
+            validation.write(b"".join(lines))
+            n_validation += len(lines)
+        else:
+            train.write(b"".join(lines))
+    return n_records, n_validation, keys
+
+
+def _stamp_bytes(stamp: RowStamp | None, record_id: int) -> bytes:
+    """The provenance columns after a row's own (`stamped` keeps `record_id` in its place and
+    appends the rest), as the bytes that go before the row's closing brace."""
+    if stamp is None:
+        return b""
+    extra = {k: v for k, v in stamp(record_id).items() if k != "record_id"}
+    return b"," + orjson.dumps(extra)[1:-1] if extra else b""
+
+
+def sft_lines(
+    record_id: int,
+    system: str,
+    messages: Sequence[ChatMessage],
+    split: str,
+    *,
+    extra: bytes = b"",
+) -> list[bytes]:
+    """The JSONL lines of `examples_from_messages(record_id, system, messages)`, each exactly
+    `orjson.dumps(example.export_row(split))` (with `extra`, the provenance columns, before the
+    closing brace) and a newline.
+
+    Built from each message serialized once: the prompts of one dialogue repeat its messages
+    (the rows are quadratic in the turns), and serializing them again for every row was most of
+    the export's time."""
+    from studio.train.dataset import OPENING_EXCHANGE
+
+    prompt = orjson.dumps({"role": "system", "content": system})
+    head = b'{"prompt":['
+    closing = orjson.dumps(split) + extra.replace(b"%", b"%%") + b"}\n"  # `%` formats below
+    tail = b'],"record_id":%d,"turn":%d,"split":' + closing
+    lines: list[bytes] = []
+    for index, message in enumerate(messages):
+        encoded = orjson.dumps(message)
+        if index >= OPENING_EXCHANGE and message["role"] == "assistant":
+            lines.append(
+                head + prompt + b'],"completion":[' + encoded + tail % (record_id, index + 1)
+            )
+        prompt += b"," + encoded
+    return lines
 
 
 def _split_notes(n_validation: int, n_records: int) -> tuple[str, ...]:

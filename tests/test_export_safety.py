@@ -84,7 +84,7 @@ def test_a_crash_mid_export_leaves_the_old_file(db: Path, monkeypatch: pytest.Mo
 
     out = Path("out.jsonl")
     out.write_text("yesterday's export\n")
-    real = studio.export.cactus_row
+    real = studio.export.cactus_export_row
     calls = 0
 
     def failing(*args: object, **kwargs: object) -> object:
@@ -94,7 +94,7 @@ def test_a_crash_mid_export_leaves_the_old_file(db: Path, monkeypatch: pytest.Mo
             raise RuntimeError("power cut")  # a crash in the middle: some rows already written
         return real(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(studio.export, "cactus_row", failing)
+    monkeypatch.setattr(studio.export, "cactus_export_row", failing)
     with pytest.raises(RuntimeError, match="power cut"):
         CliRunner().invoke(
             cli, ["export", str(out), "--db", "a.db", "--force"], catch_exceptions=False

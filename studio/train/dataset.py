@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import statistics
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
@@ -142,15 +142,21 @@ def dialogue_messages(text: str) -> list[ChatMessage]:
 
 def system_message(record: RecordView, context: str) -> str:
     """The system prompt: the task, plus (with `plan`) the intake, technique and plan."""
+    return system_prompt(context, record.text)
+
+
+def system_prompt(context: str, text: Callable[[Stage], str]) -> str:
+    """`system_message` from a function that gives a stage's current text (the export reads
+    texts without building a `RecordView`)."""
     if context == "history":
         return SYSTEM_PROMPT
     if context != "plan":
         raise ValueError(f"unknown context {context!r}; expected history or plan")
     return (
         f"{SYSTEM_PROMPT}\n\n"
-        f"Client intake:\n{record.text(Stage.INTAKE_FORM).strip()}\n\n"
-        f"CBT technique: {record.text(Stage.CBT_TECHNIQUE).strip()}\n\n"
-        f"Counseling plan:\n{record.text(Stage.CBT_PLAN).strip()}"
+        f"Client intake:\n{text(Stage.INTAKE_FORM).strip()}\n\n"
+        f"CBT technique: {text(Stage.CBT_TECHNIQUE).strip()}\n\n"
+        f"Counseling plan:\n{text(Stage.CBT_PLAN).strip()}"
     )
 
 
