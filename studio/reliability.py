@@ -15,8 +15,6 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from itertools import accumulate
-from random import Random
 from typing import TypeVar
 
 Label = TypeVar("Label", bound=Hashable)
@@ -184,12 +182,15 @@ def bootstrap_interval(
     n = sum(tally.values())
     if n == 0:
         return None
-    rng = Random(seed)
-    cumulative = list(accumulate(tally[k] for k in keys))
+    import numpy as np
+
+    # Drawing n items with replacement gives each pattern a multinomial count: one vectorized
+    # draw of every resample's counts, instead of n draws per resample (5,000 items: 3-4 s).
+    rng = np.random.default_rng(seed)
+    drawn = rng.multinomial(n, [tally[k] / n for k in keys], size=resamples)
     values: list[float] = []
-    for _ in range(resamples):
-        drawn = Counter(rng.choices(range(len(keys)), cum_weights=cumulative, k=n))
-        value = statistic({keys[i]: c for i, c in drawn.items()})
+    for counts in drawn.tolist():
+        value = statistic({keys[i]: c for i, c in enumerate(counts) if c})
         if value is not None:
             values.append(value)
     if len(values) < MIN_DEFINED_SHARE * resamples:
