@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from textual.widgets import TextArea
+from textual.widgets import Static, TextArea
 
 from studio.model import STAGES, RecordStatus, Stage, StageStatus
 from studio.store import Store
@@ -49,6 +49,8 @@ async def test_picking_a_version_settles_the_record_and_undo_brings_it_back(
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         on_screen(app, QueueScreen)
+        counts = str(app.screen.query_one("#counts", Static).render())
+        assert "disputed 1" in counts, counts  # the queue's counts name what waits
         await pilot.press("D")
         await settle(pilot)
         screen = on_screen(app, AdjudicationScreen)

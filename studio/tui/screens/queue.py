@@ -206,14 +206,17 @@ class QueueScreen(StudioScreen):
         self._show_showing()
 
     def on_queue_counted(self, message: QueueCounted) -> None:
+        shown = [
+            RecordStatus.IN_REVIEW,
+            RecordStatus.PENDING,
+            RecordStatus.ACCEPTED,
+            RecordStatus.REJECTED,
+        ]
+        if message.by_status.get(RecordStatus.DISPUTED):  # team review: waiting for adjudication
+            shown.append(RecordStatus.DISPUTED)
         parts = [
             Content.assemble(status_content(status), f" {message.by_status[status]:,}")
-            for status in (
-                RecordStatus.IN_REVIEW,
-                RecordStatus.PENDING,
-                RecordStatus.ACCEPTED,
-                RecordStatus.REJECTED,
-            )
+            for status in shown
         ]
         self.query_one("#counts", Static).update(Content("   ").join(parts))
         if message.filter == self.queue_filter:
