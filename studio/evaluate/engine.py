@@ -14,7 +14,6 @@ from the cache: nothing is paid for twice.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import time
@@ -48,7 +47,7 @@ from studio.store import Store
 from studio.store.synthesis import CachedAnswer, cache_key, cache_put
 from studio.synth import chain
 from studio.synth.backends import Backend
-from studio.synth.engine import CallFailed, Synthesizer, _Usage
+from studio.synth.engine import CallFailed, Synthesizer, _Usage, for_each_concurrently
 from studio.synth.ratelimit import RateLimiter
 from studio.synth.settings import SynthSettings
 from studio.synth.templates import Messages, load_template
@@ -221,26 +220,16 @@ class Evaluator:
         todo = [c for c in self.plan.clients if (c.key, c.attitude) not in done]
         self.progress.total = len(self.plan.clients)
         self.progress.skipped = len(self.plan.clients) - len(todo)
-        queue: asyncio.Queue[EvalClient] = asyncio.Queue()
-        for client in todo:
-            queue.put_nowait(client)
 
-        async def worker() -> None:
-            while not queue.empty():
-                session = await self.run_session(queue.get_nowait())
-                save_session(self.store, session)
-                self.progress.done += 1
-                self.progress.failed += session.status == FAILED
-                self.on_session(session)
+        async def one(client: EvalClient) -> None:
+            session = await self.run_session(client)
+            save_session(self.store, session)
+            self.progress.done += 1
+            self.progress.failed += session.status == FAILED
+            self.on_session(session)
 
-        workers = [asyncio.create_task(worker()) for _ in range(min(self.concurrency, len(todo)))]
         try:
-            await asyncio.gather(*workers)
-        except BaseException:
-            for task in workers:
-                task.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
-            raise
+            await for_each_concurrently(todo, one, self.concurrency)
         finally:
             self.progress.elapsed_s = time.monotonic() - started
             engines = (self.speaker, self.client, self.judge)

@@ -10,40 +10,33 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from studio.store.records import chunks
+
 if TYPE_CHECKING:
     from studio.store.store import Store
 
 
 def already_assigned(store: Store, record_ids: Sequence[int]) -> set[int]:
     """Those of `record_ids` that someone is assigned to already."""
-    found: set[int] = set()
-    for start in range(0, len(record_ids), 900):
-        chunk = record_ids[start : start + 900]
-        marks = ",".join("?" * len(chunk))
-        found.update(
-            int(rid)
-            for (rid,) in store.conn.execute(
-                f"SELECT DISTINCT record_id FROM assignments WHERE record_id IN ({marks})", chunk
-            )
-        )
-    return found
+    return _ids_among(
+        store, "SELECT DISTINCT record_id FROM assignments WHERE record_id", record_ids
+    )
 
 
 def undecided(store: Store, record_ids: Sequence[int]) -> set[int]:
     """Those of `record_ids` still to review (pending or in review): what `studio assign`
     assigns unless told a status."""
+    return _ids_among(
+        store, "SELECT id FROM records WHERE status IN ('pending', 'in_review') AND id", record_ids
+    )
+
+
+def _ids_among(store: Store, select: str, record_ids: Sequence[int]) -> set[int]:
+    """The ids `select … IN (record_ids)` returns, asked in chunks SQLite's limits allow."""
     found: set[int] = set()
-    for start in range(0, len(record_ids), 900):
-        chunk = record_ids[start : start + 900]
+    for chunk in chunks(record_ids):
         marks = ",".join("?" * len(chunk))
-        found.update(
-            int(rid)
-            for (rid,) in store.conn.execute(
-                f"SELECT id FROM records WHERE id IN ({marks})"
-                " AND status IN ('pending', 'in_review')",
-                chunk,
-            )
-        )
+        found.update(int(rid) for (rid,) in store.conn.execute(f"{select} IN ({marks})", chunk))
     return found
 
 

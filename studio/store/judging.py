@@ -21,6 +21,7 @@ from studio.errors import BadInputError
 from studio.errors import RatingChanged as RatingChanged  # re-exported: its old home
 from studio.model import Stage
 from studio.store.events import EventAction
+from studio.store.records import chunks
 from studio.store.store import Store
 
 SCORED = "scored"
@@ -231,8 +232,7 @@ def current_scores(store: Store, record_ids: Sequence[int]) -> dict[int, Current
     """Current judgements of the given records (those without one are left out)."""
     conn = _with_hash(store)
     found: dict[int, CurrentScore] = {}
-    for start in range(0, len(record_ids), 900):
-        chunk = tuple(record_ids[start : start + 900])
+    for chunk in chunks(record_ids):
         marks = ",".join("?" * len(chunk))
         for record_id, mean, flagged in conn.execute(
             "SELECT j.record_id, j.ctrs_mean, j.flagged FROM judge_scores j"

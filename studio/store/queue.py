@@ -15,6 +15,7 @@ from studio.model import RecordStatus
 from studio.store.assignments import has_assignments
 from studio.store.events import EventAction
 from studio.store.judging import current_scores, current_scores_sql, register_hash
+from studio.store.records import chunks
 from studio.store.store import Store
 
 _QUEUE_SELECT = (
@@ -236,8 +237,7 @@ def _with_scores(store: Store, rows: list[QueueRow]) -> list[QueueRow]:
 def queue_rows(store: Store, ids: Sequence[int]) -> list[QueueRow]:
     """The current state of the given records (to refresh rows already on screen)."""
     found: list[QueueRow] = []
-    for start in range(0, len(ids), 900):
-        chunk = ids[start : start + 900]
+    for chunk in chunks(ids):
         marks = ",".join("?" * len(chunk))
         found += [
             _queue_row(row)

@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from studio.errors import ReadOnlyDatabaseError
+from studio.store.records import chunks
 from studio.store.store import Store
 
 #: A run folder's event log (one JSON event per line; the first is `start`, with the runner's
@@ -189,8 +190,7 @@ def reviewers_of(store: Store, record_ids: Iterable[int]) -> list[str]:
     """Everyone whose decisions (accepts, edits, imports as accepted) are on these records."""
     ids = list(record_ids)
     found: set[str] = set()
-    for start in range(0, len(ids), 900):
-        chunk = ids[start : start + 900]
+    for chunk in chunks(ids):
         marks = ",".join("?" * len(chunk))
         found.update(
             reviewer

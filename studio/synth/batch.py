@@ -520,7 +520,7 @@ class BatchSynthesizer(BatchRunner):
             )
             self.summary.count("skipped")
             return
-        judged = self._judge(stage, text, finish_reason)
+        judged = self.settings.judge(stage, text, finish_reason)
         result = StageResult(
             text=judged.text,
             status=judged.status,
@@ -556,15 +556,6 @@ class BatchSynthesizer(BatchRunner):
                     CachedAnswer(text, tokens_in, tokens_out),
                 )
         self.summary.count(result.status.value)
-
-    def _judge(self, stage: Stage, text: str, finish_reason: str) -> chain.Judgement:
-        return chain.judge_answer(
-            stage,
-            text,
-            min_turns=self.settings.min_turns,
-            max_turns=self.settings.max_turns,
-            finish_reason=finish_reason,
-        )
 
     def _ready(self, *, limit: int | None = None) -> Iterator[tuple[Job, Prepared]]:
         """The next stage of every record that has one ready (its earlier stages generated or
@@ -623,7 +614,7 @@ class BatchSynthesizer(BatchRunner):
         expected = record.stages[stage]
         cached = cache_get(self.store, key)
         if cached is not None:
-            judged = self._judge(stage, cached.text, "")
+            judged = self.settings.judge(stage, cached.text, "")
             if judged.ok:
                 result = StageResult(
                     text=judged.text,

@@ -19,7 +19,7 @@ import random
 import sqlite3
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Literal, ParamSpec, TypeVar
@@ -326,7 +326,7 @@ class Synthesizer:
         judged: dict[str, chain.Judgement] = {}
 
         def passes(text: str) -> bool:
-            judged[text] = self._judge(stage, text, "")
+            judged[text] = self.settings.judge(stage, text, "")
             return judged[text].ok
 
         answer = await self.call(
@@ -371,16 +371,6 @@ class Synthesizer:
         await self._in_store(save_technique_choice, self.store, record_id, ranking, chosen)
         return self._result(Stage.CBT_TECHNIQUE, chosen, usage, prompt_hash(ask), label)
 
-    def _judge(self, stage: Stage, answer: str, finish_reason: str) -> chain.Judgement:
-        """The one rule (`chain.judge_answer`) with this run's turn limits."""
-        return chain.judge_answer(
-            stage,
-            answer,
-            min_turns=self.settings.min_turns,
-            max_turns=self.settings.max_turns,
-            finish_reason=finish_reason,
-        )
-
     def _result(
         self,
         stage: Stage,
@@ -393,7 +383,7 @@ class Synthesizer:
     ) -> StageResult:
         """Judge an answer (the one rule in `chain.judge_answer`; `judged`: already judged) and
         record what it cost."""
-        judged = judged or self._judge(stage, answer, usage.finish_reason)
+        judged = judged or self.settings.judge(stage, answer, usage.finish_reason)
         return StageResult(
             text=judged.text,
             status=judged.status,
@@ -704,12 +694,15 @@ def _locked(exc: sqlite3.OperationalError) -> bool:
     ) or ("locked" in str(exc))
 
 
+Item = TypeVar("Item")
+
+
 async def for_each_concurrently(
-    ids: list[int], job: Callable[[int], Awaitable[object]], concurrency: int
+    ids: Sequence[Item], job: Callable[[Item], Awaitable[object]], concurrency: int
 ) -> None:
-    """Run `job` on every id with at most `concurrency` in flight. A failure (or Ctrl-C) cancels
-    the others and is raised once they have stopped, so no task outlives the run."""
-    queue: asyncio.Queue[int] = asyncio.Queue()
+    """Run `job` on every item with at most `concurrency` in flight. A failure (or Ctrl-C)
+    cancels the others and is raised once they have stopped, so no task outlives the run."""
+    queue: asyncio.Queue[Item] = asyncio.Queue()
     for item in ids:
         queue.put_nowait(item)
 

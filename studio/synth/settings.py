@@ -33,8 +33,9 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, create_model
 
+from studio.cbt.checks import Judgement, judge_answer
 from studio.errors import BadInputError
-from studio.model import BackendName, SynthMode
+from studio.model import BackendName, Stage, SynthMode
 from studio.settings import Plan, environment_api_key, load_studio_settings
 from studio.settings import config_path as _studio_config_path
 
@@ -163,6 +164,16 @@ class SynthSettings:
             client_backend=None,
             client_model=None,
             client_base_url=None,
+        )
+
+    def judge(self, stage: Stage, text: str, finish_reason: str = "") -> Judgement:
+        """The one stage rule (`studio.cbt.checks.judge_answer`) with this run's turn limits."""
+        return judge_answer(
+            stage,
+            text,
+            min_turns=self.min_turns,
+            max_turns=self.max_turns,
+            finish_reason=finish_reason,
         )
 
     def validate(self) -> SynthSettings:

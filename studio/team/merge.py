@@ -39,6 +39,7 @@ from studio.store.decisions import (
     decisions_of,
     settle,
 )
+from studio.store.records import chunks
 from studio.store.stages import snapshot, write_stage
 
 
@@ -440,7 +441,7 @@ def _dispute_different_reviewers(
     reviewer's decision silently win."""
     ids = sorted(set(record_ids))
     touched: set[int] = set()
-    for chunk in _chunks(ids, 500):
+    for chunk in chunks(ids):
         marks = ", ".join("?" * len(chunk))
         rows = conn.execute(
             "SELECT d.record_id, d.stage, d.reviewer, d.status, d.edited_text FROM decisions d"
@@ -554,8 +555,3 @@ def _merge_events(
             seen[digest] = found
             report.events += 1
         their_ids[their_event] = found
-
-
-def _chunks(items: Sequence[int], size: int) -> Iterator[Sequence[int]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
