@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import subprocess
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -152,3 +154,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.get_closest_marker("train_extra") is not None:
             item.add_marker(skip)
+
+
+@contextlib.contextmanager
+def older_schema(tmp_path: Path, version: int) -> Iterator[None]:
+    """Inside, a Store migrates only up to `version`: a database as an older CBT Studio wrote
+    it. Opened again after the block, it is migrated the rest of the way."""
+    from studio.store import migrations
+
+    folder = tmp_path / f"migrations-{version:04d}"
+    folder.mkdir()
+    for migration in migrations.available_migrations()[:version]:
+        shutil.copy(migration.path, folder)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(migrations, "migrations_dir", lambda: folder)
+        yield

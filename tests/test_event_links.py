@@ -3,7 +3,6 @@ own, the old `detail` prefixes are moved into them, and the audit log is append-
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import orjson
@@ -11,12 +10,12 @@ import pytest
 
 from studio.ingest.load import add_rows
 from studio.model import STAGES, RecordStatus, Stage, StageStatus
-from studio.resources import migrations_dir
 from studio.store import Store
 from studio.store import migrations as migrations_module
 from studio.store.events import EventAction
 from studio.store.review import accept_remaining, accept_stage, reject_record
 from studio.store.undo import undo_last
+from tests.conftest import older_schema
 from tests.test_store import _row  # a record with all four stages
 
 ME = "alice"
@@ -40,18 +39,11 @@ def _old_event(store: Store, action: str, record_id: int, stage: Stage, detail: 
     return int(cur.lastrowid or 0)
 
 
-def test_migration_moves_the_old_prefixes_into_columns(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_migration_moves_the_old_prefixes_into_columns(tmp_path: Path) -> None:
     # A database written before 0006: the links live in `detail` as 'undoes:<id>' and
     # 'accept_all:<id>'.
-    before_0006 = tmp_path / "migrations"
-    before_0006.mkdir()
-    for path in sorted(migrations_dir().glob("000[1-5]_*.sql")):
-        shutil.copy(path, before_0006)
     db = tmp_path / "old.db"
-    monkeypatch.setattr(migrations_module, "migrations_dir", lambda: before_0006)
-    with Store(db) as old:
+    with older_schema(tmp_path, 5), Store(db) as old:
         assert old.schema_version == 5
         add_rows(old, [_row(1), _row(2)])
         # Record 2: an accept, and its undo.
@@ -63,7 +55,6 @@ def test_migration_moves_the_old_prefixes_into_columns(
             _old_event(old, "accept", 1, stage, f"accept_all:{first}")
         old.conn.execute("UPDATE stages SET status = 'accepted' WHERE record_id = 1")
         old.conn.execute("UPDATE records SET status = 'accepted' WHERE id = 1")
-    monkeypatch.undo()
 
     with Store(db) as store:
         assert store.schema_version == len(migrations_module.available_migrations())

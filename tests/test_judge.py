@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +35,7 @@ from studio.synth import SynthSettings, make_backend
 from tests.chat_server import ChatServer
 from tests.conftest import INTAKE_FORM, PLAN
 from tests.judge_server import JudgeResponder, judgement
+from tests.waiting import wait_until
 
 
 def dialogue(marker: str = "", *, risk: bool = False) -> str:
@@ -350,14 +350,12 @@ def test_resume_after_kill_9_judges_each_record_once(tmp_path: Path) -> None:
         proc = subprocess.Popen(
             command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
         )
-        deadline = time.monotonic() + 120
-        while True:
+
+        def judged() -> int:
             with Store(db) as store:
-                done = judged_counts(store)["records"]
-            if done >= 3:
-                break
-            assert time.monotonic() < deadline, "the judge never scored three records"
-            time.sleep(0.05)
+                return int(judged_counts(store)["records"])
+
+        wait_until(lambda: judged() >= 3, "the judge to score three records")
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         responder.hold_after = None

@@ -3,7 +3,6 @@ record assigned to two reviewers is settled from both decisions, blind until bot
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -11,9 +10,7 @@ import pytest
 from studio.errors import NotAssigned, UndoConflict
 from studio.ingest.load import add_rows
 from studio.model import STAGES, RecordStatus, Stage, StageStatus
-from studio.resources import migrations_dir
 from studio.store import Store
-from studio.store import migrations as migrations_module
 from studio.store.decisions import Decision, decisions_of, settle
 from studio.store.queue import QueueFilter, neighbor, queue_page, queue_rows
 from studio.store.review import (
@@ -27,7 +24,7 @@ from studio.store.review import (
 )
 from studio.store.synthesis import mark_downstream_stale
 from studio.store.undo import undo_last
-from tests.conftest import PLAN
+from tests.conftest import PLAN, older_schema
 from tests.test_store import _row
 
 ANA, BEN = "ana", "ben"
@@ -254,16 +251,9 @@ def _old_decision(
     )
 
 
-def test_the_migration_carries_decisions_over(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    before_0007 = tmp_path / "migrations"
-    before_0007.mkdir()
-    for path in sorted(migrations_dir().glob("000[1-6]_*.sql")):
-        shutil.copy(path, before_0007)
+def test_the_migration_carries_decisions_over(tmp_path: Path) -> None:
     db = tmp_path / "old.db"
-    monkeypatch.setattr(migrations_module, "migrations_dir", lambda: before_0007)
-    with Store(db) as old:
+    with older_schema(tmp_path, 6), Store(db) as old:
         assert old.schema_version == 6
         one, two, three = add_rows(old, [_row(1), _row(2), _row(3)]).record_ids
         _old_decision(old, ANA, "accept", one, Stage.INTAKE_FORM, "accepted")
@@ -284,7 +274,6 @@ def test_the_migration_carries_decisions_over(
             (three,),
         )
         old.conn.execute("UPDATE records SET last_reviewer = 'dora' WHERE id = ?", (three,))
-    monkeypatch.undo()
 
     with Store(db) as store:
         assert store.schema_version >= 7
