@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from tests.chat_server import Respond, _Server, cbt_reply, tokens_of_messages, tokens_of_text
+from tests.chat_server import LoopbackServer, Respond, cbt_reply, tokens_of_messages, tokens_of_text
 
 
 @dataclass
@@ -54,7 +54,7 @@ class BatchServerStats:
     answered: int = 0
 
 
-class BatchServer:
+class BatchServer(LoopbackServer):
     """`with BatchServer() as server:` — files + batches on a free loopback port."""
 
     def __init__(self, respond: Respond | None = None) -> None:
@@ -79,32 +79,12 @@ class BatchServer:
         self.requests_seen: list[dict[str, Any]] = []
         """Every request line of every batch input file, in order."""
         self._lock = threading.Lock()
-        self._httpd = _Server(("127.0.0.1", 0), self._handler())
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
-
-    @property
-    def port(self) -> int:
-        return int(self._httpd.server_address[1])
-
-    @property
-    def openai_base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    @property
-    def groq_base_url(self) -> str:
-        """The groq SDK appends /openai/v1 itself."""
-        return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> BatchServer:
-        self._thread.start()
-        return self
+        self._listen()
 
     def __exit__(self, *exc: object) -> None:
         if self.hold_create is not None:
             self.hold_create.set()
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        super().__exit__(*exc)
 
     # -- state ----------------------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 from studio.cbt.techniques import TECHNIQUES
 
@@ -79,7 +79,41 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 256  # the default backlog of 5 refuses bursts of concurrent clients
 
 
-class ChatServer:
+class LoopbackServer:
+    """An HTTP server on a free 127.0.0.1 port, in its own thread, for `with`: the plumbing the
+    test servers share. A subclass defines `_handler` and calls `_listen()` last in `__init__`."""
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        raise NotImplementedError
+
+    def _listen(self) -> None:
+        self._httpd = _Server(("127.0.0.1", 0), self._handler())
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self._httpd.server_address[1])
+
+    @property
+    def openai_base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    @property
+    def groq_base_url(self) -> str:
+        """The groq SDK appends /openai/v1 itself."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+class ChatServer(LoopbackServer):
     """`with ChatServer() as server:` — a chat-completions server on a free loopback port."""
 
     def __init__(
@@ -110,30 +144,7 @@ class ChatServer:
         self._window: deque[tuple[float, int]] = deque()
         self.admitted: list[tuple[float, int]] = []
         """Every request counted against the limits: (monotonic time, tokens)."""
-        self._httpd = _Server(("127.0.0.1", 0), self._handler())
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
-
-    @property
-    def port(self) -> int:
-        return int(self._httpd.server_address[1])
-
-    @property
-    def openai_base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    @property
-    def groq_base_url(self) -> str:
-        """The groq SDK appends /openai/v1 itself."""
-        return f"http://127.0.0.1:{self.port}"
-
-    def __enter__(self) -> ChatServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        self._listen()
 
     # -- rate limits (sliding window over accepted requests) ----------------------------------
 
