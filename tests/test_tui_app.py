@@ -9,12 +9,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from pydantic import SecretStr
 from textual.widgets import DataTable, Input, TextArea
 
 from studio.cbt.techniques import TECHNIQUES
 from studio.ingest.load import add_rows
-from studio.model import BackendName, RecordStatus, Stage, StageStatus
+from studio.model import RecordStatus, Stage, StageStatus
 from studio.store import Store
 from studio.tui.messages import DecisionSaved
 from studio.tui.screens.dialogs import ConfirmScreen, DraftsScreen, ReasonScreen, TechniqueScreen
@@ -29,6 +28,7 @@ from tests.test_tui_support import (
     REVIEWER,
     SIZE,
     demo_db,
+    loopback_app,
     open_record,
     query,
     settle,
@@ -491,7 +491,6 @@ async def test_help_and_stats_screens(db: Path) -> None:
 
 
 async def test_regenerate_against_a_loopback_chat_completions_server(db: Path) -> None:
-    from studio.synth import SynthSettings, make_backend
     from tests.chat_server import ChatServer, Reply, cbt_reply
 
     # The server holds its answer until the test has looked at the screen mid-regeneration:
@@ -503,15 +502,7 @@ async def test_regenerate_against_a_loopback_chat_completions_server(db: Path) -
         return cbt_reply(body)
 
     with ChatServer(respond) as server:
-        settings = SynthSettings(
-            backend=BackendName.OPENAI,
-            model="test-model",
-            base_url=server.openai_base_url,
-            api_key=SecretStr("test-key"),
-            max_attempts=2,
-            timeout_s=60.0,
-        ).validate()
-        app = studio_app(db, backend=make_backend(settings), synth_settings=settings)
+        app = loopback_app(db, server)
         try:
             async with app.run_test(size=SIZE) as pilot:
                 await open_record(pilot)

@@ -7,11 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
 from textual.widgets import DataTable, Static
 
 from studio.cbt.ctrs import RATED_ITEMS
-from studio.model import BackendName, Stage
+from studio.model import Stage
 from studio.store import Store
 from studio.store.judging import (
     SCORED,
@@ -30,6 +29,7 @@ from tests.test_tui_support import (
     REVIEWER,
     SIZE,
     demo_db,
+    loopback_app,
     open_record,
     open_screen,
     plain_text,
@@ -169,7 +169,6 @@ async def test_an_edited_dialogue_shows_its_score_as_stale(db: Path) -> None:
 
 
 async def test_J_rejudges_in_the_background_against_a_loopback_server(db: Path) -> None:
-    from studio.synth import SynthSettings, make_backend
     from tests.chat_server import ChatServer
     from tests.judge_server import JudgeResponder
 
@@ -177,15 +176,7 @@ async def test_J_rejudges_in_the_background_against_a_loopback_server(db: Path) 
     responder.hold_after = 0  # hold the answer until the screen was looked at mid-judgement
     responder.release.clear()
     with ChatServer(responder) as server:
-        settings = SynthSettings(
-            backend=BackendName.OPENAI,
-            model="loopback-judge",
-            base_url=server.openai_base_url,
-            api_key=SecretStr("k"),
-            max_attempts=2,
-            timeout_s=60.0,
-        ).validate()
-        app = studio_app(db, backend=make_backend(settings), synth_settings=settings)
+        app = loopback_app(db, server, "loopback-judge")
         try:
             async with app.run_test(size=SIZE) as pilot:
                 await open_record(pilot, 3)

@@ -20,6 +20,7 @@ from studio.model import Stage
 from studio.store import StageView, Store
 from studio.tui import StudioApp, make_app
 from studio.tui.settings import ReviewSettings
+from tests.chat_server import LoopbackServer
 from tests.conftest import FixedClock
 
 ScreenT = TypeVar("ScreenT", bound=Screen[Any])
@@ -34,6 +35,24 @@ def demo_db(path: Path) -> Path:
     with Store(path, clock=FixedClock()) as store:
         build_demo(store)
     return path
+
+
+def loopback_app(path: Path, server: LoopbackServer, model: str = "test-model") -> StudioApp:
+    """`studio_app` whose regenerate and judge go to a loopback server through the real SDK."""
+    from pydantic import SecretStr
+
+    from studio.model import BackendName
+    from studio.synth import SynthSettings, make_backend
+
+    synth = SynthSettings(
+        backend=BackendName.OPENAI,
+        model=model,
+        base_url=server.openai_base_url,
+        api_key=SecretStr("test-key"),
+        max_attempts=2,
+        timeout_s=60.0,
+    ).validate()
+    return studio_app(path, backend=make_backend(synth), synth_settings=synth)
 
 
 def studio_app(path: Path, **settings: Any) -> StudioApp:
